@@ -1,0 +1,272 @@
+"""Command line: fine-tune with ProReg, export, evaluate. A thin layer: it parses options and calls the stages.
+
+    python cli.py train                   # ProReg on the built-in benchmark -> runs/<name>, runs/latest
+    python cli.py eval --checkpoint runs/latest
+    python cli.py pipeline                # the README's main job: train, then evaluate it and the zero-shot model
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation.")
+console = Console(stderr=True)
+RUNS = Path("runs")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from common.checkpoint import CheckpointError
+    from common.data import DataError
+    from common.models import ModelError
+
+    return (DataError, ModelError, CheckpointError, FileNotFoundError, ValueError)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Bad input ends the command with one line on stderr and exit status 2, never a traceback."""
+    try:
+        yield
+    except _user_errors() as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+def progress_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+
+
+def _fresh_run_dir(loss: str, seed: int) -> Path:
+    return RUNS / f"{time.strftime('%Y%m%d-%H%M%S')}-{loss}-s{seed}"
+
+
+def _point_latest(run_dir: Path) -> None:
+    latest = RUNS / "latest"
+    if run_dir.resolve().parent != RUNS.resolve():
+        return  # only runs under runs/ are tracked as latest
+    tmp = RUNS / ".latest.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(run_dir.name)
+    tmp.replace(latest)
+
+
+def do_train(cfg, out: Path | None, resume: Path | None) -> Path:
+    from train.config import TrainConfig
+    from train.trainer import TrainingInterrupted, train
+
+    if resume:
+        from common.checkpoint import read_run
+
+        cfg, out = TrainConfig.from_dict(read_run(resume)["train"]), resume
+        if cfg.lr is not None:
+            cfg.lr = float(cfg.lr)
+    else:
+        out = out or _fresh_run_dir(cfg.loss.kind, cfg.seed)
+        if (out / "run.json").exists():
+            raise ValueError(f"run directory already holds a run: {out} (use --resume {out}, or another --out)")
+    with progress_bar() as bar:
+        task = bar.add_task(f"train {cfg.loss.kind}", total=None, info="loading")
+
+        def on_step(step: int, terms: dict[str, float]) -> None:
+            bar.update(task, completed=step, info=f"loss {terms.get('loss', float('nan')):.3f}")
+
+        try:
+            info_total = train(cfg, out, resume=resume is not None, on_step=on_step)
+        except TrainingInterrupted as stop:
+            console.print(f"{stop}; saved. Resume with: python cli.py train --resume {out}")
+            raise typer.Exit(130) from None
+    _point_latest(out)
+    best = info_total["best"]
+    console.print(f"run directory {out}: best validation top-1 {100 * best['val_top1']:.1f}% at step {best['step']}")
+    return out
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option("builtin", help="open_clip architecture (e.g. ViT-B-32), hf-hub:ORG/REPO, "
+                              "local-dir:PATH, or builtin (the tiny model shipped here)."),
+    pretrained: Optional[str] = typer.Option(None, help="Pretrained tag (e.g. laion2b_s34b_b79k) or checkpoint file."),
+    data: str = typer.Option("builtin", help="Training data: builtin, an image folder (one sub-folder per class) "
+                             "or a CSV manifest path,label[,group]."),
+    val_data: Optional[str] = typer.Option(None, help="Validation data; default: 10% held out of --data."),
+    classnames: Optional[Path] = typer.Option(None, help="Class-names file: 'label[,display name]' per line."),
+    template: List[str] = typer.Option(["a photo of a {}"], help="Prompt template with {} (repeatable)."),
+    templates_file: Optional[Path] = typer.Option(None, help="File with one prompt template per line."),
+    loss: str = typer.Option("proreg", help="proreg | kd | ce."),
+    weight_form: str = typer.Option("official", help="ProReg weight: official (authors' code) | xerm (paper)."),
+    alpha: float = typer.Option(1.0, help="ProReg: weight of the KL term."),
+    gamma: float = typer.Option(1.0, help="ProReg xerm: exponent on the cross-entropies."),
+    temperature: float = typer.Option(1.0, help="Distillation temperature T."),
+    kd_alpha: float = typer.Option(0.5, help="kd: fixed share of the KL term."),
+    epochs: int = typer.Option(10, help="Epochs (the paper's recipe uses 10)."),
+    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps (overrides --epochs)."),
+    batch_size: int = typer.Option(64),
+    accum_steps: int = typer.Option(1, help="Gradient accumulation: micro-batches per optimizer step."),
+    lr: Optional[float] = typer.Option(None, help="Encoder learning rate; default 1e-5 (paper), 3e-4 for builtin."),
+    augment: str = typer.Option("none", help="none | randaugment (RandAugment(2, 9) as in the paper)."),
+    seed: int = typer.Option(0),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16."),
+    strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
+    out: Optional[Path] = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),
+    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
+) -> None:
+    """Fine-tune an OpenCLIP image encoder with ProReg (or kd / ce) against the fixed text classifier."""
+    with one_line_errors():
+        from train.config import TrainConfig
+        from train.losses import LossConfig
+
+        templates = _read_templates(templates_file) if templates_file else list(template)
+        cfg = TrainConfig(
+            model=model, pretrained=pretrained, data=data, val_data=val_data,
+            classnames=str(classnames) if classnames else None, templates=templates,
+            loss=LossConfig(kind=loss, weight_form=weight_form, alpha=alpha, gamma=gamma, temperature=temperature,
+                            kd_alpha=kd_alpha),
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, accum_steps=accum_steps, lr=lr, augment=augment,
+            seed=seed, num_workers=workers, device=device, precision=precision, strict=strict,
+        )
+        do_train(cfg, out, resume)
+
+
+def _read_templates(path: Path) -> list[str]:
+    if not path.is_file():
+        raise FileNotFoundError(f"no such templates file: {path}")
+    lines = [t.strip() for t in path.read_text().splitlines() if t.strip() and not t.startswith("#")]
+    bad = [t for t in lines if "{}" not in t]
+    if not lines or bad:
+        raise ValueError(f"every template in {path} needs a {{}} for the class name" + (f": {bad[0]!r}" if bad else ""))
+    return lines
+
+
+def open_runner(checkpoint: str | None, onnx: Path | None, engine: Path | None):
+    from serve.runners import torch_runner
+
+    chosen = [x for x in (checkpoint, onnx, engine) if x]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --checkpoint, --onnx, --engine")
+    if checkpoint:
+        return torch_runner(checkpoint)
+    raise ValueError("ONNX and TensorRT runners are not available in this version yet")
+
+
+def print_table(report: dict) -> None:
+    from serve.report import table_header, table_rows
+
+    table = Table(title=f"{report['backend']} ({report['precision']}): {report['artifact']}")
+    for head in table_header(report):
+        table.add_column(head, justify="right" if head not in ("dataset", "role") else "left")
+    for row in table_rows(report):
+        table.add_row(*row)
+    Console().print(table)
+
+
+def do_eval(runner, data: list[str], reference: str | None, max_drop: float | None, batch_size: int, workers: int,
+            out: Path) -> dict:
+    from common.suites import resolve_eval_sets
+    from serve.evaluate import evaluate, with_reference
+    from serve.report import write_report
+
+    sets = resolve_eval_sets(data, classes=runner.meta.classes)
+    with progress_bar() as bar:
+        tasks: dict[str, int] = {}
+
+        def hook(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"eval {name}", total=total, info=runner.backend)
+            bar.update(tasks[name], completed=done)
+
+        report, results = evaluate(runner, sets, batch_size, workers, hook)
+        if reference:
+            ref_runner = open_runner(reference, None, None)
+            _, ref_results = evaluate(ref_runner, sets, batch_size, workers, hook)
+            report = with_reference(report, results, ref_results, ref_runner.artifact, max_drop)
+    write_report(report, out)
+    return report
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Optional[str] = typer.Option(None, help="Run directory, or builtin for the zero-shot built-in model."),
+    onnx: Optional[Path] = typer.Option(None, help="Exported ONNX model."),
+    engine: Optional[Path] = typer.Option(None, help="TensorRT engine (.plan)."),
+    data: List[str] = typer.Option([], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); "
+                                   "default: the built-in ID and OOD sets."),
+    reference: Optional[str] = typer.Option(None, help="Compare with this checkpoint (agreement, logit drift, drop)."),
+    max_drop: Optional[float] = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
+    batch_size: int = typer.Option(64),
+    workers: int = typer.Option(0, help="DataLoader worker processes."),
+    out: Path = typer.Option(Path("report.json"), help="report.json path; report.md and report.png go beside it."),
+) -> None:
+    """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
+    with one_line_errors():
+        runner = open_runner(checkpoint, onnx, engine)
+        report = do_eval(runner, data, reference, max_drop, batch_size, workers, out)
+    print_table(report)
+    console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+    if report.get("gate") and not report["gate"]["passed"]:
+        console.print(f"[red]gate failed[/red]: worst drop {report['gate']['worst_drop_pp']:+.2f} pp > {max_drop} pp")
+        raise typer.Exit(1)
+
+
+@app.command("pipeline")
+def pipeline_cmd(
+    loss: str = typer.Option("proreg", help="proreg | kd | ce."),
+    epochs: int = typer.Option(10),
+    seed: int = typer.Option(0),
+) -> None:
+    """The main job on the built-in default: fine-tune with ProReg, then evaluate it beside the zero-shot model."""
+    with one_line_errors():
+        from train.config import TrainConfig
+        from train.losses import LossConfig
+        from serve.runners import torch_runner
+
+        run_dir = do_train(TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, seed=seed), None, None)
+        rows = []
+        for name, ckpt in (("zero-shot", "builtin"), (f"{loss} fine-tuned", str(run_dir))):
+            report = do_eval(torch_runner(ckpt), [], None, None, 256, 0, run_dir / f"report-{name.split()[0]}.json")
+            rows.append((name, report))
+    table = Table(title="built-in benchmark: top-1 %")
+    table.add_column("model")
+    names = list(rows[0][1]["datasets"])
+    for n in names:
+        table.add_column(n, justify="right")
+    table.add_column("OOD mean", justify="right")
+    for name, rep in rows:
+        table.add_row(name, *(f"{100 * rep['datasets'][n]['top1']:.1f}" for n in names),
+                      f"{100 * rep['summary']['ood_top1_mean']:.1f}")
+    Console().print(table)
+    console.print(f"reports in {run_dir}")
+
+
+@app.command("pretrain-builtin")
+def pretrain_builtin_cmd(
+    steps: int = typer.Option(1000, help="Optimizer steps (batch 256)."),
+    seed: int = typer.Option(0),
+    out: Path = typer.Option(None, help="Output folder; default: the committed common/assets/builtin."),
+) -> None:
+    """Re-create the built-in model: contrastive pretraining from scratch on the procedural world (CPU, minutes)."""
+    from common.models import BUILTIN_DIR
+    from train.pretrain_builtin import PretrainConfig, pretrain_builtin
+
+    cfg = PretrainConfig(steps=steps, seed=seed)
+    with progress_bar() as bar:
+        task = bar.add_task("pretrain builtin", total=steps, info="rendering corpus")
+        info = pretrain_builtin(cfg, out or BUILTIN_DIR,
+                                on_step=lambda s, loss: bar.update(task, completed=s + 1, info=f"loss {loss:.3f}"))
+    console.print(f"wrote {out or BUILTIN_DIR} in {info['seconds']} s")
+
+
+if __name__ == "__main__":
+    sys.exit(app())

@@ -1,0 +1,1 @@
+"""Shared pieces every stage uses: models, data, metadata."""

@@ -1,0 +1,123 @@
+"""The built-in benchmark: a shape-classification task whose training split is biased.
+
+In the training, validation and ID test splits each shape sits on "its" background 90% of the time and every image
+is a photo. The OOD splits break that: backgrounds independent of the class, pencil sketches, and corrupted photos.
+Each image's group says whether its background is the one its class is tied to ("aligned") or not ("conflicting").
+
+The splits are written as CSV manifests plus PNG files, so the built-in data and users' data take the same code path.
+They are generated on first use into a cache folder, keyed by the spec's hash, and written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from common.world import BACKGROUNDS, COLORS, SHAPES, Scene, render
+
+BENCHMARK_VERSION = 1
+IMAGE_SIZE = 64
+# Shape i is tied to background i in the biased splits.
+SPURIOUS_BACKGROUND = dict(zip(SHAPES, BACKGROUNDS))
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How one split is drawn. `bias` is P(background == the class's background); None means independent."""
+
+    name: str
+    role: str  # "train", "val", "id" or "ood"
+    n: int
+    bias: float | None
+    style: str = "photo"
+    corrupt: bool = False
+
+
+SPLITS = (
+    SplitSpec("train", "train", 3000, 0.9),
+    SplitSpec("val", "val", 600, 0.9),
+    SplitSpec("id_test", "id", 1200, 0.9),
+    SplitSpec("ood_background", "ood", 1200, None),
+    SplitSpec("ood_sketch", "ood", 1200, None, style="sketch"),
+    SplitSpec("ood_corrupt", "ood", 1200, 0.9, corrupt=True),
+)
+
+
+def cache_root() -> Path:
+    """Where generated data lives: $PROREG_CACHE, else ~/.cache/proreg-clip."""
+    return Path(os.environ.get("PROREG_CACHE", Path.home() / ".cache" / "proreg-clip"))
+
+
+def draw_scene(spec: SplitSpec, rng: np.random.Generator) -> Scene:
+    shape = SHAPES[rng.integers(len(SHAPES))]
+    tied = SPURIOUS_BACKGROUND[shape]
+    others = [b for b in BACKGROUNDS if b != tied]
+    if spec.bias is None:
+        background = list(BACKGROUNDS)[rng.integers(len(BACKGROUNDS))]
+    else:
+        background = tied if rng.random() < spec.bias else others[rng.integers(len(others))]
+    color = list(COLORS)[rng.integers(len(COLORS))]
+    return Scene(shape, color, background, spec.style, spec.corrupt)
+
+
+def group_of(scene: Scene) -> str:
+    return "aligned" if SPURIOUS_BACKGROUND[scene.shape] == scene.background else "conflicting"
+
+
+def _write_split(root: Path, spec: SplitSpec, seed: int, index: int) -> None:
+    rng = np.random.default_rng([seed, index])
+    (root / spec.name).mkdir(parents=True)
+    with open(root / f"{spec.name}.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "group", "color", "background"])
+        for i in range(spec.n):
+            scene = draw_scene(spec, rng)
+            rel = f"{spec.name}/{i:05d}.png"
+            render(scene, IMAGE_SIZE, rng).save(root / rel)
+            writer.writerow([rel, scene.shape, group_of(scene), scene.color, scene.background])
+
+
+def _spec_hash(seed: int, splits: tuple[SplitSpec, ...]) -> str:
+    blob = json.dumps({"v": BENCHMARK_VERSION, "seed": seed, "splits": [asdict(s) for s in splits]}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def ensure_benchmark(seed: int = 0, splits: tuple[SplitSpec, ...] = SPLITS, root: Path | None = None) -> Path:
+    """Returns the benchmark folder, generating it first if needed (about 20 s on 2 cores)."""
+    target = (root or cache_root()) / f"benchmark-v{BENCHMARK_VERSION}-{_spec_hash(seed, splits)}"
+    if (target / "benchmark.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        for index, spec in enumerate(splits):
+            _write_split(tmp, spec, seed, index)
+        (tmp / "classnames.txt").write_text("".join(f"{s}\n" for s in SHAPES))
+        meta = {"version": BENCHMARK_VERSION, "seed": seed, "classes": list(SHAPES), "splits": [asdict(s) for s in splits]}
+        (tmp / "benchmark.json").write_text(json.dumps(meta, indent=2))
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first; theirs is identical
+            shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def split_roles(root: Path) -> dict[str, str]:
+    """Split name -> role, read from a generated benchmark folder."""
+    meta = json.loads((root / "benchmark.json").read_text())
+    return {s["name"]: s["role"] for s in meta["splits"]}
+
+
+def chance_top1() -> float:
+    return 1.0 / len(SHAPES)

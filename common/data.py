@@ -1,0 +1,264 @@
+"""The dataset layer every stage uses: labeled image folders and CSV manifests, a tolerant Dataset, a loader."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
+log = logging.getLogger(__name__)
+
+
+class DataError(ValueError):
+    """Bad dataset input; the message is one line naming the path and the problem."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image file, its class index and an optional group (e.g. a domain or a corruption kind)."""
+
+    path: Path
+    label: int
+    group: str | None = None
+
+
+@dataclass
+class LabeledImages:
+    """A named list of samples; `classes[i]` is the label string of class index i."""
+
+    name: str
+    classes: list[str]
+    samples: list[Sample]
+
+    def reorder(self, classes: list[str]) -> LabeledImages:
+        """Return a copy whose label indices follow `classes`, matched by name.
+
+        Raises:
+            DataError: if `classes` is not exactly this dataset's set of class names.
+        """
+        if len(set(classes)) != len(classes):
+            raise DataError(f"dataset {self.name!r}: duplicate names in the requested classes: {', '.join(classes)}")
+        missing = sorted(set(classes) - set(self.classes))
+        extra = sorted(set(self.classes) - set(classes))
+        if missing or extra:
+            raise DataError(
+                f"dataset {self.name!r}: classes differ from the requested ones "
+                f"(missing: {', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})"
+            )
+        new_index = {name: i for i, name in enumerate(classes)}
+        remap = [new_index[name] for name in self.classes]
+        samples = [Sample(s.path, remap[s.label], s.group) for s in self.samples]
+        return LabeledImages(self.name, list(classes), samples)
+
+    @property
+    def groups(self) -> list[str]:
+        """Sorted distinct group names; [] when no sample has a group."""
+        return sorted({s.group for s in self.samples if s.group is not None})
+
+
+def read_classnames(path: Path) -> dict[str, str]:
+    """Read a class-names file: one `label` or `label,display name` per line; `#` comments and blanks skipped.
+
+    Returns:
+        Ordered mapping label -> display name (default: the label with `_` replaced by a space).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no such class-names file: {path}")
+    names: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        label, _, display = (part.strip() for part in line.partition(","))
+        if not label:
+            raise DataError(f"class-names file {path} line {number}: empty label")
+        if label in names:
+            raise DataError(f"class-names file {path} line {number}: duplicate label {label!r}")
+        names[label] = display or label.replace("_", " ")
+    if not names:
+        raise DataError(f"class-names file has no classes: {path}")
+    return names
+
+
+def _images_under(folder: Path) -> list[Path]:
+    """All image files below `folder`, recursively, sorted; hidden files and folders are skipped."""
+    found = []
+    for p in folder.rglob("*"):
+        hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if not hidden and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            found.append(p)
+    return sorted(found)
+
+
+def load_image_folder(root: Path, name: str | None = None) -> LabeledImages:
+    """Load `root/<class>/**/<image>`; classes are the sub-folder names, sorted."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"no such dataset: {root}")
+    # Hidden folders (.ipynb_checkpoints, .cache) are tooling debris, never classes.
+    class_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
+    if not class_dirs:
+        raise DataError(f"no class folders in dataset: {root}")
+    samples = []
+    for label, class_dir in enumerate(class_dirs):
+        images = _images_under(class_dir)
+        if not images:
+            raise DataError(f"class folder is empty: {class_dir}")
+        samples.extend(Sample(p, label) for p in images)
+    return LabeledImages(name or root.name, [d.name for d in class_dirs], samples)
+
+
+def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:
+    """Load a CSV manifest with a `path,label[,group]` header; relative paths resolve against the CSV's folder.
+
+    Args:
+        csv_path: The manifest file.
+        classes: The class order to use; every label must be one of them. None: the sorted distinct labels.
+        name: Dataset name; defaults to the CSV file's stem.
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"no such dataset: {csv_path}")
+    rows: list[tuple[int, str, str, str | None]] = []  # (line number, path, label, group)
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if not header:
+            raise DataError(f"manifest is empty: {csv_path}")
+        absent = [c for c in ("path", "label") if c not in header]
+        if absent:
+            raise DataError(f"manifest {csv_path}: missing column(s) {', '.join(absent)} (header: {','.join(header)})")
+        i_path, i_label = header.index("path"), header.index("label")
+        i_group = header.index("group") if "group" in header else None
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) < len(header):
+                where = f"manifest {csv_path} line {reader.line_num}"
+                raise DataError(f"{where}: expected {len(header)} columns, got {len(row)}")
+            path, label = row[i_path].strip(), row[i_label].strip()
+            if not path or not label:
+                raise DataError(f"manifest {csv_path} line {reader.line_num}: empty path or label")
+            group = row[i_group].strip() if i_group is not None else ""
+            rows.append((reader.line_num, path, label, group or None))
+    if not rows:
+        raise DataError(f"manifest has no samples: {csv_path}")
+    if classes is None:
+        classes = sorted({label for _, _, label, _ in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    samples = []
+    for line, path, label, group in rows:
+        if label not in index:
+            raise DataError(f"manifest {csv_path} line {line}: unknown label {label!r} (known: {', '.join(classes)})")
+        # Joining an absolute path onto the folder yields the absolute path unchanged.
+        samples.append(Sample(csv_path.parent / path, index[label], group))
+    return LabeledImages(name or csv_path.stem, list(classes), samples)
+
+
+def load_dataset(source: str | Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:
+    """Load an image folder or a `.csv` manifest; `classes`, if given, fixes the class order."""
+    path = Path(source)
+    if path.is_dir():
+        data = load_image_folder(path, name or path.name)
+        return data.reorder(classes) if classes is not None else data
+    if path.suffix.lower() == ".csv":
+        return load_manifest(path, classes, name or path.stem)
+    if not path.exists():
+        raise DataError(f"no such dataset: {path}")
+    raise DataError(f"not a dataset (expected a folder or a .csv manifest): {path}")
+
+
+class ImageDataset(Dataset):
+    """Samples as `(image tensor, label, group index, sample index)`; an unreadable image gives None unless strict."""
+
+    def __init__(self, data: LabeledImages, transform: Callable[[Image.Image], torch.Tensor], strict: bool = False):
+        self.data = data
+        self.transform = transform
+        self.strict = strict
+        # Computed once: `data.groups` scans every sample.
+        self.group_index = {g: i for i, g in enumerate(data.groups)}
+
+    def __len__(self) -> int:
+        return len(self.data.samples)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int] | None:
+        sample = self.data.samples[i]
+        try:
+            with Image.open(sample.path) as im:
+                im.load()  # Image.open is lazy; decoding here is what catches truncated files.
+                rgb = im.convert("RGB")
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+            message = f"image not readable: {sample.path} ({e})"
+            if self.strict:
+                raise DataError(message) from e
+            log.warning(message)
+            return None
+        # The transform stays outside the try: an error there is a bug, not a bad file.
+        group = self.group_index[sample.group] if sample.group is not None else -1
+        return self.transform(rgb), sample.label, group, i
+
+
+@dataclass
+class Batch:
+    """A collated batch; `skipped` counts the unreadable images left out of it."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    groups: torch.Tensor
+    indices: torch.Tensor
+    skipped: int
+
+    def pin_memory(self) -> Batch:
+        """Pinned copy; DataLoader(pin_memory=True) calls this on custom batch types."""
+        return Batch(
+            self.images.pin_memory(), self.labels.pin_memory(), self.groups.pin_memory(),
+            self.indices.pin_memory(), self.skipped,
+        )
+
+
+def collate_skipping(batch: list) -> Batch:
+    """Stack the readable items of `batch`; the None ones are dropped and counted."""
+    items = [item for item in batch if item is not None]
+    skipped = len(batch) - len(items)
+    if not items:
+        empty = torch.empty(0, dtype=torch.long)
+        return Batch(torch.empty(0), empty, empty.clone(), empty.clone(), skipped)
+    images, labels, groups, indices = zip(*items, strict=True)
+    return Batch(
+        torch.stack(images),
+        torch.tensor(labels, dtype=torch.long),
+        torch.tensor(groups, dtype=torch.long),
+        torch.tensor(indices, dtype=torch.long),
+        skipped,
+    )
+
+
+def make_loader(
+    dataset: ImageDataset,
+    batch_size: int,
+    shuffle_generator: torch.Generator | None = None,
+    num_workers: int = 0,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A DataLoader yielding `Batch`es; shuffled by `shuffle_generator` if given, else in order."""
+    if shuffle_generator is not None:
+        sampler = RandomSampler(dataset, generator=shuffle_generator)
+    else:
+        sampler = SequentialSampler(dataset)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_skipping,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+    )

@@ -1,0 +1,131 @@
+"""Model loading and the fixed text classifier.
+
+A model is named the open_clip way: an architecture name with a pretrained tag or a local checkpoint file
+(`ViT-B-32` + `laion2b_s34b_b79k` or `/path/to/open_clip_model.safetensors`), a hub id (`hf-hub:org/repo`), a local
+folder (`local-dir:/path`), or `builtin`, the tiny model this project ships (itself an open_clip local folder).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BUILTIN = "builtin"
+BUILTIN_DIR = Path(__file__).parent / "assets" / "builtin"
+DEFAULT_TEMPLATES = ("a photo of a {}",)
+
+
+class ModelError(ValueError):
+    """A model that cannot be found or loaded; the message is one line for the user."""
+
+
+@dataclass
+class LoadedClip:
+    """An open_clip model with everything that travels with it."""
+
+    model: nn.Module
+    tokenizer: Callable[..., torch.Tensor]
+    name: str  # as open_clip understands it
+    pretrained: str | None
+    preprocess: dict[str, Any]
+    config: dict[str, Any]
+
+
+def resolve_model_name(model: str) -> str:
+    """Maps our `builtin` alias onto the open_clip local folder that holds it."""
+    return f"local-dir:{BUILTIN_DIR}" if model == BUILTIN else model
+
+
+def _check_source(name: str, pretrained: str | None) -> None:
+    schema, ident = open_clip.factory.parse_model_name(name)
+    if schema == "local-dir" and not (Path(ident) / "open_clip_config.json").is_file():
+        raise ModelError(f"no open_clip_config.json in model folder: {ident}")
+    if schema is None and name not in open_clip.list_models():
+        raise ModelError(f"unknown model {name!r} (open_clip knows: {', '.join(open_clip.list_models()[:8])}, ...)")
+    if schema is None and pretrained and not Path(pretrained).exists():
+        known = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in known:
+            raise ModelError(f"{pretrained!r} is neither a file nor a pretrained tag of {name} ({', '.join(known)})")
+
+
+def load_clip(model: str, pretrained: str | None = None, device: str | torch.device = "cpu") -> LoadedClip:
+    """Loads an open_clip model, its tokenizer and its preprocessing config, in eval mode."""
+    name = resolve_model_name(model)
+    _check_source(name, pretrained)
+    try:
+        clip = open_clip.create_model(name, pretrained=pretrained, device=device, require_pretrained=True)
+    except Exception as err:  # open_clip raises many kinds; the user needs one line
+        raise ModelError(f"cannot load model {model!r} (pretrained {pretrained!r}): {err}".splitlines()[0]) from err
+    clip.eval()
+    return LoadedClip(
+        model=clip,
+        tokenizer=open_clip.get_tokenizer(name),
+        name=name,
+        pretrained=pretrained,
+        preprocess=dict(open_clip.get_model_preprocess_cfg(clip)),
+        config=open_clip.get_model_config(name) or {},
+    )
+
+
+def build_visual(config: dict[str, Any], preprocess: dict[str, Any]) -> nn.Module:
+    """An untrained image tower of the architecture `config` describes (its weights come from a checkpoint).
+
+    The config goes through a temporary open_clip local folder, so every architecture open_clip can build
+    (ViT, ModifiedResNet, timm towers) is built by open_clip's own factory.
+    """
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # open_clip warns that no weights were loaded, which is the point here
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = {"model_cfg": config, "preprocess_cfg": preprocess}
+            (Path(tmp) / "open_clip_config.json").write_text(json.dumps(cfg))
+            clip = open_clip.create_model(f"local-dir:{tmp}", load_weights=False)
+    finally:
+        root.setLevel(level)
+    return clip.visual
+
+
+def average_templates(text_features: torch.Tensor) -> torch.Tensor:
+    """[C, T, D] prompt embeddings -> [C, D] classifier: normalize each, average over templates, renormalize."""
+    per_prompt = F.normalize(text_features, dim=-1)
+    return F.normalize(per_prompt.mean(dim=1), dim=-1)
+
+
+@torch.no_grad()
+def text_classifier(clip: LoadedClip, prompts: list[str], templates: tuple[str, ...] | list[str]) -> torch.Tensor:
+    """The fixed text classifier W [C, D] for class display names `prompts` and prompt `templates`."""
+    device = next(clip.model.parameters()).device
+    texts = [t.format(p) for p in prompts for t in templates]
+    tokens = clip.tokenizer(texts).to(device)
+    features = clip.model.encode_text(tokens).float()
+    return average_templates(features.view(len(prompts), len(templates), -1))
+
+
+def logit_scale_of(clip: LoadedClip) -> float:
+    """tau = exp(logit_scale), the temperature CLIP was trained with."""
+    return float(clip.model.logit_scale.exp().item())
+
+
+class ClipClassifier(nn.Module):
+    """Image tower plus fixed text classifier: logits = tau * normalize(f(x)) @ W^T."""
+
+    def __init__(self, visual: nn.Module, class_weights: torch.Tensor, logit_scale: float):
+        super().__init__()
+        self.visual = visual
+        self.register_buffer("class_weights", class_weights.detach().clone().float())
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = F.normalize(self.visual(images).float(), dim=-1)
+        # Logits reach ~100 (tau), so this matmul stays FP32 whatever the tower runs in.
+        return self.logit_scale * features @ self.class_weights.t()

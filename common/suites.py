@@ -1,0 +1,102 @@
+"""Dataset specs as the CLI takes them, resolved to labeled image lists.
+
+A SPEC is one of:
+  builtin             the built-in benchmark (training: its train/val splits; evaluation: its ID and OOD tests)
+  builtin:SPLIT       one split of it, e.g. builtin:ood_sketch
+  [id:|ood:]PATH      an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
+                      the prefix gives its role in an evaluation report (default id)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.benchmark import ensure_benchmark, split_roles
+from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames
+
+BUILTIN = "builtin"
+ROLES = ("id", "ood")
+
+
+@dataclass
+class EvalSet:
+    data: LabeledImages
+    role: str  # "id" or "ood"
+
+
+@dataclass
+class TrainData:
+    train: LabeledImages
+    val: LabeledImages
+    classes: list[str]
+    prompts: list[str]  # display names for the prompt templates, in class order
+
+
+def builtin_classnames() -> dict[str, str]:
+    return read_classnames(ensure_benchmark() / "classnames.txt")
+
+
+def _builtin_split(split: str, classes: list[str] | None = None) -> LabeledImages:
+    root = ensure_benchmark()
+    if split not in split_roles(root):
+        raise DataError(f"no split {split!r} in the built-in benchmark ({', '.join(split_roles(root))})")
+    return load_manifest(root / f"{split}.csv", classes=classes or list(builtin_classnames()), name=split)
+
+
+def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
+    """Splits off `fraction` of every class as validation, deterministically."""
+    rng = random.Random(seed)
+    keep, held = [], []
+    for label in range(len(data.classes)):
+        members = [s for s in data.samples if s.label == label]
+        rng.shuffle(members)
+        n_val = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        held += members[:n_val]
+        keep += members[n_val:]
+    return (
+        LabeledImages(data.name, data.classes, keep),
+        LabeledImages(f"{data.name}-val", data.classes, held),
+    )
+
+
+def resolve_train_data(
+    spec: str, val_spec: str | None = None, classnames: Path | None = None, val_fraction: float = 0.1, seed: int = 0
+) -> TrainData:
+    """Training and validation sets, plus class order and prompt names."""
+    names = read_classnames(classnames) if classnames else (builtin_classnames() if spec == BUILTIN else None)
+    classes = list(names) if names else None
+    if spec == BUILTIN:
+        train, val = _builtin_split("train", classes), _builtin_split("val", classes)
+    else:
+        train = load_dataset(spec, classes=classes)
+        if val_spec:
+            val = load_dataset(val_spec, classes=train.classes)
+        else:
+            train, val = _stratified_holdout(train, val_fraction, seed)
+    if not train.samples:
+        raise DataError(f"training set is empty: {spec}")
+    missing = [c for i, c in enumerate(train.classes) if not any(s.label == i for s in train.samples)]
+    if missing:
+        raise DataError(f"training set has no images of class(es): {', '.join(missing)}")
+    prompts = [names[c] if names else c.replace("_", " ") for c in train.classes]
+    return TrainData(train=train, val=val, classes=train.classes, prompts=prompts)
+
+
+def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> list[EvalSet]:
+    """Evaluation sets with their roles; `classes` (the model's) fixes the label order of every set."""
+    sets: list[EvalSet] = []
+    for spec in specs or [BUILTIN]:
+        if spec == BUILTIN:
+            roles = split_roles(ensure_benchmark())
+            sets += [EvalSet(_builtin_split(n, classes), r) for n, r in roles.items() if r in ROLES]
+        elif spec.startswith(f"{BUILTIN}:"):
+            split = spec.split(":", 1)[1]
+            role = split_roles(ensure_benchmark()).get(split, "id")
+            sets.append(EvalSet(_builtin_split(split, classes), role if role in ROLES else "id"))
+        else:
+            role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
+            data = load_dataset(path)
+            sets.append(EvalSet(data.reorder(classes) if classes else data, role))
+    return sets

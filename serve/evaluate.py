@@ -1,0 +1,137 @@
+"""Batched evaluation of any runner over ID and OOD sets, producing the DESIGN.md report.
+
+Loading runs in DataLoader workers while the runner computes, so the model, not the JPEG decoder, sets the pace.
+Per-dataset logits are kept so that a second runner can be compared with the first (agreement, logit drift).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from common.data import ImageDataset, collate_skipping
+from common.suites import EvalSet
+from common.transforms import eval_transform
+from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
+from serve.runners import Runner
+
+ProgressHook = Callable[[str, int, int], None]  # (dataset name, images done, images total)
+
+
+@dataclass
+class DatasetResult:
+    name: str
+    role: str
+    logits: np.ndarray  # [n, C]
+    labels: np.ndarray  # [n]
+    groups: np.ndarray  # [n] index into group_names, -1 for none
+    group_names: list[str]
+    skipped: int
+
+    def entry(self) -> dict[str, Any]:
+        per_group = group_accuracies(self.logits, self.labels, self.groups, self.group_names)
+        return {
+            "role": self.role,
+            "n": int(len(self.labels)),
+            "skipped": self.skipped,
+            "top1": topk_accuracy(self.logits, self.labels, 1),
+            "top5": topk_accuracy(self.logits, self.labels, 5),
+            "worst_group_top1": min(per_group.values()) if per_group else None,
+            "groups": per_group,
+        }
+
+
+@dataclass
+class Timing:
+    batch_seconds: list[float]
+    images: int
+    wall_seconds: float
+    batch_size: int
+
+    def entry(self) -> dict[str, Any]:
+        model_seconds = sum(self.batch_seconds)
+        ms = np.array(self.batch_seconds or [0.0]) * 1000
+        return {
+            "images_per_s": self.images / max(self.wall_seconds, 1e-9),
+            "model_images_per_s": self.images / max(model_seconds, 1e-9),
+            "batch_size": self.batch_size,
+            "latency_ms_p50": float(np.percentile(ms, 50)),
+            "latency_ms_p99": float(np.percentile(ms, 99)),
+        }
+
+
+def evaluate_set(
+    runner: Runner, ev: EvalSet, batch_size: int, num_workers: int, timing: Timing, progress: ProgressHook | None
+) -> DatasetResult:
+    dataset = ImageDataset(ev.data, eval_transform(runner.meta.preprocess))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping,
+                        pin_memory=torch.cuda.is_available())
+    logits, labels, groups, skipped, done = [], [], [], 0, 0
+    for batch in loader:
+        skipped += batch.skipped
+        if len(batch.labels):
+            start = time.perf_counter()
+            logits.append(runner.infer(batch.images))
+            timing.batch_seconds.append(time.perf_counter() - start)
+            labels.append(batch.labels.numpy())
+            groups.append(batch.groups.numpy())
+        done += len(batch.labels) + batch.skipped
+        if progress:
+            progress(ev.data.name, done, len(dataset))
+    n_classes = len(runner.meta.classes)
+    return DatasetResult(
+        name=ev.data.name,
+        role=ev.role,
+        logits=np.concatenate(logits) if logits else np.zeros((0, n_classes), np.float32),
+        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
+        groups=np.concatenate(groups) if groups else np.zeros(0, np.int64),
+        group_names=ev.data.groups,
+        skipped=skipped,
+    )
+
+
+def evaluate(
+    runner: Runner, sets: list[EvalSet], batch_size: int = 64, num_workers: int = 0, progress: ProgressHook | None = None
+) -> tuple[dict[str, Any], dict[str, DatasetResult]]:
+    """Runs `runner` over every set; returns the report (without reference) and the raw per-set results."""
+    timing = Timing([], 0, 0.0, batch_size)
+    start = time.perf_counter()
+    results = {ev.data.name: evaluate_set(runner, ev, batch_size, num_workers, timing, progress) for ev in sets}
+    timing.wall_seconds = time.perf_counter() - start
+    timing.images = sum(len(r.labels) for r in results.values())
+    datasets = {name: r.entry() for name, r in results.items()}
+    report = {
+        "backend": runner.backend,
+        "artifact": runner.artifact,
+        "precision": runner.precision,
+        "classes": runner.meta.classes,
+        "datasets": datasets,
+        "summary": summarize(datasets),
+        "throughput": timing.entry(),
+        "reference": None,
+        "agreement": None,
+        "gate": None,
+    }
+    return report, results
+
+
+def with_reference(
+    report: dict[str, Any],
+    results: dict[str, DatasetResult],
+    reference: dict[str, DatasetResult],
+    reference_artifact: str,
+    max_drop_pp: float | None,
+) -> dict[str, Any]:
+    """Adds agreement with a reference backend per dataset and, given a limit, the accuracy-drop gate."""
+    agreements = {name: agreement(r.logits, reference[name].logits, r.labels) for name, r in results.items()}
+    return {
+        **report,
+        "reference": reference_artifact,
+        "agreement": agreements,
+        "gate": gate(agreements, max_drop_pp) if max_drop_pp is not None else None,
+    }

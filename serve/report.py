@@ -1,0 +1,94 @@
+"""Writing the evaluation report: report.json (DESIGN.md schema), report.md and a bar chart per dataset."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from common.runinfo import atomic_write_json, atomic_write_text
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    """One row per dataset: name, role, n, skipped, top-1, top-5, worst-group top-1 (percent), and drop if compared."""
+    rows = []
+    for name, d in report["datasets"].items():
+        row = [name, d["role"], str(d["n"]), str(d["skipped"]), _pct(d["top1"]), _pct(d["top5"]),
+               _pct(d["worst_group_top1"])]
+        if report.get("agreement"):
+            a = report["agreement"][name]
+            row += [f"{a['top1_drop_pp']:+.2f}", f"{100 * a['top1_agreement']:.1f}", f"{a['max_abs_logit_diff']:.3g}"]
+        rows.append(row)
+    return rows
+
+
+def table_header(report: dict[str, Any]) -> list[str]:
+    head = ["dataset", "role", "n", "skipped", "top1 %", "top5 %", "worst-group %"]
+    if report.get("agreement"):
+        head += ["drop pp", "agree %", "max|dlogit|"]
+    return head
+
+
+def markdown(report: dict[str, Any]) -> str:
+    s = report["summary"]
+    t = report["throughput"]
+    lines = [
+        f"# Evaluation: {report['backend']} ({report['precision']})",
+        "",
+        f"Artifact: `{report['artifact']}`" + (f"; reference: `{report['reference']}`" if report.get("reference") else ""),
+        "",
+        "| " + " | ".join(table_header(report)) + " |",
+        "|" + "---|" * len(table_header(report)),
+        *("| " + " | ".join(r) + " |" for r in table_rows(report)),
+        "",
+        f"ID top-1 {_pct(s['id_top1'])}%, mean OOD top-1 {_pct(s['ood_top1_mean'])}%, "
+        f"lowest worst-group top-1 {_pct(s['worst_group_top1_min'])}%.",
+        f"Throughput {t['images_per_s']:.0f} images/s end to end ({t['model_images_per_s']:.0f} in the model), "
+        f"batch {t['batch_size']}, latency p50 {t['latency_ms_p50']:.2f} ms, p99 {t['latency_ms_p99']:.2f} ms.",
+    ]
+    if report.get("gate"):
+        g = report["gate"]
+        verdict = "PASSED" if g["passed"] else "FAILED"
+        lines.append(f"Gate {verdict}: worst drop {g['worst_drop_pp']:+.2f} pp against a limit of {g['max_drop_pp']} pp.")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """A bar chart of top-1 and worst-group top-1 per dataset, ID and OOD colored apart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["datasets"])
+    top1 = [report["datasets"][n]["top1"] * 100 for n in names]
+    worst = [(report["datasets"][n]["worst_group_top1"] or 0) * 100 for n in names]
+    colors = ["tab:blue" if report["datasets"][n]["role"] == "id" else "tab:orange" for n in names]
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    x = range(len(names))
+    ax.bar([i - 0.2 for i in x], top1, width=0.4, color=colors, label="top-1")
+    ax.bar([i + 0.2 for i in x], worst, width=0.4, color=colors, alpha=0.45, label="worst-group top-1")
+    ax.set_xticks(list(x), names, rotation=15)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("%")
+    ax.set_title(f"{report['backend']} ({report['precision']}): ID blue, OOD orange")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
+    """Writes report.json, and beside it report.md and report.png (same stem); returns the paths written."""
+    json_path = Path(json_path)
+    md_path, png_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
+    atomic_write_json(json_path, report)
+    atomic_write_text(md_path, markdown(report))
+    plot(report, png_path)
+    return [json_path, md_path, png_path]

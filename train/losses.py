@@ -1,0 +1,90 @@
+"""The fine-tuning objectives: conventional (ce), fixed-trade-off distillation (kd) and ProReg.
+
+Notation as in DESIGN.md: student logits s, teacher (zero-shot) logits z, labels y, temperature T.
+Every loss returns named terms; the trainer sums the keys ending in `_loss` and logs all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+LOSSES = ("proreg", "kd", "ce")
+WEIGHT_FORMS = ("official", "xerm")
+# The authors' released code raises the teacher's probability of the true class to this power.
+OFFICIAL_TEACHER_POWER = 10.0
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    kind: str = "proreg"
+    weight_form: str = "official"
+    alpha: float = 1.0  # ProReg: weight of the KL term
+    gamma: float = 1.0  # ProReg xerm form: exponent on the cross-entropies
+    temperature: float = 1.0
+    kd_alpha: float = 0.5  # kd: fixed share of the KL term
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        if self.kind not in LOSSES:
+            raise ValueError(f"unknown loss {self.kind!r} (choose from {', '.join(LOSSES)})")
+        if self.weight_form not in WEIGHT_FORMS:
+            raise ValueError(f"unknown ProReg weight form {self.weight_form!r} (choose from {', '.join(WEIGHT_FORMS)})")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise ValueError(f"kd_alpha must lie in [0, 1], got {self.kd_alpha}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+
+def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Per-sample T^2 * KL(softmax(z/T) || softmax(s/T))."""
+    log_p_student = F.log_softmax(student / temperature, dim=-1)
+    log_p_teacher = F.log_softmax(teacher / temperature, dim=-1)
+    kl = (log_p_teacher.exp() * (log_p_teacher - log_p_student)).sum(dim=-1)
+    return temperature**2 * kl
+
+
+@torch.no_grad()
+def proreg_weight(ce: torch.Tensor, ce_teacher: torch.Tensor, form: str, gamma: float, eps: float) -> torch.Tensor:
+    """Per-sample share of distillation, carrying no gradient.
+
+    xerm:     w = CE^g / (CE^g + CEt^g + eps): the more the teacher beats the student, the more it is distilled.
+    official: w = p_t^10 / (p_s + p_t^10) with p = exp(-CE), computed as sigmoid(CE - 10 CEt) so that it cannot
+              overflow or divide 0 by 0 when both probabilities underflow.
+    """
+    ce, ce_teacher = ce.detach(), ce_teacher.detach()
+    if form == "xerm":
+        num = ce.clamp_min(0) ** gamma
+        return num / (num + ce_teacher.clamp_min(0) ** gamma + eps)
+    if form == "official":
+        return torch.sigmoid(ce - OFFICIAL_TEACHER_POWER * ce_teacher)
+    raise ValueError(f"unknown ProReg weight form {form!r}")
+
+
+def compute_loss(
+    cfg: LossConfig, student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The named loss terms for one batch. `teacher` may be None only for `ce`."""
+    ce = F.cross_entropy(student, labels, reduction="none")
+    if cfg.kind == "ce":
+        return {"ce_loss": ce.mean()}
+    if teacher is None:
+        raise ValueError(f"loss {cfg.kind!r} needs teacher logits")
+    kl = distillation_kl(student, teacher.detach(), cfg.temperature)
+    if cfg.kind == "kd":
+        return {"ce_loss": (1 - cfg.kd_alpha) * ce.mean(), "kd_loss": cfg.kd_alpha * kl.mean(), "ce": ce.mean().detach()}
+    ce_teacher = F.cross_entropy(teacher.detach(), labels, reduction="none")
+    w = proreg_weight(ce, ce_teacher, cfg.weight_form, cfg.gamma, cfg.eps)
+    return {
+        "ce_loss": ((1 - w) * ce).mean(),
+        "kd_loss": cfg.alpha * (w * kl).mean(),
+        "proreg_weight_mean": w.mean(),
+        "ce": ce.mean().detach(),
+        "ce_teacher": ce_teacher.mean(),
+    }
+
+
+def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
+    return sum((v for k, v in terms.items() if k.endswith("_loss")), torch.zeros(()))
