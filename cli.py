@@ -1,8 +1,8 @@
 """Command line: fine-tune with ProReg, export, evaluate. A thin layer: it parses options and calls the stages.
 
-    python cli.py train                   # ProReg on the built-in benchmark -> runs/<name>, runs/latest
-    python cli.py eval --checkpoint runs/latest
-    python cli.py pipeline                # the README's main job: train, then evaluate it and the zero-shot model
+python cli.py train                   # ProReg on the built-in benchmark -> runs/<name>, runs/latest
+python cli.py eval --checkpoint runs/latest
+python cli.py pipeline                # the README's main job: train, then evaluate it and the zero-shot model
 """
 
 from __future__ import annotations
@@ -10,16 +10,20 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation.",
+)
 console = Console(stderr=True)
 RUNS = Path("runs")
 
@@ -43,8 +47,16 @@ def one_line_errors() -> Iterator[None]:
 
 
 def progress_bar() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
 
 
 def _fresh_run_dir(loss: str, seed: int) -> Path:
@@ -94,15 +106,20 @@ def do_train(cfg, out: Path | None, resume: Path | None) -> Path:
 
 @app.command("train")
 def train_cmd(
-    model: str = typer.Option("builtin", help="open_clip architecture (e.g. ViT-B-32), hf-hub:ORG/REPO, "
-                              "local-dir:PATH, or builtin (the tiny model shipped here)."),
-    pretrained: Optional[str] = typer.Option(None, help="Pretrained tag (e.g. laion2b_s34b_b79k) or checkpoint file."),
-    data: str = typer.Option("builtin", help="Training data: builtin, an image folder (one sub-folder per class) "
-                             "or a CSV manifest path,label[,group]."),
-    val_data: Optional[str] = typer.Option(None, help="Validation data; default: 10% held out of --data."),
-    classnames: Optional[Path] = typer.Option(None, help="Class-names file: 'label[,display name]' per line."),
-    template: List[str] = typer.Option(["a photo of a {}"], help="Prompt template with {} (repeatable)."),
-    templates_file: Optional[Path] = typer.Option(None, help="File with one prompt template per line."),
+    model: str = typer.Option(
+        "builtin",
+        help="open_clip architecture (e.g. ViT-B-32), hf-hub:ORG/REPO, "
+        "local-dir:PATH, or builtin (the tiny model shipped here).",
+    ),
+    pretrained: str | None = typer.Option(None, help="Pretrained tag (e.g. laion2b_s34b_b79k) or checkpoint file."),
+    data: str = typer.Option(
+        "builtin",
+        help="Training data: builtin, an image folder (one sub-folder per class) or a CSV manifest path,label[,group].",
+    ),
+    val_data: str | None = typer.Option(None, help="Validation data; default: 10% held out of --data."),
+    classnames: Path | None = typer.Option(None, help="Class-names file: 'label[,display name]' per line."),
+    template: list[str] = typer.Option(["a photo of a {}"], help="Prompt template with {} (repeatable)."),
+    templates_file: Path | None = typer.Option(None, help="File with one prompt template per line."),
     loss: str = typer.Option("proreg", help="proreg | kd | ce."),
     weight_form: str = typer.Option("official", help="ProReg weight: official (authors' code) | xerm (paper)."),
     alpha: float = typer.Option(1.0, help="ProReg: weight of the KL term."),
@@ -110,18 +127,18 @@ def train_cmd(
     temperature: float = typer.Option(1.0, help="Distillation temperature T."),
     kd_alpha: float = typer.Option(0.5, help="kd: fixed share of the KL term."),
     epochs: int = typer.Option(10, help="Epochs (the paper's recipe uses 10)."),
-    max_steps: Optional[int] = typer.Option(None, help="Stop after this many optimizer steps (overrides --epochs)."),
+    max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps (overrides --epochs)."),
     batch_size: int = typer.Option(64),
     accum_steps: int = typer.Option(1, help="Gradient accumulation: micro-batches per optimizer step."),
-    lr: Optional[float] = typer.Option(None, help="Encoder learning rate; default 1e-5 (paper), 3e-4 for builtin."),
+    lr: float | None = typer.Option(None, help="Encoder learning rate; default 1e-5 (paper), 3e-4 for builtin."),
     augment: str = typer.Option("none", help="none | randaugment (RandAugment(2, 9) as in the paper)."),
     seed: int = typer.Option(0),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16."),
     strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
-    out: Optional[Path] = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),
-    resume: Optional[Path] = typer.Option(None, help="Continue the interrupted run in this directory."),
+    out: Path | None = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),
+    resume: Path | None = typer.Option(None, help="Continue the interrupted run in this directory."),
 ) -> None:
     """Fine-tune an OpenCLIP image encoder with ProReg (or kd / ce) against the fixed text classifier."""
     with one_line_errors():
@@ -130,12 +147,26 @@ def train_cmd(
 
         templates = _read_templates(templates_file) if templates_file else list(template)
         cfg = TrainConfig(
-            model=model, pretrained=pretrained, data=data, val_data=val_data,
-            classnames=str(classnames) if classnames else None, templates=templates,
-            loss=LossConfig(kind=loss, weight_form=weight_form, alpha=alpha, gamma=gamma, temperature=temperature,
-                            kd_alpha=kd_alpha),
-            epochs=epochs, max_steps=max_steps, batch_size=batch_size, accum_steps=accum_steps, lr=lr, augment=augment,
-            seed=seed, num_workers=workers, device=device, precision=precision, strict=strict,
+            model=model,
+            pretrained=pretrained,
+            data=data,
+            val_data=val_data,
+            classnames=str(classnames) if classnames else None,
+            templates=templates,
+            loss=LossConfig(
+                kind=loss, weight_form=weight_form, alpha=alpha, gamma=gamma, temperature=temperature, kd_alpha=kd_alpha
+            ),
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            accum_steps=accum_steps,
+            lr=lr,
+            augment=augment,
+            seed=seed,
+            num_workers=workers,
+            device=device,
+            precision=precision,
+            strict=strict,
         )
         do_train(cfg, out, resume)
 
@@ -172,8 +203,9 @@ def print_table(report: dict) -> None:
     Console().print(table)
 
 
-def do_eval(runner, data: list[str], reference: str | None, max_drop: float | None, batch_size: int, workers: int,
-            out: Path) -> dict:
+def do_eval(
+    runner, data: list[str], reference: str | None, max_drop: float | None, batch_size: int, workers: int, out: Path
+) -> dict:
     from common.suites import resolve_eval_sets
     from serve.evaluate import evaluate, with_reference
     from serve.report import write_report
@@ -198,13 +230,14 @@ def do_eval(runner, data: list[str], reference: str | None, max_drop: float | No
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint: Optional[str] = typer.Option(None, help="Run directory, or builtin for the zero-shot built-in model."),
-    onnx: Optional[Path] = typer.Option(None, help="Exported ONNX model."),
-    engine: Optional[Path] = typer.Option(None, help="TensorRT engine (.plan)."),
-    data: List[str] = typer.Option([], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); "
-                                   "default: the built-in ID and OOD sets."),
-    reference: Optional[str] = typer.Option(None, help="Compare with this checkpoint (agreement, logit drift, drop)."),
-    max_drop: Optional[float] = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
+    checkpoint: str | None = typer.Option(None, help="Run directory, or builtin for the zero-shot built-in model."),
+    onnx: Path | None = typer.Option(None, help="Exported ONNX model."),
+    engine: Path | None = typer.Option(None, help="TensorRT engine (.plan)."),
+    data: list[str] = typer.Option(
+        [], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); default: the built-in ID and OOD sets."
+    ),
+    reference: str | None = typer.Option(None, help="Compare with this checkpoint (agreement, logit drift, drop)."),
+    max_drop: float | None = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     out: Path = typer.Option(Path("report.json"), help="report.json path; report.md and report.png go beside it."),
@@ -228,9 +261,9 @@ def pipeline_cmd(
 ) -> None:
     """The main job on the built-in default: fine-tune with ProReg, then evaluate it beside the zero-shot model."""
     with one_line_errors():
+        from serve.runners import torch_runner
         from train.config import TrainConfig
         from train.losses import LossConfig
-        from serve.runners import torch_runner
 
         run_dir = do_train(TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, seed=seed), None, None)
         rows = []
@@ -244,15 +277,18 @@ def pipeline_cmd(
         table.add_column(n, justify="right")
     table.add_column("OOD mean", justify="right")
     for name, rep in rows:
-        table.add_row(name, *(f"{100 * rep['datasets'][n]['top1']:.1f}" for n in names),
-                      f"{100 * rep['summary']['ood_top1_mean']:.1f}")
+        table.add_row(
+            name,
+            *(f"{100 * rep['datasets'][n]['top1']:.1f}" for n in names),
+            f"{100 * rep['summary']['ood_top1_mean']:.1f}",
+        )
     Console().print(table)
     console.print(f"reports in {run_dir}")
 
 
 @app.command("pretrain-builtin")
 def pretrain_builtin_cmd(
-    steps: int = typer.Option(1000, help="Optimizer steps (batch 256)."),
+    steps: int = typer.Option(700, help="Optimizer steps (batch 256); 700 makes zero-shot useful but beatable."),
     seed: int = typer.Option(0),
     out: Path = typer.Option(None, help="Output folder; default: the committed common/assets/builtin."),
 ) -> None:
@@ -263,8 +299,9 @@ def pretrain_builtin_cmd(
     cfg = PretrainConfig(steps=steps, seed=seed)
     with progress_bar() as bar:
         task = bar.add_task("pretrain builtin", total=steps, info="rendering corpus")
-        info = pretrain_builtin(cfg, out or BUILTIN_DIR,
-                                on_step=lambda s, loss: bar.update(task, completed=s + 1, info=f"loss {loss:.3f}"))
+        info = pretrain_builtin(
+            cfg, out or BUILTIN_DIR, on_step=lambda s, loss: bar.update(task, completed=s + 1, info=f"loss {loss:.3f}")
+        )
     console.print(f"wrote {out or BUILTIN_DIR} in {info['seconds']} s")
 
 

@@ -26,7 +26,7 @@ from common.world import BACKGROUNDS, COLORS, SHAPES, Scene, render
 BENCHMARK_VERSION = 1
 IMAGE_SIZE = 64
 # Shape i is tied to background i in the biased splits.
-SPURIOUS_BACKGROUND = dict(zip(SHAPES, BACKGROUNDS))
+SPURIOUS_BACKGROUND = dict(zip(SHAPES, BACKGROUNDS, strict=False))
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,12 @@ def ensure_benchmark(seed: int = 0, splits: tuple[SplitSpec, ...] = SPLITS, root
         for index, spec in enumerate(splits):
             _write_split(tmp, spec, seed, index)
         (tmp / "classnames.txt").write_text("".join(f"{s}\n" for s in SHAPES))
-        meta = {"version": BENCHMARK_VERSION, "seed": seed, "classes": list(SHAPES), "splits": [asdict(s) for s in splits]}
+        meta = {
+            "version": BENCHMARK_VERSION,
+            "seed": seed,
+            "classes": list(SHAPES),
+            "splits": [asdict(s) for s in splits],
+        }
         (tmp / "benchmark.json").write_text(json.dumps(meta, indent=2))
         try:
             tmp.rename(target)

@@ -219,8 +219,11 @@ class Batch:
     def pin_memory(self) -> Batch:
         """Pinned copy; DataLoader(pin_memory=True) calls this on custom batch types."""
         return Batch(
-            self.images.pin_memory(), self.labels.pin_memory(), self.groups.pin_memory(),
-            self.indices.pin_memory(), self.skipped,
+            self.images.pin_memory(),
+            self.labels.pin_memory(),
+            self.groups.pin_memory(),
+            self.indices.pin_memory(),
+            self.skipped,
         )
 
 

@@ -47,7 +47,10 @@ class Scene:
 def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float) -> list[tuple[float, float]]:
     def ring(n: int, radius_of) -> list[tuple[float, float]]:
         return [
-            (cx + radius_of(i) * math.cos(angle + 2 * math.pi * i / n), cy + radius_of(i) * math.sin(angle + 2 * math.pi * i / n))
+            (
+                cx + radius_of(i) * math.cos(angle + 2 * math.pi * i / n),
+                cy + radius_of(i) * math.sin(angle + 2 * math.pi * i / n),
+            )
             for i in range(n)
         ]
 
@@ -61,20 +64,39 @@ def _shape_points(shape: str, cx: float, cy: float, r: float, angle: float) -> l
         return ring(10, lambda i: r * (1.15 if i % 2 == 0 else 0.45))
     if shape == "cross":
         a, b = r, r * 0.36
-        base = [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
+        base = [
+            (-b, -a),
+            (b, -a),
+            (b, -b),
+            (a, -b),
+            (a, b),
+            (b, b),
+            (b, a),
+            (-b, a),
+            (-b, b),
+            (-a, b),
+            (-a, -b),
+            (-b, -b),
+        ]
         c, s = math.cos(angle), math.sin(angle)
         return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in base]
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _texture(draw: ImageDraw.ImageDraw, kind: str, base: tuple[int, int, int], size: int, rng: np.random.Generator) -> None:
+def _texture(
+    draw: ImageDraw.ImageDraw, kind: str, base: tuple[int, int, int], size: int, rng: np.random.Generator
+) -> None:
     def shade(delta: int) -> tuple[int, int, int]:
         return tuple(int(np.clip(c + delta, 0, 255)) for c in base)  # type: ignore[return-value]
 
     if kind == "blades":
         for _ in range(size // 2):
             x, y = rng.uniform(0, size, 2)
-            draw.line([(x, y), (x + rng.uniform(-3, 3), y - rng.uniform(6, 14))], fill=shade(int(rng.integers(-30, 40))), width=2)
+            draw.line(
+                [(x, y), (x + rng.uniform(-3, 3), y - rng.uniform(6, 14))],
+                fill=shade(int(rng.integers(-30, 40))),
+                width=2,
+            )
     elif kind == "dots":
         for _ in range(size // 2):
             x, y = rng.uniform(0, size, 2)

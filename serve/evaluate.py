@@ -7,8 +7,9 @@ Per-dataset logits are kept so that a second runner can be compared with the fir
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,8 +70,13 @@ def evaluate_set(
     runner: Runner, ev: EvalSet, batch_size: int, num_workers: int, timing: Timing, progress: ProgressHook | None
 ) -> DatasetResult:
     dataset = ImageDataset(ev.data, eval_transform(runner.meta.preprocess))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_skipping,
-                        pin_memory=torch.cuda.is_available())
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_skipping,
+        pin_memory=torch.cuda.is_available(),
+    )
     logits, labels, groups, skipped, done = [], [], [], 0, 0
     for batch in loader:
         skipped += batch.skipped
@@ -96,7 +102,11 @@ def evaluate_set(
 
 
 def evaluate(
-    runner: Runner, sets: list[EvalSet], batch_size: int = 64, num_workers: int = 0, progress: ProgressHook | None = None
+    runner: Runner,
+    sets: list[EvalSet],
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: ProgressHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, DatasetResult]]:
     """Runs `runner` over every set; returns the report (without reference) and the raw per-set results."""
     timing = Timing([], 0, 0.0, batch_size)

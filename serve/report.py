@@ -17,8 +17,15 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     """One row per dataset: name, role, n, skipped, top-1, top-5, worst-group top-1 (percent), and drop if compared."""
     rows = []
     for name, d in report["datasets"].items():
-        row = [name, d["role"], str(d["n"]), str(d["skipped"]), _pct(d["top1"]), _pct(d["top5"]),
-               _pct(d["worst_group_top1"])]
+        row = [
+            name,
+            d["role"],
+            str(d["n"]),
+            str(d["skipped"]),
+            _pct(d["top1"]),
+            _pct(d["top5"]),
+            _pct(d["worst_group_top1"]),
+        ]
         if report.get("agreement"):
             a = report["agreement"][name]
             row += [f"{a['top1_drop_pp']:+.2f}", f"{100 * a['top1_agreement']:.1f}", f"{a['max_abs_logit_diff']:.3g}"]
@@ -39,7 +46,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Evaluation: {report['backend']} ({report['precision']})",
         "",
-        f"Artifact: `{report['artifact']}`" + (f"; reference: `{report['reference']}`" if report.get("reference") else ""),
+        f"Artifact: `{report['artifact']}`"
+        + (f"; reference: `{report['reference']}`" if report.get("reference") else ""),
         "",
         "| " + " | ".join(table_header(report)) + " |",
         "|" + "---|" * len(table_header(report)),
@@ -53,7 +61,9 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("gate"):
         g = report["gate"]
         verdict = "PASSED" if g["passed"] else "FAILED"
-        lines.append(f"Gate {verdict}: worst drop {g['worst_drop_pp']:+.2f} pp against a limit of {g['max_drop_pp']} pp.")
+        lines.append(
+            f"Gate {verdict}: worst drop {g['worst_drop_pp']:+.2f} pp against a limit of {g['max_drop_pp']} pp."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -36,8 +36,9 @@ class TorchRunner:
     precision = "fp32"
 
     def __init__(self, model: torch.nn.Module, meta: ClassifierMeta, artifact: str, device: str = "auto"):
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = torch.device(
+            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        )
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.artifact = artifact

@@ -74,7 +74,11 @@ def compute_loss(
         raise ValueError(f"loss {cfg.kind!r} needs teacher logits")
     kl = distillation_kl(student, teacher.detach(), cfg.temperature)
     if cfg.kind == "kd":
-        return {"ce_loss": (1 - cfg.kd_alpha) * ce.mean(), "kd_loss": cfg.kd_alpha * kl.mean(), "ce": ce.mean().detach()}
+        return {
+            "ce_loss": (1 - cfg.kd_alpha) * ce.mean(),
+            "kd_loss": cfg.kd_alpha * kl.mean(),
+            "ce": ce.mean().detach(),
+        }
     ce_teacher = F.cross_entropy(teacher.detach(), labels, reduction="none")
     w = proreg_weight(ce, ce_teacher, cfg.weight_form, cfg.gamma, cfg.eps)
     return {

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import open_clip
@@ -41,7 +41,7 @@ BUILTIN_PREPROCESS_CFG = {
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    steps: int = 1000
+    steps: int = 700
     batch_size: int = 256
     corpus_size: int = 16000
     sketch_fraction: float = 0.3

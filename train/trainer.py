@@ -11,9 +11,10 @@ import copy
 import math
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -58,7 +59,8 @@ class Position:
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
     best_val_top1: float = -1.0
     best_step: int = -1
-    skipped: int = 0
+    skipped: int = 0  # unreadable training images, counted at every read
+    val_skipped: int = 0  # unreadable validation images in the latest validation pass
 
 
 @dataclass
@@ -118,7 +120,9 @@ def build_session(cfg: TrainConfig, out: Path) -> Session:
     teacher = teacher.to(device).requires_grad_(False)
     student = copy.deepcopy(teacher).requires_grad_(False)
     student.visual.requires_grad_(True)
-    train_set = SeededAugment(ImageDataset(data.train, train_transform(meta.preprocess, cfg.augment), cfg.strict), cfg.seed)
+    train_set = SeededAugment(
+        ImageDataset(data.train, train_transform(meta.preprocess, cfg.augment), cfg.strict), cfg.seed
+    )
     val_set = ImageDataset(data.val, eval_transform(meta.preprocess), cfg.strict)
     lr = cfg.resolved_lr()
     params = [p for p in student.parameters() if p.requires_grad]
@@ -134,11 +138,29 @@ def build_session(cfg: TrainConfig, out: Path) -> Session:
         "git_commit": git_commit(),
         "classifier": meta.to_dict(),
         "train": cfg.to_dict(),
-        "data": {"train": cfg.data, "val": cfg.val_data, "n_train": len(data.train.samples), "n_val": len(data.val.samples)},
+        "data": {
+            "train": cfg.data,
+            "val": cfg.val_data,
+            "n_train": len(data.train.samples),
+            "n_val": len(data.val.samples),
+        },
         "trainable_params": sum(p.numel() for p in params),
     }
-    return Session(cfg, out, data, student, teacher, train_set, val_set, optimizer, scheduler, device, total,
-                   steps_per_epoch, run_info=run_info)
+    return Session(
+        cfg,
+        out,
+        data,
+        student,
+        teacher,
+        train_set,
+        val_set,
+        optimizer,
+        scheduler,
+        device,
+        total,
+        steps_per_epoch,
+        run_info=run_info,
+    )
 
 
 def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:
@@ -185,12 +207,14 @@ def teacher_logits(s: Session, batch: Batch, images: torch.Tensor) -> torch.Tens
 @torch.no_grad()
 def validate(s: Session) -> float:
     s.student.eval()
-    correct = seen = 0
+    correct = seen = skipped = 0
     for batch in loader(s, s.val_set, None):
         with autocast(s.device, s.cfg.precision):
             pred = s.student(batch.images.to(s.device)).argmax(dim=-1).cpu()
         correct += int((pred == batch.labels).sum())
         seen += len(batch.labels)
+        skipped += batch.skipped
+    s.pos.val_skipped = skipped
     return correct / max(1, seen)
 
 
@@ -227,7 +251,7 @@ def save_checkpoint(s: Session, status: str) -> None:
     tmp.replace(s.out / STATE_FILE)
     s.run_info.update(status=status, progress={"step": s.pos.step, "total_steps": s.total_steps, "epoch": s.pos.epoch})
     s.run_info["best"] = {"step": s.pos.best_step, "val_top1": s.pos.best_val_top1}
-    s.run_info["data"]["skipped"] = s.pos.skipped
+    s.run_info["data"].update(skipped_train_reads=s.pos.skipped, skipped_val=s.pos.val_skipped)
     atomic_write_json(s.out / "run.json", s.run_info)
 
 
@@ -301,9 +325,7 @@ def restore(s: Session) -> None:
         s.run_info.setdefault("teacher_cache", previous["teacher_cache"])
 
 
-def train(
-    cfg: TrainConfig, out: Path, resume: bool = False, on_step: StepCallback | None = None
-) -> dict[str, Any]:
+def train(cfg: TrainConfig, out: Path, resume: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
     """Fine-tunes and writes a self-describing run directory; returns its run.json content."""
     out = Path(out)
     s = build_session(cfg, out)

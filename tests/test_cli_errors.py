@@ -1,0 +1,104 @@
+"""Bad input ends with one clear line on stderr, a non-zero exit, and nothing half-written."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fails_with(args, message, tmp_path):
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_missing_folder(tmp_path):
+    _fails_with(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")], "no such dataset", tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
+def test_empty_class_folder(tmp_path, tiny_folder):
+    (tiny_folder / "zebra").mkdir()
+    _fails_with(["train", "--data", str(tiny_folder), "--out", str(tmp_path / "r")], "zebra", tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
+def test_unknown_model(tmp_path, tiny_folder):
+    _fails_with(
+        ["train", "--model", "ViT-Q-99", "--data", str(tiny_folder), "--out", str(tmp_path / "r")],
+        "unknown model 'ViT-Q-99'",
+        tmp_path,
+    )
+    assert not (tmp_path / "r").exists()
+
+
+def test_class_name_mismatch(tmp_path, tiny_folder):
+    names = tmp_path / "classes.txt"
+    names.write_text("circle\nsquare\ntriangle\nstar\ncross\n")  # no hexagon, which the folder has
+    _fails_with(
+        ["train", "--data", str(tiny_folder), "--classnames", str(names), "--out", str(tmp_path / "r")],
+        "hexagon",
+        tmp_path,
+    )
+
+
+def test_eval_refuses_a_dataset_with_other_classes(tmp_path, tiny_folder):
+    (tiny_folder / "hexagon").rename(tiny_folder / "pentagon")
+    _fails_with(
+        ["eval", "--checkpoint", "builtin", "--data", str(tiny_folder), "--out", str(tmp_path / "r.json")],
+        "pentagon",
+        tmp_path,
+    )
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_corrupt_image_strict_fails_and_default_skips(tmp_path, tiny_folder):
+    (tiny_folder / "star" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _fails_with(
+        ["train", "--data", str(tiny_folder), "--strict", "--max-steps", "2", "--out", str(tmp_path / "r")],
+        "broken.png",
+        tmp_path,
+    )
+    result = CliRunner().invoke(
+        app,
+        ["train", "--data", str(tiny_folder), "--max-steps", "4", "--batch-size", "64", "--out", str(tmp_path / "ok")],
+    )
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "ok" / "run.json").read_text())
+    assert info["data"]["skipped_train_reads"] + info["data"]["skipped_val"] >= 1
+
+
+def test_existing_run_directory_is_not_overwritten(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "run.json").write_text("{}")
+    _fails_with(["train", "--out", str(tmp_path / "r")], "already holds a run", tmp_path)
+    assert (tmp_path / "r" / "run.json").read_text() == "{}"
+
+
+def test_eval_of_a_non_run_directory(tmp_path):
+    _fails_with(
+        ["eval", "--checkpoint", str(tmp_path), "--out", str(tmp_path / "r.json")], "not a run directory", tmp_path
+    )
+
+
+@pytest.mark.slow
+def test_real_process_exit_status(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "cli.py", "eval", "--checkpoint", str(tmp_path / "missing")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "not a run directory" in proc.stderr
