@@ -32,8 +32,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from common.checkpoint import CheckpointError
     from common.data import DataError
     from common.models import ModelError
+    from common.tensorrt_compat import TensorRTUnavailable
+    from export.onnx_export import ExportError
 
-    return (DataError, ModelError, CheckpointError, FileNotFoundError, ValueError)
+    return (DataError, ModelError, CheckpointError, ExportError, TensorRTUnavailable, FileNotFoundError, ValueError)
 
 
 @contextlib.contextmanager
@@ -189,7 +191,13 @@ def open_runner(checkpoint: str | None, onnx: Path | None, engine: Path | None):
         raise ValueError("give exactly one of --checkpoint, --onnx, --engine")
     if checkpoint:
         return torch_runner(checkpoint)
-    raise ValueError("ONNX and TensorRT runners are not available in this version yet")
+    if onnx:
+        from serve.runners import OnnxRuntimeRunner
+
+        return OnnxRuntimeRunner(onnx)
+    from serve.tensorrt_runner import TensorRTRunner
+
+    return TensorRTRunner(engine)
 
 
 def print_table(report: dict) -> None:
@@ -251,6 +259,44 @@ def eval_cmd(
     if report.get("gate") and not report["gate"]["passed"]:
         console.print(f"[red]gate failed[/red]: worst drop {report['gate']['worst_drop_pp']:+.2f} pp > {max_drop} pp")
         raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    checkpoint: Path = typer.Option(RUNS / "latest", help="Run directory to export (its best checkpoint)."),
+    fp16: bool = typer.Option(
+        False, "--fp16", help="Also write model.fp16.onnx: FP16 tower; norms, softmax, head FP32."
+    ),
+    out: Path | None = typer.Option(None, help="Output directory; default: the run directory."),
+    parity_data: str | None = typer.Option(
+        None, help="Images for the parity check; default: the run's validation data."
+    ),
+    min_batch: int = typer.Option(1, help="TensorRT profile: smallest batch."),
+    opt_batch: int = typer.Option(32, help="TensorRT profile: batch to tune for."),
+    max_batch: int = typer.Option(256, help="TensorRT profile: largest batch."),
+    workspace_gib: float = typer.Option(4.0, help="TensorRT builder workspace limit (GiB)."),
+    timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file, reused and updated."),
+    version_compatible: bool = typer.Option(False, help="TensorRT engine that later TensorRT versions can run."),
+) -> None:
+    """Export image encoder + fixed text classifier as one ONNX graph (dynamic batch), verified against torch;
+    build TensorRT engines from it when TensorRT and a GPU are present."""
+    with one_line_errors():
+        from export.stage import export_run
+        from export.tensorrt_build import EngineOptions
+
+        engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)
+        result = export_run(
+            checkpoint,
+            out,
+            fp16=fp16,
+            engine=engine,
+            parity_data=parity_data,
+            log=lambda msg: console.print(msg, highlight=False),
+        )
+    for precision, path in result.onnx.items():
+        console.print(f"wrote {path} ({precision})")
+    for precision, path in result.engines.items():
+        console.print(f"wrote {path} ({precision}) and {path.name}.json")
 
 
 @app.command("pipeline")

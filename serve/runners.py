@@ -56,3 +56,41 @@ def torch_runner(checkpoint: str, device: str = "auto") -> TorchRunner:
         return TorchRunner(model, meta, BUILTIN, device)
     model, meta = load_run_classifier(Path(checkpoint))
     return TorchRunner(model, meta, str(checkpoint), device)
+
+
+class OnnxRuntimeRunner:
+    """An exported ONNX classifier in ONNX Runtime: TensorRT or CUDA execution providers when the installed build
+    has them, else the CPU. Classes and preprocessing come from the file's metadata."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        from export.onnx_export import read_metadata
+
+        self.artifact = str(path)
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such ONNX file: {path}")
+        info = read_metadata(Path(path))
+        self.meta = ClassifierMeta.from_dict(info)
+        self.precision = info.get("precision", "fp32")
+        available = ort.get_available_providers()
+        wanted = providers or [p for p in PREFERRED_ORT_PROVIDERS if p in available]
+        self.session = ort.InferenceSession(str(path), providers=wanted)
+        self.providers = self.session.get_providers()  # what was really enabled (a missing EP only warns)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def infer(self, images: torch.Tensor) -> np.ndarray:
+        check_input_size(images, self.meta, self.artifact)
+        feed = images.detach().cpu().numpy().astype(np.float32, copy=False)
+        return self.session.run(None, {self.input_name: feed})[0].astype(np.float32, copy=False)
+
+
+PREFERRED_ORT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def check_input_size(images: torch.Tensor, meta: ClassifierMeta, artifact: str) -> None:
+    size = meta.image_size
+    if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size):
+        raise ValueError(f"{artifact} takes images of shape [N, 3, {size}, {size}], got {list(images.shape)}")

@@ -1,0 +1,106 @@
+"""FP16 mixed precision in the ONNX graph, the way TensorRT 11 wants precision decided (strongly typed networks).
+
+The image tower's convolutions and matmuls go to FP16; LayerNorm, softmax, the final L2 normalization and the
+classifier matmul stay FP32. The head is kept FP32 because the logits are cosines scaled by ~100: an FP16 error of
+1e-3 in a cosine moves a logit by 0.1, enough to flip close calls. Graph inputs and outputs stay float32, so
+every runner feeds and reads the same types.
+
+NVIDIA ModelOpt's AutoCast does the same job, but its `[onnx]` extra pins onnx ~1.21 and onnxruntime-gpu, which would
+downgrade onnx here and install a second `onnxruntime` module over the CPU one. ONNX Runtime ships the converter
+we need (`onnxruntime.transformers.float16`), with explicit block lists, so that is what we use.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import onnx
+from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+from export.onnx_export import save_onnx
+
+KEEP_FP32_OPS = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "Pow", "Sqrt", "Erf"]
+IMAGE_TOWER_SCOPE = "visual"  # the classifier's image tower module; everything outside it is the head
+
+
+def _scopes(node: onnx.NodeProto) -> list[str]:
+    props = {p.key: p.value for p in node.metadata_props}
+    try:  # written by torch as a Python list literal, e.g. "['', 'visual', 'visual.attnpool']"
+        return list(ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]")))
+    except (ValueError, SyntaxError):
+        return []
+
+
+def head_nodes(graph: onnx.GraphProto) -> list[str]:
+    """Nodes outside the image tower: the L2 normalization, the logit scale and the classifier matmul."""
+    tower = {n.name for n in graph.node if IMAGE_TOWER_SCOPE in _scopes(n)}
+    reached = {out for n in graph.node if n.name in tower for out in n.output}
+    head = []
+    for node in graph.node:  # exported nodes are in topological order
+        if node.name not in tower and any(x in reached for x in node.input):
+            head.append(node.name)
+            reached.update(node.output)
+    if not head or not tower:
+        raise ValueError("cannot tell the image tower from the head: the graph lacks torch's name-scope metadata")
+    return head
+
+
+def convert_to_fp16(src: Path, dst: Path) -> list[str]:
+    """Writes the mixed-precision copy of `src` to `dst`; returns the names of the nodes kept in FP32 by name."""
+    model = onnx.load(str(src), load_external_data=True)
+    kept = head_nodes(model.graph)
+    mixed = convert_float_to_float16(
+        model,
+        keep_io_types=True,
+        op_block_list=DEFAULT_OP_BLOCK_LIST + KEEP_FP32_OPS,
+        node_block_list=kept,
+    )
+    _drop_duplicate_casts(mixed.graph)
+    _sort_topologically(mixed.graph)
+    # Shape annotations copied from the FP32 graph now disagree with the new types; the checker re-infers them.
+    del mixed.graph.value_info[:]
+    save_onnx(mixed, dst)
+    return kept
+
+
+def _drop_duplicate_casts(graph: onnx.GraphProto) -> None:
+    """The converter inserts one Cast per consumer of a tensor that feeds several FP32-kept nodes, all with the
+    same output name, which breaks single assignment; the copies are identical, so keep the first."""
+    seen: set[str] = set()
+    unique = []
+    for node in graph.node:
+        if node.op_type == "Cast" and node.output[0] in seen:
+            continue
+        seen.update(node.output)
+        unique.append(node)
+    del graph.node[:]
+    graph.node.extend(unique)
+
+
+def _sort_topologically(graph: onnx.GraphProto) -> None:
+    """The converter appends its input casts at the end of the node list; ONNX requires producers first."""
+    produced_by = {out: i for i, node in enumerate(graph.node) for out in node.output}
+    order: list[int] = []
+    state: dict[int, int] = {}  # 1 = visiting, 2 = done
+
+    def visit(i: int) -> None:
+        stack = [(i, iter(graph.node[i].input))]
+        state[i] = 1
+        while stack:
+            j, inputs = stack[-1]
+            nxt = next((produced_by[x] for x in inputs if x in produced_by and state.get(produced_by[x]) != 2), None)
+            if nxt is None:
+                stack.pop()
+                state[j] = 2
+                order.append(j)
+            elif state.get(nxt) != 1:
+                state[nxt] = 1
+                stack.append((nxt, iter(graph.node[nxt].input)))
+
+    for i in range(len(graph.node)):
+        if i not in state:
+            visit(i)
+    nodes = [graph.node[i] for i in order]
+    del graph.node[:]
+    graph.node.extend(nodes)

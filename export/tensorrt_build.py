@@ -1,0 +1,108 @@
+"""A strongly typed TensorRT engine from an exported ONNX file (TensorRT 10.x and 11.x).
+
+Precision is already in the graph (FP32, FP16 mixed, or INT8 Q/DQ), so no FP16/INT8 builder flags and no calibrator:
+TensorRT 11 removed them, and a strongly typed TensorRT 10 network ignores them. The engine gets a sidecar JSON
+with what it is tied to (TensorRT version, GPU) and what it classifies, since a .plan carries no metadata of ours.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from common.runinfo import atomic_write_json, file_sha256
+from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    min_batch: int = 1
+    opt_batch: int = 32
+    max_batch: int = 256
+    workspace_gib: float = 4.0
+    timing_cache: Path | None = None  # persisted across builds; keyed to TensorRT version and GPU by TensorRT
+    version_compatible: bool = False  # engine runs on later TensorRT versions (embeds the lean runtime)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
+            raise ValueError(
+                f"need 1 <= min <= opt <= max batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
+            )
+
+
+def sidecar_path(plan: Path) -> Path:
+    return plan.with_name(plan.name + ".json")
+
+
+def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
+    # STRONGLY_TYPED is required on 10.x and accepted (ignored, always on) on 11.x; never use EXPLICIT_BATCH.
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    # parse_from_file, not parse(bytes): it finds external weight files (model.onnx.data) beside the model.
+    if not parser.parse_from_file(str(onnx_path)):
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
+    return network, parser
+
+
+def _config(trt: Any, builder: Any, network: Any, options: EngineOptions) -> Any:
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
+    image = network.get_input(0)
+    _, channels, height, width = tuple(image.shape[i] for i in range(4))
+    profile = builder.create_optimization_profile()
+    profile.set_shape(
+        image.name,
+        trt.Dims([options.min_batch, channels, height, width]),
+        trt.Dims([options.opt_batch, channels, height, width]),
+        trt.Dims([options.max_batch, channels, height, width]),
+    )
+    config.add_optimization_profile(profile)
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    cached = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
+    config.set_timing_cache(config.create_timing_cache(cached), False)
+    return config
+
+
+def build_engine(
+    onnx_path: Path, plan_path: Path, options: EngineOptions, classifier: dict[str, Any]
+) -> dict[str, Any]:
+    """Builds and writes `plan_path` and its sidecar; returns the sidecar."""
+    trt = import_tensorrt()
+    logger = capturing_logger(trt)
+    builder = trt.Builder(logger)
+    network, _parser = _parse(trt, builder, logger, onnx_path)
+    config = _config(trt, builder, network, options)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise RuntimeError(f"TensorRT engine build failed: {'; '.join(logger.errors) or 'see TensorRT log'}")
+    tmp = plan_path.with_name(plan_path.name + ".tmp")
+    tmp.write_bytes(bytes(plan))
+    tmp.replace(plan_path)
+    if options.timing_cache:
+        options.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
+    sidecar = {
+        "tensorrt_version": trt.__version__,
+        **gpu_identity(),
+        "precision": classifier.get("precision", "fp32"),
+        "profile": {"min_batch": options.min_batch, "opt_batch": options.opt_batch, "max_batch": options.max_batch},
+        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        "classes": classifier["classes"],
+        "source_onnx": str(onnx_path),
+        "source_onnx_sha256": file_sha256(onnx_path),
+        "classifier": classifier,
+    }
+    atomic_write_json(sidecar_path(plan_path), sidecar)
+    return sidecar
+
+
+def read_sidecar(plan_path: Path) -> dict[str, Any]:
+    path = sidecar_path(plan_path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no sidecar {path.name} beside the engine {plan_path} (it holds classes and preprocessing)"
+        )
+    return json.loads(path.read_text())

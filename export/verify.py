@@ -1,0 +1,62 @@
+"""Parity of an exported model with its source, on real images of the task.
+
+Tolerances are per precision and name the metric: the largest absolute logit difference and top-1 agreement.
+Logits are cosines times ~100, so absolute differences are in those units.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from common.data import ImageDataset, LabeledImages, collate_skipping
+from common.metadata import ClassifierMeta
+from common.transforms import eval_transform
+from serve.runners import Runner
+
+# (max |logit diff|, min top-1 agreement) that an export must meet on the parity images.
+TOLERANCES = {"fp32": (0.05, 0.99), "fp16": (1.0, 0.97), "int8": (float("inf"), 0.90)}
+
+
+@dataclass
+class Parity:
+    n: int
+    max_abs_logit_diff: float
+    top1_agreement: float
+    precision: str
+
+    @property
+    def passed(self) -> bool:
+        max_diff, min_agree = TOLERANCES[self.precision]
+        return self.max_abs_logit_diff <= max_diff and self.top1_agreement >= min_agree
+
+    def describe(self) -> str:
+        max_diff, min_agree = TOLERANCES[self.precision]
+        return (
+            f"{self.precision} parity on {self.n} task images: max |logit diff| {self.max_abs_logit_diff:.4g} "
+            f"(limit {max_diff}), top-1 agreement {100 * self.top1_agreement:.2f}% (limit {100 * min_agree:.0f}%)"
+        )
+
+
+def parity_images(data: LabeledImages, meta: ClassifierMeta, n: int = 256) -> torch.Tensor:
+    """The first `n` readable images of `data`, preprocessed as the model's metadata says."""
+    dataset = ImageDataset(
+        LabeledImages(data.name, data.classes, data.samples[: max(n, 1)]), eval_transform(meta.preprocess)
+    )
+    batch = collate_skipping([dataset[i] for i in range(len(dataset))])
+    if len(batch.labels) == 0:
+        raise ValueError(f"no readable images in {data.name} for the parity check")
+    return batch.images
+
+
+def compare(reference: Runner, candidate: Runner, images: torch.Tensor, batch_size: int = 64) -> Parity:
+    ref = np.concatenate([reference.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    out = np.concatenate([candidate.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    return Parity(
+        n=len(images),
+        max_abs_logit_diff=float(np.abs(ref - out).max()),
+        top1_agreement=float((ref.argmax(1) == out.argmax(1)).mean()),
+        precision=candidate.precision,
+    )

@@ -1,0 +1,84 @@
+"""The TensorRT runner: a serialized engine plus its sidecar, run through TensorRT's name-based tensor API.
+
+Buffers are torch CUDA tensors, so no cuda-python dependency. The output shape is read from the context for every
+batch (the batch is dynamic), and batches larger than the engine's profile are split.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.metadata import ClassifierMeta
+from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt
+from export.tensorrt_build import read_sidecar
+from serve.runners import check_input_size
+
+
+class EngineMismatch(RuntimeError):
+    """The engine was built for another TensorRT version or GPU."""
+
+
+def check_compatible(sidecar: dict[str, Any], trt_version: str, here: dict[str, str], plan: Path) -> None:
+    """Refuses an engine built elsewhere before TensorRT fails on it (it would only log and return None)."""
+    if sidecar.get("options", {}).get("version_compatible"):
+        return
+    if sidecar["tensorrt_version"] != trt_version:
+        raise EngineMismatch(
+            f"{plan} was built with TensorRT {sidecar['tensorrt_version']}, this is {trt_version}: "
+            "rebuild it here with `python cli.py export`"
+        )
+    if sidecar["compute_capability"] != here["compute_capability"]:
+        raise EngineMismatch(
+            f"{plan} was built for {sidecar['gpu']} (sm {sidecar['compute_capability']}), this is "
+            f"{here['gpu']} (sm {here['compute_capability']}): rebuild it on this GPU"
+        )
+
+
+class TensorRTRunner:
+    backend = "tensorrt"
+
+    def __init__(self, plan: Path):
+        plan = Path(plan)
+        if not plan.is_file():
+            raise FileNotFoundError(f"no such engine: {plan}")
+        sidecar = read_sidecar(plan)
+        self.meta = ClassifierMeta.from_dict(sidecar["classifier"])
+        self.precision = sidecar["precision"]
+        self.artifact = str(plan)
+        self.max_batch = int(sidecar["profile"]["max_batch"])
+        trt = import_tensorrt()
+        if not torch.cuda.is_available():
+            raise RuntimeError("a TensorRT engine needs a CUDA GPU, and none is visible")
+        check_compatible(sidecar, trt.__version__, gpu_identity(), plan)
+        self.logger = capturing_logger(trt)  # must outlive the engine
+        runtime = trt.Runtime(self.logger)
+        runtime.engine_host_code_allowed = bool(sidecar.get("options", {}).get("version_compatible"))
+        self.engine = runtime.deserialize_cuda_engine(plan.read_bytes())
+        if self.engine is None:
+            raise EngineMismatch(f"TensorRT could not load {plan}: {'; '.join(self.logger.errors) or 'unknown error'}")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+
+    def _run(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.to("cuda", torch.float32, non_blocking=True).contiguous()
+        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        shape = self.context.get_tensor_shape(self.output_name)
+        out = torch.empty(tuple(shape[i] for i in range(len(shape))), device="cuda", dtype=torch.float32)
+        self.context.set_tensor_address(self.input_name, x.data_ptr())
+        self.context.set_tensor_address(self.output_name, out.data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"TensorRT execution failed: {'; '.join(self.logger.errors)}")
+        stream.synchronize()
+        return out
+
+    def infer(self, images: torch.Tensor) -> np.ndarray:
+        check_input_size(images, self.meta, self.artifact)
+        chunks = [self._run(images[i : i + self.max_batch]) for i in range(0, len(images), self.max_batch)]
+        return torch.cat(chunks).cpu().numpy()
