@@ -16,10 +16,12 @@ import ast
 from pathlib import Path
 
 import onnx
+from onnx import TensorProto
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
 from export.onnx_export import save_onnx
 
+FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 KEEP_FP32_OPS = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "Pow", "Sqrt", "Erf"]
 IMAGE_TOWER_SCOPE = "visual"  # the classifier's image tower module; everything outside it is the head
 
@@ -60,8 +62,58 @@ def convert_to_fp16(src: Path, dst: Path) -> list[str]:
     _sort_topologically(mixed.graph)
     # Shape annotations copied from the FP32 graph now disagree with the new types; the checker re-infers them.
     del mixed.graph.value_info[:]
+    _fold_round_trip_casts(mixed)
     save_onnx(mixed, dst)
     return kept
+
+
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    values = list(graph.value_info) + list(graph.input) + list(graph.output)
+    types = {v.name: v.type.tensor_type.elem_type for v in values}
+    types.update({t.name: t.data_type for t in graph.initializer})
+    return types
+
+
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def _fold_round_trip_casts(model: onnx.ModelProto) -> None:
+    """Removes FP32 -> FP16 -> FP32 cast pairs between FP32-kept nodes.
+
+    The converter casts every kept node's output back to FP16 and the next kept node casts it up again, which
+    rounds the head (cosines, scaled logits) to FP16 after all, and even the logits on their way out.
+    """
+    graph = model.graph
+    types = _elem_types(model)
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    dropped: set[str] = set()  # names of removed Cast nodes
+    rename: dict[str, str] = {}  # tensor produced by a removed up-cast -> the FP32 tensor it round-tripped
+    for down in graph.node:
+        src, mid = down.input[0] if down.input else "", down.output[0]
+        ups = consumers.get(mid, [])
+        if _cast_to(down) != FLOAT16 or types.get(src) != FLOAT or mid in outputs or not ups:
+            continue
+        if any(_cast_to(up) != FLOAT for up in ups):
+            continue
+        dropped.update([down.name, *(up.name for up in ups)])
+        rename.update({up.output[0]: src for up in ups})
+    # A graph output keeps its name: the FP32 producer is renamed to it instead.
+    for out, src in list(rename.items()):
+        if out in outputs:
+            del rename[out]
+            rename[src] = out
+    nodes = [n for n in graph.node if n.name not in dropped]
+    for node in nodes:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        node.output[:] = [rename.get(o, o) for o in node.output]
+    del graph.node[:]
+    graph.node.extend(nodes)
 
 
 def _drop_duplicate_casts(graph: onnx.GraphProto) -> None:
