@@ -15,7 +15,15 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 app = typer.Typer(
@@ -57,7 +65,7 @@ def progress_bar() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
+        transient=True,  # cleared when done or failed, so an error stays the one line on stderr
     )
 
 
@@ -77,26 +85,25 @@ def _point_latest(run_dir: Path) -> None:
 
 def do_train(cfg, out: Path | None, resume: Path | None) -> Path:
     from train.config import TrainConfig
-    from train.trainer import TrainingInterrupted, train
+    from train.trainer import TrainingInterrupted, prepare, run_training
 
     if resume:
         from common.checkpoint import read_run
 
         cfg, out = TrainConfig.from_dict(read_run(resume)["train"]), resume
-        if cfg.lr is not None:
-            cfg.lr = float(cfg.lr)
     else:
         out = out or _fresh_run_dir(cfg.loss.kind, cfg.seed)
         if (out / "run.json").exists():
             raise ValueError(f"run directory already holds a run: {out} (use --resume {out}, or another --out)")
+    session = prepare(cfg, out, resume=resume is not None)  # bad input fails here, before any progress bar
     with progress_bar() as bar:
-        task = bar.add_task(f"train {cfg.loss.kind}", total=None, info="loading")
+        task = bar.add_task(f"train {cfg.loss.kind}", total=session.total_steps, info="teacher logits")
 
         def on_step(step: int, terms: dict[str, float]) -> None:
             bar.update(task, completed=step, info=f"loss {terms.get('loss', float('nan')):.3f}")
 
         try:
-            info_total = train(cfg, out, resume=resume is not None, on_step=on_step)
+            info_total = run_training(session, on_step=on_step)
         except TrainingInterrupted as stop:
             console.print(f"{stop}; saved. Resume with: python cli.py train --resume {out}")
             raise typer.Exit(130) from None
@@ -197,6 +204,7 @@ def open_runner(checkpoint: str | None, onnx: Path | None, engine: Path | None):
         return OnnxRuntimeRunner(onnx)
     from serve.tensorrt_runner import TensorRTRunner
 
+    assert engine is not None  # exactly one of the three was given
     return TensorRTRunner(engine)
 
 
@@ -220,7 +228,7 @@ def do_eval(
 
     sets = resolve_eval_sets(data, classes=runner.meta.classes)
     with progress_bar() as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
         def hook(name: str, done: int, total: int) -> None:
             if name not in tasks:
@@ -304,32 +312,53 @@ def pipeline_cmd(
     loss: str = typer.Option("proreg", help="proreg | kd | ce."),
     epochs: int = typer.Option(10),
     seed: int = typer.Option(0),
+    max_drop: float = typer.Option(1.0, help="Accuracy-drop gate (pp) for every exported artifact against torch."),
 ) -> None:
-    """The main job on the built-in default: fine-tune with ProReg, then evaluate it beside the zero-shot model."""
+    """The main job on the built-in default: fine-tune with ProReg, export FP32 and FP16 ONNX (and TensorRT engines
+    where possible), evaluate zero-shot, torch and every artifact on the ID and OOD sets, print one table."""
     with one_line_errors():
-        from serve.runners import torch_runner
+        from common.suites import resolve_eval_sets
+        from export.stage import export_run
+        from serve.compare import compare_runners, comparison_rows
+        from serve.runners import OnnxRuntimeRunner, Runner, torch_runner
         from train.config import TrainConfig
         from train.losses import LossConfig
 
         run_dir = do_train(TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, seed=seed), None, None)
-        rows = []
-        for name, ckpt in (("zero-shot", "builtin"), (f"{loss} fine-tuned", str(run_dir))):
-            report = do_eval(torch_runner(ckpt), [], None, None, 256, 0, run_dir / f"report-{name.split()[0]}.json")
-            rows.append((name, report))
-    table = Table(title="built-in benchmark: top-1 %")
-    table.add_column("model")
-    names = list(rows[0][1]["datasets"])
-    for n in names:
-        table.add_column(n, justify="right")
-    table.add_column("OOD mean", justify="right")
-    for name, rep in rows:
-        table.add_row(
-            name,
-            *(f"{100 * rep['datasets'][n]['top1']:.1f}" for n in names),
-            f"{100 * rep['summary']['ood_top1_mean']:.1f}",
-        )
-    Console().print(table)
-    console.print(f"reports in {run_dir}")
+        exported = export_run(run_dir, fp16=True, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
+        runners: dict[str, Runner] = {
+            "zero-shot (torch)": torch_runner("builtin"),
+            f"{loss} (torch)": torch_runner(str(run_dir)),
+        }
+        for precision, path in exported.onnx.items():
+            runners[f"{loss} (onnxruntime {precision})"] = OnnxRuntimeRunner(path)
+        if exported.engines:
+            from serve.tensorrt_runner import TensorRTRunner
+
+            for precision, plan in exported.engines.items():
+                runners[f"{loss} (tensorrt {precision})"] = TensorRTRunner(plan)
+        sets = resolve_eval_sets([], runners[f"{loss} (torch)"].meta.classes)
+        with progress_bar() as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def hook(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(f"eval {name}", total=total, info="")
+                bar.update(tasks[name], completed=done)
+
+            reports = compare_runners(runners, sets, f"{loss} (torch)", run_dir, max_drop, progress=hook)
+    header, rows = comparison_rows(reports)
+    table = Table(title="built-in benchmark: top-1 %, drops against the fine-tuned torch model")
+    for i, head in enumerate(header):
+        table.add_column(head, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
+    console.print(f"run directory and reports: {run_dir}")
+    failed = [name for name, rep in reports.items() if rep.get("gate") and not rep["gate"]["passed"]]
+    if failed:
+        console.print(f"[red]accuracy gate failed[/red] ({max_drop} pp): {', '.join(failed)}")
+        raise typer.Exit(1)
 
 
 @app.command("pretrain-builtin")

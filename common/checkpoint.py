@@ -75,4 +75,5 @@ def zero_shot_classifier(
         templates=list(templates),
         logit_scale=logit_scale_of(clip),
     )
-    return ClipClassifier(clip.model.visual, weights, meta.logit_scale).eval(), meta
+    visual: torch.nn.Module = clip.model.visual  # type: ignore[assignment]  # every open_clip model has one
+    return ClipClassifier(visual, weights, meta.logit_scale).eval(), meta

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def load_image_folder(root: Path, name: str | None = None) -> LabeledImages:
     class_dirs = sorted((d for d in root.iterdir() if d.is_dir() and not d.name.startswith(".")), key=lambda d: d.name)
     if not class_dirs:
         raise DataError(f"no class folders in dataset: {root}")
-    samples = []
+    samples: list[Sample] = []
     for label, class_dir in enumerate(class_dirs):
         images = _images_under(class_dir)
         if not images:
@@ -154,12 +154,12 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
     if classes is None:
         classes = sorted({label for _, _, label, _ in rows})
     index = {c: i for i, c in enumerate(classes)}
-    samples = []
-    for line, path, label, group in rows:
+    samples: list[Sample] = []
+    for line, path, label, group_name in rows:
         if label not in index:
             raise DataError(f"manifest {csv_path} line {line}: unknown label {label!r} (known: {', '.join(classes)})")
         # Joining an absolute path onto the folder yields the absolute path unchanged.
-        samples.append(Sample(csv_path.parent / path, index[label], group))
+        samples.append(Sample(csv_path.parent / path, index[label], group_name))
     return LabeledImages(name or csv_path.stem, list(classes), samples)
 
 
@@ -252,10 +252,11 @@ def make_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader yielding `Batch`es; shuffled by `shuffle_generator` if given, else in order."""
-    if shuffle_generator is not None:
-        sampler = RandomSampler(dataset, generator=shuffle_generator)
-    else:
-        sampler = SequentialSampler(dataset)
+    sampler: Sampler[int] = (
+        RandomSampler(dataset, generator=shuffle_generator)
+        if shuffle_generator is not None
+        else SequentialSampler(dataset)
+    )
     return DataLoader(
         dataset,
         batch_size=batch_size,

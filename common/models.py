@@ -108,17 +108,21 @@ def text_classifier(clip: LoadedClip, prompts: list[str], templates: tuple[str, 
     device = next(clip.model.parameters()).device
     texts = [t.format(p) for p in prompts for t in templates]
     tokens = clip.tokenizer(texts).to(device)
-    features = clip.model.encode_text(tokens).float()
+    features = clip.model.encode_text(tokens).float()  # type: ignore[operator]  # open_clip CLIP method
     return average_templates(features.view(len(prompts), len(templates), -1))
 
 
 def logit_scale_of(clip: LoadedClip) -> float:
     """tau = exp(logit_scale), the temperature CLIP was trained with."""
-    return float(clip.model.logit_scale.exp().item())
+    scale: torch.Tensor = clip.model.logit_scale  # type: ignore[assignment]  # an nn.Parameter on every CLIP
+    return float(scale.exp().item())
 
 
 class ClipClassifier(nn.Module):
     """Image tower plus fixed text classifier: logits = tau * normalize(f(x)) @ W^T."""
+
+    class_weights: torch.Tensor
+    logit_scale: torch.Tensor
 
     def __init__(self, visual: nn.Module, class_weights: torch.Tensor, logit_scale: float):
         super().__init__()

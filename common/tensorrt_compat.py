@@ -6,7 +6,11 @@ TensorRT is optional: it needs an NVIDIA GPU and wheels from NVIDIA's index. Eve
 
 from __future__ import annotations
 
-from typing import Any
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import tensorrt as trt  # tensorrt-stubs, made usable for mypy by scripts/trt_stubs.py
 
 INSTALL_HINT = (
     "build engines on a machine with an NVIDIA GPU after `pip install tensorrt` (10.x or 11.x), e.g. "
@@ -18,7 +22,12 @@ class TensorRTUnavailable(RuntimeError):
     """TensorRT or a CUDA GPU is missing."""
 
 
-def import_tensorrt() -> Any:
+def import_tensorrt() -> ModuleType:
+    """The tensorrt module, or TensorRTUnavailable saying how to get it.
+
+    mypy cannot type a module that a function returns, so type-checked code calls this as a guard and then imports
+    tensorrt itself: `import_tensorrt()` then `import tensorrt as trt`.
+    """
     try:
         import tensorrt as trt
     except ImportError as err:
@@ -42,20 +51,23 @@ def tensorrt_missing_reason() -> str | None:
     return None
 
 
-def capturing_logger(trt: Any) -> Any:
-    """A trt.ILogger that records error messages: TensorRT reports failures (a foreign engine, a bad graph) there,
-    while the Python call just returns None."""
+def capturing_logger() -> tuple[trt.ILogger, list[str]]:
+    """A trt.ILogger and the error messages it records (call after `import_tensorrt()`): TensorRT reports failures
+    (a foreign engine, a bad graph) there, while the Python call just returns None. The logger must outlive what it
+    is given to."""
+    import tensorrt as trt
 
-    class CapturingLogger(trt.ILogger):  # type: ignore[misc,name-defined]
+    errors: list[str] = []
+
+    class CapturingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
-            self.errors: list[str] = []
 
-        def log(self, severity: Any, msg: str) -> None:
+        def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
             if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
-                self.errors.append(msg)
+                errors.append(msg)
 
-    return CapturingLogger()
+    return CapturingLogger(), errors
 
 
 def gpu_identity() -> dict[str, str]:

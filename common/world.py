@@ -124,7 +124,7 @@ def _texture(
 def _corrupt(img: Image.Image, rng: np.random.Generator) -> Image.Image:
     """One of the ImageNet-C style corruptions: noise, blur or low contrast, at a fixed middling severity."""
     kind = int(rng.integers(3))
-    arr = np.asarray(img).astype(np.float32)
+    arr: np.ndarray = np.asarray(img).astype(np.float32)
     if kind == 0:
         arr = arr + rng.normal(0, 40, arr.shape)
     elif kind == 1:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.runinfo import atomic_write_json, file_sha256
 from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt
+
+if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
+    import tensorrt as trt
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,9 @@ def sidecar_path(plan: Path) -> Path:
     return plan.with_name(plan.name + ".json")
 
 
-def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
+def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+    import tensorrt as trt
+
     # STRONGLY_TYPED is required on 10.x and accepted (ignored, always on) on 11.x; never use EXPLICIT_BATCH.
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
     parser = trt.OnnxParser(network, logger)
@@ -47,7 +52,9 @@ def _parse(trt: Any, builder: Any, logger: Any, onnx_path: Path) -> Any:
     return network, parser
 
 
-def _config(trt: Any, builder: Any, network: Any, options: EngineOptions) -> Any:
+def _config(builder: trt.Builder, network: trt.INetworkDefinition, options: EngineOptions) -> trt.IBuilderConfig:
+    import tensorrt as trt
+
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(options.workspace_gib * (1 << 30)))
     image = network.get_input(0)
@@ -71,14 +78,17 @@ def build_engine(
     onnx_path: Path, plan_path: Path, options: EngineOptions, classifier: dict[str, Any]
 ) -> dict[str, Any]:
     """Builds and writes `plan_path` and its sidecar; returns the sidecar."""
-    trt = import_tensorrt()
-    logger = capturing_logger(trt)
+    import_tensorrt()  # TensorRTUnavailable, saying what is missing, instead of an ImportError below
+    import tensorrt as trt
+
+    logger, errors = capturing_logger()
     builder = trt.Builder(logger)
-    network, _parser = _parse(trt, builder, logger, onnx_path)
-    config = _config(trt, builder, network, options)
-    plan = builder.build_serialized_network(network, config)
+    network, _parser = _parse(builder, logger, onnx_path)  # the parser owns weights the network uses: keep it
+    config = _config(builder, network, options)
+    # Optional although the stubs say otherwise: a failed build returns None, with the reasons in the log.
+    plan: trt.IHostMemory | None = builder.build_serialized_network(network, config)
     if plan is None:
-        raise RuntimeError(f"TensorRT engine build failed: {'; '.join(logger.errors) or 'see TensorRT log'}")
+        raise RuntimeError(f"TensorRT engine build failed: {'; '.join(errors) or 'see TensorRT log'}")
     tmp = plan_path.with_name(plan_path.name + ".tmp")
     tmp.write_bytes(bytes(plan))
     tmp.replace(plan_path)

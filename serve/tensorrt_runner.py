@@ -7,7 +7,7 @@ batch (the batch is dynamic), and batches larger than the engine's profile are s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from common.metadata import ClassifierMeta
 from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt
 from export.tensorrt_build import read_sidecar
 from serve.runners import check_input_size
+
+if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
+    import tensorrt as trt
 
 
 class EngineMismatch(RuntimeError):
@@ -50,16 +53,20 @@ class TensorRTRunner:
         self.precision = sidecar["precision"]
         self.artifact = str(plan)
         self.max_batch = int(sidecar["profile"]["max_batch"])
-        trt = import_tensorrt()
+        import_tensorrt()  # TensorRTUnavailable, saying what is missing, instead of an ImportError below
+        import tensorrt as trt
+
         if not torch.cuda.is_available():
             raise RuntimeError("a TensorRT engine needs a CUDA GPU, and none is visible")
         check_compatible(sidecar, trt.__version__, gpu_identity(), plan)
-        self.logger = capturing_logger(trt)  # must outlive the engine
+        self.logger, self.errors = capturing_logger()  # the logger must outlive the engine
         runtime = trt.Runtime(self.logger)
         runtime.engine_host_code_allowed = bool(sidecar.get("options", {}).get("version_compatible"))
-        self.engine = runtime.deserialize_cuda_engine(plan.read_bytes())
-        if self.engine is None:
-            raise EngineMismatch(f"TensorRT could not load {plan}: {'; '.join(self.logger.errors) or 'unknown error'}")
+        # Optional although the stubs say otherwise: an engine TensorRT cannot load gives None, with the reason logged.
+        engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(plan.read_bytes())
+        if engine is None:
+            raise EngineMismatch(f"TensorRT could not load {plan}: {'; '.join(self.errors) or 'unknown error'}")
+        self.engine = engine
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
@@ -74,7 +81,7 @@ class TensorRTRunner:
         self.context.set_tensor_address(self.output_name, out.data_ptr())
         stream = torch.cuda.current_stream()
         if not self.context.execute_async_v3(stream.cuda_stream):
-            raise RuntimeError(f"TensorRT execution failed: {'; '.join(self.logger.errors)}")
+            raise RuntimeError(f"TensorRT execution failed: {'; '.join(self.errors)}")
         stream.synchronize()
         return out
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import open_clip
@@ -25,7 +26,7 @@ from common.models import BUILTIN_DIR
 from common.runinfo import atomic_write_text, git_commit
 from common.world import caption, random_scene, render
 
-BUILTIN_MODEL_CFG = {
+BUILTIN_MODEL_CFG: dict[str, Any] = {
     "embed_dim": 64,
     "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
     "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},

@@ -282,7 +282,7 @@ def run_epoch(s: Session, log: MetricsLog, stop: Callable[[], bool], on_step: St
         terms = optimizer_step(s, pending) if pending else {}
         pending = []
         s.pos.batch_in_epoch = i + 1
-        terms.update(lr=s.scheduler.get_last_lr()[0], images_per_s=n_images / max(1e-9, time.time() - tick))
+        terms.update(lr=float(s.scheduler.get_last_lr()[0]), images_per_s=n_images / max(1e-9, time.time() - tick))
         tick = time.time()
         if s.pos.step % s.cfg.log_every == 0 or s.pos.step == 1:
             log.write({"step": s.pos.step, "epoch": s.pos.epoch, **terms})
@@ -325,15 +325,20 @@ def restore(s: Session) -> None:
         s.run_info.setdefault("teacher_cache", previous["teacher_cache"])
 
 
-def train(cfg: TrainConfig, out: Path, resume: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
-    """Fine-tunes and writes a self-describing run directory; returns its run.json content."""
+def prepare(cfg: TrainConfig, out: Path, resume: bool = False) -> Session:
+    """Loads data and models (and, on resume, the saved state): everything that can fail on bad input."""
     out = Path(out)
     s = build_session(cfg, out)
     out.mkdir(parents=True, exist_ok=True)
-    log = MetricsLog(out / "metrics.jsonl")
     if resume:
         restore(s)
-        log.truncate_after(s.pos.step)  # lines written after the last checkpoint will be written again
+        MetricsLog(out / "metrics.jsonl").truncate_after(s.pos.step)  # lines past the checkpoint come again
+    return s
+
+
+def run_training(s: Session, on_step: StepCallback | None = None) -> dict[str, Any]:
+    """Trains a prepared session to the end (or Ctrl-C) and returns the run.json content."""
+    log = MetricsLog(s.out / "metrics.jsonl")
     precompute_teacher_logits(s)
     start = time.time()
     with ctrl_c_requests_stop() as stop:
@@ -351,3 +356,8 @@ def train(cfg: TrainConfig, out: Path, resume: bool = False, on_step: StepCallba
     s.run_info["train_seconds"] = round(time.time() - start + s.run_info.get("train_seconds", 0.0), 2)
     save_checkpoint(s, "finished")
     return s.run_info
+
+
+def train(cfg: TrainConfig, out: Path, resume: bool = False, on_step: StepCallback | None = None) -> dict[str, Any]:
+    """Fine-tunes and writes a self-describing run directory; returns its run.json content."""
+    return run_training(prepare(cfg, out, resume), on_step)

@@ -1,0 +1,59 @@
+"""Evaluate several artifacts of one model on the same sets and compare each with a reference backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from common.suites import EvalSet
+from serve.evaluate import DatasetResult, ProgressHook, evaluate, with_reference
+from serve.report import write_report
+from serve.runners import Runner
+
+
+def compare_runners(
+    runners: dict[str, Runner],
+    sets: list[EvalSet],
+    reference: str,
+    out_dir: Path,
+    max_drop_pp: float | None = None,
+    batch_size: int = 256,
+    progress: ProgressHook | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Reports per runner (keyed by row name); each is compared with the runner named `reference`, evaluated once.
+
+    Runners whose classes differ from the reference's (a zero-shot model on other prompts, say) are reported alone.
+    """
+    results: dict[str, tuple[dict[str, Any], dict[str, DatasetResult]]] = {}
+    for name, runner in runners.items():
+        hook = (lambda n, d, t, row=name: progress(f"{row}: {n}", d, t)) if progress else None
+        results[name] = evaluate(runner, sets, batch_size, 0, hook)
+    ref_report, ref_results = results[reference]
+    reports = {}
+    for name, (report, per_set) in results.items():
+        if name != reference and report["classes"] == ref_report["classes"]:
+            report = with_reference(report, per_set, ref_results, ref_report["artifact"], max_drop_pp)
+        write_report(report, out_dir / f"report-{name.replace(' ', '-')}.json")
+        reports[name] = report
+    return reports
+
+
+def comparison_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """A header and one row per report: top-1 per set, mean OOD, and the worst drop against the reference."""
+    sets = list(next(iter(reports.values()))["datasets"])
+    header = ["model / backend", *sets, "OOD mean", "worst drop pp", "min agree %"]
+    rows = []
+    for name, rep in reports.items():
+        agreement = rep.get("agreement") or {}
+        drop = max((a["top1_drop_pp"] for a in agreement.values()), default=None)
+        agree = min((a["top1_agreement"] for a in agreement.values()), default=None)
+        rows.append(
+            [
+                name,
+                *(f"{100 * rep['datasets'][s]['top1']:.1f}" for s in sets),
+                f"{100 * rep['summary']['ood_top1_mean']:.1f}",
+                "-" if drop is None else f"{drop:+.2f}",
+                "-" if agree is None else f"{100 * agree:.1f}",
+            ]
+        )
+    return header, rows
