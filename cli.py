@@ -42,8 +42,18 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from common.models import ModelError
     from common.tensorrt_compat import TensorRTUnavailable
     from export.onnx_export import ExportError
+    from serve.tensorrt_runner import EngineMismatch
 
-    return (DataError, ModelError, CheckpointError, ExportError, TensorRTUnavailable, FileNotFoundError, ValueError)
+    return (
+        DataError,
+        ModelError,
+        CheckpointError,
+        ExportError,
+        TensorRTUnavailable,
+        EngineMismatch,
+        FileNotFoundError,
+        ValueError,
+    )
 
 
 @contextlib.contextmanager
@@ -130,7 +140,9 @@ def train_cmd(
     template: list[str] = typer.Option(["a photo of a {}"], help="Prompt template with {} (repeatable)."),
     templates_file: Path | None = typer.Option(None, help="File with one prompt template per line."),
     loss: str = typer.Option("proreg", help="proreg | kd | ce."),
-    weight_form: str = typer.Option("official", help="ProReg weight: official (authors' code) | xerm (paper)."),
+    weight_form: str = typer.Option(
+        "xerm", help="ProReg weight: xerm (paper formula, default) | official (authors code)."
+    ),
     alpha: float = typer.Option(1.0, help="ProReg: weight of the KL term."),
     gamma: float = typer.Option(1.0, help="ProReg xerm: exponent on the cross-entropies."),
     temperature: float = typer.Option(1.0, help="Distillation temperature T."),
@@ -346,7 +358,8 @@ def pipeline_cmd(
                     tasks[name] = bar.add_task(f"eval {name}", total=total, info="")
                 bar.update(tasks[name], completed=done)
 
-            reports = compare_runners(runners, sets, f"{loss} (torch)", run_dir, max_drop, progress=hook)
+            artifacts = [name for name in runners if name not in ("zero-shot (torch)", f"{loss} (torch)")]
+            reports = compare_runners(runners, sets, f"{loss} (torch)", artifacts, run_dir, max_drop, progress=hook)
     header, rows = comparison_rows(reports)
     table = Table(title="built-in benchmark: top-1 %, drops against the fine-tuned torch model")
     for i, head in enumerate(header):

@@ -1,6 +1,6 @@
 """The ProReg claim on the built-in benchmark: zero-shot vs ce vs kd vs ProReg (both weight forms), seeds 0-2.
 
-    python benchmarks/claim.py [--seeds 0 1 2] [--epochs 10] [--out runs/claim]
+    python benchmarks/claim.py [--seeds 0 1 2] [--epochs 10] [--augment none|randaugment] [--out runs/claim]
 
 Each run trains with the CLI's defaults and is evaluated on the ID and OOD sets with the torch runner. Finished runs
 are reused, so an interrupted benchmark continues where it stopped. Prints a markdown table of mean +- std.
@@ -43,11 +43,12 @@ def evaluate_checkpoint(checkpoint: str, report_path: Path) -> dict:
     return report
 
 
-def run_method(name: str, loss: LossConfig, seed: int, epochs: int, out: Path) -> dict:
+def run_method(name: str, loss: LossConfig, seed: int, epochs: int, augment: str, out: Path) -> dict:
     run_dir = out / f"{name.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}"
     if not (run_dir / "run.json").exists() or json.loads((run_dir / "run.json").read_text())["status"] != "finished":
         start = time.time()
-        train(TrainConfig(loss=loss, seed=seed, epochs=epochs), run_dir, resume=(run_dir / "state.pt").exists())
+        cfg = TrainConfig(loss=loss, seed=seed, epochs=epochs, augment=augment)
+        train(cfg, run_dir, resume=(run_dir / "state.pt").exists())
         print(f"{name} seed {seed}: trained in {time.time() - start:.0f} s", flush=True)
     return evaluate_checkpoint(str(run_dir), run_dir / "report.json")
 
@@ -75,11 +76,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--augment", default="none", choices=["none", "randaugment"])
     parser.add_argument("--out", type=Path, default=Path("runs/claim"))
     args = parser.parse_args()
     rows = {"zero-shot": row([evaluate_checkpoint("builtin", args.out / "zero-shot" / "report.json")])}
     for name, loss in METHODS.items():
-        rows[name] = row([run_method(name, loss, seed, args.epochs, args.out) for seed in args.seeds])
+        rows[name] = row([run_method(name, loss, seed, args.epochs, args.augment, args.out) for seed in args.seeds])
     table = markdown(rows, len(args.seeds))
     (args.out / "claim.md").write_text(table)
     print(table)

@@ -15,14 +15,16 @@ def compare_runners(
     runners: dict[str, Runner],
     sets: list[EvalSet],
     reference: str,
+    compared: list[str],
     out_dir: Path,
     max_drop_pp: float | None = None,
     batch_size: int = 256,
     progress: ProgressHook | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Reports per runner (keyed by row name); each is compared with the runner named `reference`, evaluated once.
+    """Reports per runner (keyed by row name), written as report-<name>.json into `out_dir`.
 
-    Runners whose classes differ from the reference's (a zero-shot model on other prompts, say) are reported alone.
+    The runners named in `compared` (the reference's exported artifacts) are compared with the runner named
+    `reference`, which is evaluated once, and gated by `max_drop_pp`; the others (a zero-shot baseline) stand alone.
     """
     results: dict[str, tuple[dict[str, Any], dict[str, DatasetResult]]] = {}
     for name, runner in runners.items():
@@ -31,7 +33,7 @@ def compare_runners(
     ref_report, ref_results = results[reference]
     reports = {}
     for name, (report, per_set) in results.items():
-        if name != reference and report["classes"] == ref_report["classes"]:
+        if name in compared:
             report = with_reference(report, per_set, ref_results, ref_report["artifact"], max_drop_pp)
         write_report(report, out_dir / f"report-{name.replace(' ', '-')}.json")
         reports[name] = report

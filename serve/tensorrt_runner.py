@@ -26,10 +26,14 @@ class EngineMismatch(RuntimeError):
 
 
 def check_compatible(sidecar: dict[str, Any], trt_version: str, here: dict[str, str], plan: Path) -> None:
-    """Refuses an engine built elsewhere before TensorRT fails on it (it would only log and return None)."""
-    if sidecar.get("options", {}).get("version_compatible"):
-        return
-    if sidecar["tensorrt_version"] != trt_version:
+    """Refuses an engine built elsewhere before TensorRT fails on it (it would only log and return None).
+
+    A version-compatible engine runs on the TensorRT it was built with or a later one, never an earlier one; every
+    engine stays tied to the GPU architecture it was built on.
+    """
+    built = sidecar["tensorrt_version"]
+    later = _version(trt_version) >= _version(built)
+    if built != trt_version and not (sidecar.get("options", {}).get("version_compatible") and later):
         raise EngineMismatch(
             f"{plan} was built with TensorRT {sidecar['tensorrt_version']}, this is {trt_version}: "
             "rebuild it here with `python cli.py export`"
@@ -39,6 +43,10 @@ def check_compatible(sidecar: dict[str, Any], trt_version: str, here: dict[str, 
             f"{plan} was built for {sidecar['gpu']} (sm {sidecar['compute_capability']}), this is "
             f"{here['gpu']} (sm {here['compute_capability']}): rebuild it on this GPU"
         )
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 class TensorRTRunner:
