@@ -77,7 +77,12 @@ class OnnxRuntimeRunner:
         self.precision = info.get("precision", "fp32")
         available = ort.get_available_providers()
         wanted = providers or [p for p in PREFERRED_ORT_PROVIDERS if p in available]
-        self.session = ort.InferenceSession(str(path), providers=wanted)
+        options = ort.SessionOptions()
+        if self.precision == "fp16":
+            # ORT 1.31's CPU layout optimizations (ORT_ENABLE_ALL) crash on mixed FP16/FP32 transformer graphs
+            # (seen with ViT-B/32); the extended level keeps every fusion but the NCHWc layout rewrite.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
         self.providers = self.session.get_providers()  # what was really enabled (a missing EP only warns)
         self.input_name = self.session.get_inputs()[0].name
 
