@@ -32,6 +32,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_fraction: float = 0.1
     augment: str = "none"
+    # Without augmentation the teacher sees the same images every epoch: run it once and keep its logits (N x C
+    # floats; 5 GB for ImageNet-1k, so it can be turned off).
+    teacher_cache: bool = True
     seed: int = 0
     val_fraction: float = 0.1
     num_workers: int = 0

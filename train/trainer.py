@@ -79,7 +79,7 @@ class Session:
     device: torch.device
     total_steps: int
     steps_per_epoch: int
-    teacher_cache: torch.Tensor | None = None
+    cached_teacher_logits: torch.Tensor | None = None
     pos: Position = field(default_factory=Position)
     run_info: dict[str, Any] = field(default_factory=dict)
 
@@ -183,7 +183,7 @@ def _ignore_ctrl_c(worker_id: int) -> None:
 @torch.no_grad()
 def precompute_teacher_logits(s: Session) -> None:
     """Without augmentation every epoch shows the teacher the same images: run it once, index by sample."""
-    if s.cfg.augment != "none" or s.cfg.loss.kind == "ce":
+    if s.cfg.augment != "none" or s.cfg.loss.kind == "ce" or not s.cfg.teacher_cache:
         return
     start = time.time()
     plain = ImageDataset(s.data.train, eval_transform(s.run_info["classifier"]["preprocess"]), s.cfg.strict)
@@ -191,15 +191,15 @@ def precompute_teacher_logits(s: Session) -> None:
     for batch in loader(s, plain, None):
         with autocast(s.device, s.cfg.precision):
             cache[batch.indices] = s.teacher(batch.images.to(s.device)).float().cpu()
-    s.teacher_cache = cache
+    s.cached_teacher_logits = cache
     s.run_info["teacher_cache"] = {"seconds": round(time.time() - start, 2), "images": len(plain)}
 
 
 def teacher_logits(s: Session, batch: Batch, images: torch.Tensor) -> torch.Tensor | None:
     if s.cfg.loss.kind == "ce":
         return None
-    if s.teacher_cache is not None:
-        return s.teacher_cache[batch.indices].to(s.device)
+    if s.cached_teacher_logits is not None:
+        return s.cached_teacher_logits[batch.indices].to(s.device)
     with torch.no_grad(), autocast(s.device, s.cfg.precision):
         return s.teacher(images).float()
 
