@@ -286,8 +286,15 @@ def eval_cmd(
 @app.command("export")
 def export_cmd(
     checkpoint: Path = typer.Option(RUNS / "latest", help="Run directory to export (its best checkpoint)."),
-    fp16: bool = typer.Option(
-        False, "--fp16", help="Also write model.fp16.onnx: FP16 tower; norms, softmax, head FP32."
+    fp16: bool = typer.Option(False, "--fp16", help="Also model.fp16.onnx: FP16 tower; norms, softmax, head FP32."),
+    int8: bool = typer.Option(False, "--int8", help="Also model.int8.onnx: symmetric INT8 Q/DQ from calibration."),
+    calib_data: str | None = typer.Option(
+        None, help="INT8 calibration images: a dataset SPEC or a .npy [N,3,H,W]; default: the run's training data."
+    ),
+    calib_size: int = typer.Option(300, help="INT8: calibration images (class-stratified sample)."),
+    calib_method: str = typer.Option("entropy", help="INT8: entropy | percentile | minmax."),
+    int8_keep: str = typer.Option(
+        "patch_embed,head", help="INT8: parts kept in FP32 (patch_embed, head; '' for none)."
     ),
     out: Path | None = typer.Option(None, help="Output directory; default: the run directory."),
     parity_data: str | None = typer.Option(
@@ -301,19 +308,17 @@ def export_cmd(
     version_compatible: bool = typer.Option(False, help="TensorRT engine that later TensorRT versions can run."),
 ) -> None:
     """Export image encoder + fixed text classifier as one ONNX graph (dynamic batch), verified against torch;
-    build TensorRT engines from it when TensorRT and a GPU are present."""
+    optionally FP16 and INT8 copies; TensorRT engines from each when TensorRT and a GPU are present."""
     with one_line_errors():
+        from calib.calibration import Int8Options
         from export.stage import export_run
         from export.tensorrt_build import EngineOptions
 
         engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)
+        keep = tuple(part for part in int8_keep.split(",") if part)
+        int8_options = Int8Options(calib_data, calib_size, calib_method, keep) if int8 else None
         result = export_run(
-            checkpoint,
-            out,
-            fp16=fp16,
-            engine=engine,
-            parity_data=parity_data,
-            log=lambda msg: console.print(msg, highlight=False),
+            checkpoint, out, fp16=fp16, engine=engine, parity_data=parity_data, int8=int8_options, log=_log
         )
     for precision, path in result.onnx.items():
         console.print(f"wrote {path} ({precision})")
@@ -321,37 +326,63 @@ def export_cmd(
         console.print(f"wrote {path} ({precision}) and {path.name}.json")
 
 
+def _log(message: str) -> None:
+    console.print(message, highlight=False, soft_wrap=True)
+
+
+def _pipeline_runners(loss: str, run_dir: Path, exported, max_drop: float, max_drop_int8: float):
+    """Zero-shot and torch rows, plus one row per exported artifact with its accuracy-drop limit."""
+    from serve.runners import OnnxRuntimeRunner, Runner, torch_runner
+
+    reference = f"{loss} (torch)"
+    runners: dict[str, Runner] = {"zero-shot (torch)": torch_runner("builtin"), reference: torch_runner(str(run_dir))}
+    limits: dict[str, float | None] = {}
+    for precision, path in exported.onnx.items():
+        runners[f"{loss} (onnxruntime {precision})"] = OnnxRuntimeRunner(path)
+        limits[f"{loss} (onnxruntime {precision})"] = max_drop_int8 if precision == "int8" else max_drop
+    if exported.engines:
+        from serve.tensorrt_runner import TensorRTRunner
+
+        for precision, plan in exported.engines.items():
+            runners[f"{loss} (tensorrt {precision})"] = TensorRTRunner(plan)
+            limits[f"{loss} (tensorrt {precision})"] = max_drop_int8 if precision == "int8" else max_drop
+    return runners, reference, limits
+
+
+def _print_comparison(reports: dict) -> None:
+    from serve.compare import comparison_rows
+
+    header, rows = comparison_rows(reports)
+    table = Table(title="built-in benchmark: top-1 %, drops against the fine-tuned torch model")
+    for i, head in enumerate(header):
+        table.add_column(head, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=160).print(table)
+
+
 @app.command("pipeline")
 def pipeline_cmd(
     loss: str = typer.Option("proreg", help="proreg | kd | ce."),
     epochs: int = typer.Option(10),
     seed: int = typer.Option(0),
-    max_drop: float = typer.Option(1.0, help="Accuracy-drop gate (pp) for every exported artifact against torch."),
+    max_drop: float = typer.Option(1.0, help="Accuracy-drop gate (pp) for FP32/FP16 artifacts against torch."),
+    max_drop_int8: float = typer.Option(2.5, help="Accuracy-drop gate (pp) for INT8 artifacts (see BENCHMARKS.md)."),
 ) -> None:
-    """The main job on the built-in default: fine-tune with ProReg, export FP32 and FP16 ONNX (and TensorRT engines
-    where possible), evaluate zero-shot, torch and every artifact on the ID and OOD sets, print one table."""
+    """The main job on the built-in default: fine-tune with ProReg; export FP32, FP16 and INT8 ONNX (and TensorRT
+    engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets; print one table."""
     with one_line_errors():
+        from calib.calibration import Int8Options
         from common.suites import resolve_eval_sets
         from export.stage import export_run
-        from serve.compare import compare_runners, comparison_rows
-        from serve.runners import OnnxRuntimeRunner, Runner, torch_runner
+        from serve.compare import compare_runners
         from train.config import TrainConfig
         from train.losses import LossConfig
 
         run_dir = do_train(TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, seed=seed), None, None)
-        exported = export_run(run_dir, fp16=True, log=lambda msg: console.print(msg, highlight=False, soft_wrap=True))
-        runners: dict[str, Runner] = {
-            "zero-shot (torch)": torch_runner("builtin"),
-            f"{loss} (torch)": torch_runner(str(run_dir)),
-        }
-        for precision, path in exported.onnx.items():
-            runners[f"{loss} (onnxruntime {precision})"] = OnnxRuntimeRunner(path)
-        if exported.engines:
-            from serve.tensorrt_runner import TensorRTRunner
-
-            for precision, plan in exported.engines.items():
-                runners[f"{loss} (tensorrt {precision})"] = TensorRTRunner(plan)
-        sets = resolve_eval_sets([], runners[f"{loss} (torch)"].meta.classes)
+        exported = export_run(run_dir, fp16=True, int8=Int8Options(), log=_log)
+        runners, reference, limits = _pipeline_runners(loss, run_dir, exported, max_drop, max_drop_int8)
+        sets = resolve_eval_sets([], runners[reference].meta.classes)
         with progress_bar() as bar:
             tasks: dict[str, TaskID] = {}
 
@@ -360,19 +391,16 @@ def pipeline_cmd(
                     tasks[name] = bar.add_task(f"eval {name}", total=total, info="")
                 bar.update(tasks[name], completed=done)
 
-            artifacts = [name for name in runners if name not in ("zero-shot (torch)", f"{loss} (torch)")]
-            reports = compare_runners(runners, sets, f"{loss} (torch)", artifacts, run_dir, max_drop, progress=hook)
-    header, rows = comparison_rows(reports)
-    table = Table(title="built-in benchmark: top-1 %, drops against the fine-tuned torch model")
-    for i, head in enumerate(header):
-        table.add_column(head, justify="left" if i == 0 else "right")
-    for row in rows:
-        table.add_row(*row)
-    Console(width=160).print(table)
+            reports = compare_runners(runners, sets, reference, limits, run_dir, progress=hook)
+    _print_comparison(reports)
     console.print(f"run directory and reports: {run_dir}")
-    failed = [name for name, rep in reports.items() if rep.get("gate") and not rep["gate"]["passed"]]
+    failed = [
+        f"{name} ({rep['gate']['worst_drop_pp']:+.2f} pp > {rep['gate']['max_drop_pp']} pp)"
+        for name, rep in reports.items()
+        if rep.get("gate") and not rep["gate"]["passed"]
+    ]
     if failed:
-        console.print(f"[red]accuracy gate failed[/red] ({max_drop} pp): {', '.join(failed)}")
+        console.print(f"[red]accuracy gate failed[/red]: {', '.join(failed)}")
         raise typer.Exit(1)
 
 

@@ -11,13 +11,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from calib.calibration import Int8Options, calibration_images, load_calibration_array
+from calib.quantize import quantize_int8
 from common.checkpoint import BEST_WEIGHTS, load_run_classifier, read_run
 from common.data import load_dataset
 from common.metadata import ClassifierMeta
 from common.runinfo import file_sha256
-from common.suites import resolve_train_data
+from common.suites import resolve_eval_sets, resolve_train_data
 from common.tensorrt_compat import tensorrt_missing_reason
 from export.fp16 import convert_to_fp16
 from export.onnx_export import OPSET, ExportError, check_model, export_onnx, move_onnx, remove_onnx, write_metadata
@@ -47,6 +50,20 @@ def _task_images(checkpoint: Path, meta: ClassifierMeta, parity_data: str | None
     return parity_images(data, meta, n)
 
 
+def _calibration_batch(checkpoint: Path, meta: ClassifierMeta, opts: Int8Options) -> tuple[np.ndarray, str]:
+    """The calibration images and a description of where they came from."""
+    if opts.calib_data and opts.calib_data.endswith(".npy"):
+        return load_calibration_array(Path(opts.calib_data), meta), opts.calib_data
+    if opts.calib_data:
+        data = resolve_eval_sets([opts.calib_data], meta.classes)[0].data
+        return calibration_images(data, meta, opts.size, opts.seed, opts.augment), opts.calib_data
+    cfg = read_run(checkpoint)["train"]
+    names = Path(cfg["classnames"]) if cfg.get("classnames") else None
+    train = resolve_train_data(cfg["data"], cfg.get("val_data"), names, cfg["val_fraction"], cfg["seed"]).train
+    source = f"{cfg['data']} (training split{', RandAugment' if opts.augment else ''})"
+    return calibration_images(train, meta, opts.size, opts.seed, opts.augment), source
+
+
 def _verified(tmp: Path, final: Path, reference: TorchRunner, images: torch.Tensor, log: Log) -> Parity:
     """Checks the file at `tmp` and moves it to `final` only if it passes; removes it otherwise."""
     try:
@@ -69,9 +86,11 @@ def export_run(
     engine: EngineOptions | None = None,
     parity_data: str | None = None,
     parity_n: int = 256,
+    int8: Int8Options | None = None,
     log: Log = print,
 ) -> ExportResult:
-    """Exports the run's best checkpoint to model.onnx (and model.fp16.onnx), verified; builds engines if it can."""
+    """Exports the run's best checkpoint to model.onnx (and model.fp16.onnx / model.int8.onnx), each verified;
+    builds TensorRT engines from them if it can."""
     checkpoint = Path(checkpoint)
     model, meta = load_run_classifier(checkpoint)
     out_dir = Path(out_dir or checkpoint)
@@ -84,6 +103,8 @@ def export_run(
     }
     reference = TorchRunner(model, meta, str(checkpoint), device="cpu")
     images = _task_images(checkpoint, meta, parity_data, parity_n)
+    # Calibration data is read before anything is written, so bad calibration input leaves no files behind.
+    calibration, source = _calibration_batch(checkpoint, meta, int8) if int8 else (None, "")
     result = ExportResult()
 
     fp32_tmp = export_onnx(model, meta, out_dir / "model.onnx.tmp.onnx", extra)
@@ -95,6 +116,13 @@ def export_run(
         write_metadata(fp16_tmp, meta, {**extra, "precision": "fp16", "fp32_nodes": kept})
         result.parity["fp16"] = _verified(fp16_tmp, out_dir / "model.fp16.onnx", reference, images, log)
         result.onnx["fp16"] = out_dir / "model.fp16.onnx"
+    if int8 and calibration is not None:
+        int8_tmp = out_dir / "model.int8.onnx.tmp.onnx"
+        kept = quantize_int8(out_dir / "model.onnx", int8_tmp, calibration, int8.method, int8.keep)
+        info = {"method": int8.method, "images": len(calibration), "data": source, "kept_fp32": kept}
+        write_metadata(int8_tmp, meta, {**extra, "precision": "int8", "calibration": info})
+        result.parity["int8"] = _verified(int8_tmp, out_dir / "model.int8.onnx", reference, images, log)
+        result.onnx["int8"] = out_dir / "model.int8.onnx"
     build_engines(result, meta, extra, engine or EngineOptions(), log)
     return result
 

@@ -15,16 +15,16 @@ def compare_runners(
     runners: dict[str, Runner],
     sets: list[EvalSet],
     reference: str,
-    compared: list[str],
+    compared: dict[str, float | None],
     out_dir: Path,
-    max_drop_pp: float | None = None,
     batch_size: int = 256,
     progress: ProgressHook | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Reports per runner (keyed by row name), written as report-<name>.json into `out_dir`.
 
     The runners named in `compared` (the reference's exported artifacts) are compared with the runner named
-    `reference`, which is evaluated once, and gated by `max_drop_pp`; the others (a zero-shot baseline) stand alone.
+    `reference`, which is evaluated once, each gated by its own limit in pp (None: no gate); the others (a zero-shot
+    baseline) stand alone.
     """
     results: dict[str, tuple[dict[str, Any], dict[str, DatasetResult]]] = {}
     for name, runner in runners.items():
@@ -34,7 +34,7 @@ def compare_runners(
     reports = {}
     for name, (report, per_set) in results.items():
         if name in compared:
-            report = with_reference(report, per_set, ref_results, ref_report["artifact"], max_drop_pp)
+            report = with_reference(report, per_set, ref_results, ref_report["artifact"], compared[name])
         write_report(report, out_dir / f"report-{name.replace(' ', '-')}.json")
         reports[name] = report
     return reports

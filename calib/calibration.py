@@ -1,0 +1,112 @@
+"""Calibration images: a deterministic, class-stratified sample, preprocessed as the artifact's metadata says.
+
+The preprocessed tensor is cached on disk (keyed by the images, the preprocessing, the size and the seed), so
+repeated exports do not decode the same images again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.benchmark import cache_root
+from common.data import DataError, ImageDataset, LabeledImages, Sample, collate_skipping
+from common.metadata import ClassifierMeta
+from common.transforms import eval_transform, train_transform
+
+MIN_IMAGES = 16
+METHODS = ("entropy", "percentile", "minmax")
+KEEP_CHOICES = ("patch_embed", "head")
+
+
+@dataclass(frozen=True)
+class Int8Options:
+    """How to calibrate: data (a dataset spec or a .npy of preprocessed images; default the run's training data),
+    how many images, which method, and which parts stay in higher precision."""
+
+    calib_data: str | None = None
+    size: int = 300
+    method: str = "entropy"
+    keep: tuple[str, ...] = ("patch_embed", "head")
+    seed: int = 0
+    augment: bool = False  # RandAugment'ed copies: wider activation ranges than the clean training images
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown calibration method {self.method!r} (choose from {', '.join(METHODS)})")
+        if not set(self.keep) <= set(KEEP_CHOICES):
+            raise ValueError(
+                f"unknown INT8 exclusion(s) {sorted(set(self.keep) - set(KEEP_CHOICES))} "
+                f"(choose from {', '.join(KEEP_CHOICES)})"
+            )
+        if self.size < MIN_IMAGES:
+            raise ValueError(f"calibration needs at least {MIN_IMAGES} images, asked for {self.size}")
+
+
+def stratified_sample(data: LabeledImages, n: int, seed: int) -> list[Sample]:
+    """`n` samples spread evenly over the classes (round robin over per-class shuffles), the same for a seed."""
+    rng = random.Random(seed)
+    per_class = [[s for s in data.samples if s.label == c] for c in range(len(data.classes))]
+    missing = [data.classes[c] for c, members in enumerate(per_class) if not members]
+    if missing:
+        raise DataError(f"calibration set {data.name!r} has no images of class(es): {', '.join(missing)}")
+    for members in per_class:
+        rng.shuffle(members)
+    picked: list[Sample] = []
+    depth = 0
+    while len(picked) < n and any(depth < len(m) for m in per_class):
+        picked += [m[depth] for m in per_class if depth < len(m)][: n - len(picked)]
+        depth += 1
+    return picked
+
+
+def _cache_key(samples: list[Sample], meta: ClassifierMeta, seed: int, augment: bool) -> str:
+    stamp = [(str(s.path), s.path.stat().st_mtime_ns if s.path.exists() else 0) for s in samples]
+    key = {"images": stamp, "preprocess": meta.preprocess, "seed": seed, "augment": augment}
+    blob = json.dumps(key, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def calibration_images(
+    data: LabeledImages, meta: ClassifierMeta, n: int = 300, seed: int = 0, augment: bool = False
+) -> np.ndarray:
+    """[n, 3, H, W] float32 calibration batch from `data`, cached under the cache root."""
+    if n < MIN_IMAGES:
+        raise DataError(f"calibration needs at least {MIN_IMAGES} images, asked for {n}")
+    samples = stratified_sample(data, n, seed)
+    if len(samples) < MIN_IMAGES:
+        raise DataError(f"calibration set {data.name!r} has {len(samples)} images; at least {MIN_IMAGES} are needed")
+    path = cache_root() / "calibration" / f"{_cache_key(samples, meta, seed, augment)}.npy"
+    if path.exists():
+        return np.load(path)
+    transform = train_transform(meta.preprocess, "randaugment") if augment else eval_transform(meta.preprocess)
+    dataset = ImageDataset(LabeledImages(data.name, data.classes, samples), transform)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # RandAugment draws from torch's generator
+        batch = collate_skipping([dataset[i] for i in range(len(dataset))])
+    if len(batch.labels) < MIN_IMAGES:
+        raise DataError(f"calibration set {data.name!r}: only {len(batch.labels)} readable images")
+    images = batch.images.numpy().astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.npy")
+    np.save(tmp, images)
+    tmp.replace(path)
+    return images
+
+
+def load_calibration_array(path: Path, meta: ClassifierMeta) -> np.ndarray:
+    """A pre-made calibration tensor (.npy), checked against the model's input shape."""
+    images = np.load(path)
+    size = meta.image_size
+    if images.ndim != 4 or images.shape[1:] != (3, size, size):
+        shape = list(images.shape)
+        raise DataError(f"calibration array {path} has shape {shape}; the model takes [N, 3, {size}, {size}]")
+    if len(images) < MIN_IMAGES:
+        raise DataError(f"calibration array {path} has {len(images)} images; at least {MIN_IMAGES} are needed")
+    return images.astype(np.float32)
