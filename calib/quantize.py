@@ -19,6 +19,7 @@ import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from calib.calibration import KEEP_CHOICES
+from common.runinfo import quiet_logger
 from export.fp16 import head_nodes
 from export.onnx_export import INPUT_NAME
 
@@ -74,7 +75,8 @@ def quantize_int8(
     # No quant_pre_process: the exporter already folded constants, and that pass drops the name-scope metadata that
     # tells the head from the tower.
     kept = excluded_nodes(onnx.load(str(src), load_external_data=False).graph, exclude)
-    with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress lines of their own
+    # The calibrators print progress lines, and the quantizer logs advice to run its pre-processing (see above).
+    with contextlib.redirect_stdout(io.StringIO()), quiet_logger():
         quantize_static(
             str(src),
             str(dst),

@@ -8,7 +8,6 @@ folder (`local-dir:/path`), or `builtin`, the tiny model this project ships (its
 from __future__ import annotations
 
 import json
-import logging
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from common.runinfo import quiet_logger
 
 BUILTIN = "builtin"
 BUILTIN_DIR = Path(__file__).parent / "assets" / "builtin"
@@ -83,16 +84,10 @@ def build_visual(config: dict[str, Any], preprocess: dict[str, Any]) -> nn.Modul
     The config goes through a temporary open_clip local folder, so every architecture open_clip can build
     (ViT, ModifiedResNet, timm towers) is built by open_clip's own factory.
     """
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # open_clip warns that no weights were loaded, which is the point here
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            cfg = {"model_cfg": config, "preprocess_cfg": preprocess}
-            (Path(tmp) / "open_clip_config.json").write_text(json.dumps(cfg))
-            clip = open_clip.create_model(f"local-dir:{tmp}", load_weights=False)
-    finally:
-        root.setLevel(level)
+    with tempfile.TemporaryDirectory() as tmp, quiet_logger():  # "no weights loaded" is the point here
+        cfg = {"model_cfg": config, "preprocess_cfg": preprocess}
+        (Path(tmp) / "open_clip_config.json").write_text(json.dumps(cfg))
+        clip = open_clip.create_model(f"local-dir:{tmp}", load_weights=False)
     return clip.visual
 
 

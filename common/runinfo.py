@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+
+@contextlib.contextmanager
+def quiet_logger(name: str | None = None) -> Iterator[None]:
+    """Raises a logger to ERROR for a while: libraries we call log routine notes as warnings (open_clip: no weights
+    loaded, on purpose; the ONNX optimizer: skipped folds; the quantizer: advice to pre-process)."""
+    logger = logging.getLogger(name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def atomic_write_text(path: Path, text: str) -> None:

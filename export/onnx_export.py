@@ -9,11 +9,8 @@ LayerNormalization (opset >= 17). Weights over 2 GB go to an external `.data` fi
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +18,7 @@ import onnx
 import torch
 
 from common.metadata import ClassifierMeta
+from common.runinfo import quiet_logger
 
 OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -36,18 +34,6 @@ def _param_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
 
-@contextlib.contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """The exporter's optimizer logs routine skips as warnings; keep the user's terminal for real problems."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def export_onnx(model: torch.nn.Module, meta: ClassifierMeta, path: Path, extra: dict[str, Any]) -> Path:
     """Exports `model` with a dynamic batch and writes the metadata into the file; returns `path`."""
     path = Path(path)
@@ -55,7 +41,7 @@ def export_onnx(model: torch.nn.Module, meta: ClassifierMeta, path: Path, extra:
     size = meta.image_size
     example = torch.randn(2, 3, size, size)  # batch >= 2, or torch.export specializes the batch to a constant
     batch = torch.export.Dim("batch", min=1, max=65536)
-    with warnings.catch_warnings(), _quiet("onnxscript"):
+    with warnings.catch_warnings(), quiet_logger("onnxscript"):
         warnings.simplefilter("ignore")
         torch.onnx.export(
             model.eval(),

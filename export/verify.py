@@ -34,9 +34,10 @@ class Parity:
 
     def describe(self) -> str:
         max_diff, min_agree = TOLERANCES[self.precision]
+        limit = "none" if max_diff == float("inf") else max_diff
         return (
             f"{self.precision} parity on {self.n} task images: max |logit diff| {self.max_abs_logit_diff:.4g} "
-            f"(limit {max_diff}), top-1 agreement {100 * self.top1_agreement:.2f}% (limit {100 * min_agree:.0f}%)"
+            f"(limit {limit}), top-1 agreement {100 * self.top1_agreement:.2f}% (limit {100 * min_agree:.0f}%)"
         )
 
 
