@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
@@ -245,24 +246,25 @@ def collate_skipping(batch: list) -> Batch:
 
 
 def make_loader(
-    dataset: ImageDataset,
+    dataset: Dataset,
     batch_size: int,
-    shuffle_generator: torch.Generator | None = None,
+    order: Sequence[int] | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
 ) -> DataLoader:
-    """A DataLoader yielding `Batch`es; shuffled by `shuffle_generator` if given, else in order."""
-    sampler: Sampler[int] = (
-        RandomSampler(dataset, generator=shuffle_generator)
-        if shuffle_generator is not None
-        else SequentialSampler(dataset)
-    )
+    """A DataLoader yielding `Batch`es, over the indices in `order` (default: all, in order)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=sampler,
+        sampler=list(order) if order is not None else range(len(dataset)),  # type: ignore[arg-type]
         num_workers=num_workers,
         collate_fn=collate_skipping,
         pin_memory=pin_memory,
         persistent_workers=False,
+        worker_init_fn=_ignore_ctrl_c,
     )
+
+
+def _ignore_ctrl_c(worker_id: int) -> None:
+    # Ctrl-C reaches the whole process group; the main process saves and stops, so workers must not die first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
-from common.data import ImageDataset, collate_skipping
+from common.data import ImageDataset, make_loader
 from common.suites import EvalSet
 from common.transforms import eval_transform
 from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
@@ -70,13 +69,7 @@ def evaluate_set(
     runner: Runner, ev: EvalSet, batch_size: int, num_workers: int, timing: Timing, progress: ProgressHook | None
 ) -> DatasetResult:
     dataset = ImageDataset(ev.data, eval_transform(runner.meta.preprocess))
-    loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate_skipping,
-        pin_memory=torch.cuda.is_available(),
-    )
+    loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available())
     logits, labels, groups, skipped, done = [], [], [], 0, 0
     for batch in loader:
         skipped += batch.skipped

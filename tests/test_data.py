@@ -257,8 +257,8 @@ def test_loader_order_follows_generator_seed(tmp_path: Path) -> None:
     dataset = ImageDataset(LabeledImages("d", ["a", "b"], samples), to_tensor)
 
     def order(seed: int | None) -> tuple[list[int], int]:
-        generator = torch.Generator().manual_seed(seed) if seed is not None else None
-        batches = list(make_loader(dataset, batch_size=5, shuffle_generator=generator))
+        perm = torch.randperm(12, generator=torch.Generator().manual_seed(seed)).tolist() if seed is not None else None
+        batches = list(make_loader(dataset, batch_size=5, order=perm))
         assert all(isinstance(b, Batch) for b in batches)
         return [i for b in batches for i in b.indices.tolist()], sum(b.skipped for b in batches)
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from common.checkpoint import BEST_WEIGHTS, LAST_WEIGHTS, read_run, save_weights, zero_shot_classifier
-from common.data import Batch, ImageDataset, collate_skipping
+from common.data import Batch, ImageDataset, make_loader
 from common.models import ClipClassifier
 from common.runinfo import atomic_write_json, git_commit
 from common.suites import TrainData, resolve_train_data
@@ -164,20 +164,7 @@ def build_session(cfg: TrainConfig, out: Path) -> Session:
 
 
 def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=s.cfg.batch_size,
-        sampler=order if order is not None else range(len(dataset)),  # type: ignore[arg-type]
-        num_workers=s.cfg.num_workers,
-        collate_fn=collate_skipping,
-        pin_memory=s.device.type == "cuda",
-        worker_init_fn=_ignore_ctrl_c,
-    )
-
-
-def _ignore_ctrl_c(worker_id: int) -> None:
-    # Ctrl-C reaches the whole process group; the main process saves and stops, so workers must not die first.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return make_loader(dataset, s.cfg.batch_size, order, s.cfg.num_workers, pin_memory=s.device.type == "cuda")
 
 
 @torch.no_grad()
