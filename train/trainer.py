@@ -79,6 +79,7 @@ class Session:
     device: torch.device
     total_steps: int
     steps_per_epoch: int
+    scaler: torch.amp.GradScaler = field(default_factory=lambda: torch.amp.GradScaler("cuda", enabled=False))
     cached_teacher_logits: torch.Tensor | None = None
     pos: Position = field(default_factory=Position)
     run_info: dict[str, Any] = field(default_factory=dict)
@@ -146,6 +147,8 @@ def build_session(cfg: TrainConfig, out: Path) -> Session:
         },
         "trainable_params": sum(p.numel() for p in params),
     }
+    # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
     return Session(
         cfg,
         out,
@@ -160,6 +163,7 @@ def build_session(cfg: TrainConfig, out: Path) -> Session:
         total,
         steps_per_epoch,
         run_info=run_info,
+        scaler=scaler,
     )
 
 
@@ -214,11 +218,12 @@ def optimizer_step(s: Session, micro_batches: list[Batch]) -> dict[str, float]:
         with autocast(s.device, s.cfg.precision):
             student = s.student(images).float()
         terms = compute_loss(s.cfg.loss, student, teacher_logits(s, batch, images), labels)
-        (total_loss(terms) / len(micro_batches)).backward()
+        s.scaler.scale(total_loss(terms) / len(micro_batches)).backward()
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(micro_batches)
     sums["loss"] = sum(v for k, v in sums.items() if k.endswith("_loss"))
-    s.optimizer.step()
+    s.scaler.step(s.optimizer)  # a plain optimizer step unless FP16 loss scaling is on
+    s.scaler.update()
     s.optimizer.zero_grad(set_to_none=True)
     s.scheduler.step()
     s.pos.step += 1
@@ -231,6 +236,7 @@ def save_checkpoint(s: Session, status: str) -> None:
     state = {
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict(),
+        "scaler": s.scaler.state_dict(),
         "position": vars(s.pos),
     }
     tmp = s.out / (STATE_FILE + ".tmp")
@@ -304,6 +310,8 @@ def restore(s: Session) -> None:
     state = torch.load(s.out / STATE_FILE, weights_only=True)
     s.optimizer.load_state_dict(state["optimizer"])
     s.scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        s.scaler.load_state_dict(state["scaler"])
     s.pos = Position(**state["position"])
     previous = read_run(s.out)
     s.run_info.update(created=previous.get("created"), resumed_at_step=s.pos.step)
