@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,14 @@ def compare_runners(
     for name, (report, per_set) in results.items():
         if name in compared:
             report = with_reference(report, per_set, ref_results, ref_report["artifact"], compared[name])
-        write_report(report, out_dir / f"report-{name.replace(' ', '-')}.json")
+        write_report(report, out_dir / f"report-{_slug(name)}.json")
         reports[name] = report
     return reports
+
+
+def _slug(name: str) -> str:
+    """'proreg (onnxruntime fp16)' -> 'proreg-onnxruntime-fp16', for file names."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def comparison_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:

@@ -82,6 +82,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
     x = range(len(names))
     ax.bar([i - 0.2 for i in x], top1, width=0.4, color=colors, label="top-1")
     ax.bar([i + 0.2 for i in x], worst, width=0.4, color=colors, alpha=0.45, label="worst-group top-1")
+    if report.get("agreement"):  # the reference's top-1, to see each drop at a glance
+        ref = [top1[i] + report["agreement"][n]["top1_drop_pp"] for i, n in enumerate(names)]
+        ax.scatter([i - 0.2 for i in x], ref, marker="_", s=900, color="black", label="reference top-1", zorder=3)
     ax.set_xticks(list(x), names, rotation=15)
     ax.set_ylim(0, 100)
     ax.set_ylabel("%")
