@@ -252,6 +252,11 @@ def do_eval(
         report, results = evaluate(runner, sets, batch_size, workers, hook)
         if reference:
             ref_runner = open_runner(reference, None, None)
+            if ref_runner.meta.classes != runner.meta.classes:
+                raise ValueError(
+                    f"the reference {reference} classifies other classes (or in another order) than "
+                    f"{runner.artifact}: agreement would compare different logits"
+                )
             _, ref_results = evaluate(ref_runner, sets, batch_size, workers, hook)
             report = with_reference(report, results, ref_results, ref_runner.artifact, max_drop)
     write_report(report, out)
@@ -274,6 +279,8 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
     with one_line_errors():
+        if max_drop is not None and not reference:
+            raise ValueError("--max-drop needs --reference: the drop is measured against it")
         runner = open_runner(checkpoint, onnx, engine)
         report = do_eval(runner, data, reference, max_drop, batch_size, workers, out)
     print_table(report)
@@ -292,9 +299,9 @@ def export_cmd(
         None, help="INT8 calibration images: a dataset SPEC or a .npy [N,3,H,W]; default: the run's training data."
     ),
     calib_size: int = typer.Option(300, help="INT8: calibration images (class-stratified sample)."),
-    calib_method: str = typer.Option("entropy", help="INT8: entropy | percentile | minmax."),
+    calib_method: str = typer.Option("percentile", help="INT8: percentile | entropy | minmax."),
     int8_keep: str = typer.Option(
-        "patch_embed,head", help="INT8: parts kept in FP32 (patch_embed, head; '' for none)."
+        "patch_embed,pool,head", help="INT8: parts kept in FP32 (patch_embed, pool, head; '' for none)."
     ),
     out: Path | None = typer.Option(None, help="Output directory; default: the run directory."),
     parity_data: str | None = typer.Option(

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from common.metadata import ClassifierMeta
@@ -24,12 +25,19 @@ class CheckpointError(ValueError):
     """A checkpoint that is missing or unreadable; the message is one line for the user."""
 
 
-def save_weights(model: torch.nn.Module, path: Path) -> None:
-    """Writes a state dict as safetensors, atomically."""
+def save_weights(model: torch.nn.Module, path: Path, step: int | None = None) -> None:
+    """Writes a state dict as safetensors, atomically, stamped with the training step it holds."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp))
+    save_file(state, str(tmp), metadata={"step": str(step)} if step is not None else None)
     tmp.replace(path)
+
+
+def weights_step(path: Path) -> int | None:
+    """The training step stamped into a weights file by save_weights, if any."""
+    with safe_open(str(path), framework="pt") as f:
+        step = (f.metadata() or {}).get("step")
+    return int(step) if step is not None else None
 
 
 def read_run(run_dir: Path) -> dict:

@@ -87,7 +87,8 @@ def build_visual(config: dict[str, Any], preprocess: dict[str, Any]) -> nn.Modul
     with tempfile.TemporaryDirectory() as tmp, quiet_logger():  # "no weights loaded" is the point here
         cfg = {"model_cfg": config, "preprocess_cfg": preprocess}
         (Path(tmp) / "open_clip_config.json").write_text(json.dumps(cfg))
-        clip = open_clip.create_model(f"local-dir:{tmp}", load_weights=False)
+        # pretrained_text=False: a Hugging Face text tower would otherwise fetch its weights, which we never use here.
+        clip = open_clip.create_model(f"local-dir:{tmp}", load_weights=False, pretrained_text=False)
     return clip.visual
 
 
@@ -126,6 +127,9 @@ class ClipClassifier(nn.Module):
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        features = F.normalize(self.visual(images).float(), dim=-1)
+        pooled = self.visual(images)
+        if isinstance(pooled, tuple):  # towers with output_tokens (CoCa) return (pooled, tokens)
+            pooled = pooled[0]
+        features = F.normalize(pooled.float(), dim=-1)
         # Logits reach ~100 (tau), so this matmul stays FP32 whatever the tower runs in.
         return self.logit_scale * features @ self.class_weights.t()

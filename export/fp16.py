@@ -26,7 +26,7 @@ KEEP_FP32_OPS = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "Pow
 IMAGE_TOWER_SCOPE = "visual"  # the classifier's image tower module; everything outside it is the head
 
 
-def _scopes(node: onnx.NodeProto) -> list[str]:
+def name_scopes(node: onnx.NodeProto) -> list[str]:
     props = {p.key: p.value for p in node.metadata_props}
     try:  # written by torch as a Python list literal, e.g. "['', 'visual', 'visual.attnpool']"
         return list(ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]")))
@@ -36,7 +36,7 @@ def _scopes(node: onnx.NodeProto) -> list[str]:
 
 def head_nodes(graph: onnx.GraphProto) -> list[str]:
     """Nodes outside the image tower: the L2 normalization, the logit scale and the classifier matmul."""
-    tower = {n.name for n in graph.node if IMAGE_TOWER_SCOPE in _scopes(n)}
+    tower = {n.name for n in graph.node if IMAGE_TOWER_SCOPE in name_scopes(n)}
     reached = {out for n in graph.node if n.name in tower for out in n.output}
     head = []
     for node in graph.node:  # exported nodes are in topological order

@@ -118,8 +118,8 @@ def export_run(
         result.onnx["fp16"] = out_dir / "model.fp16.onnx"
     if int8 and calibration is not None:
         int8_tmp = out_dir / "model.int8.onnx.tmp.onnx"
-        kept = quantize_int8(out_dir / "model.onnx", int8_tmp, calibration, int8.method, int8.keep)
-        info = {"method": int8.method, "images": len(calibration), "data": source, "kept_fp32": kept}
+        kept, used = quantize_int8(out_dir / "model.onnx", int8_tmp, calibration, int8.method, int8.keep)
+        info = {"method": int8.method, "images": used, "data": source, "kept_fp32": kept}
         write_metadata(int8_tmp, meta, {**extra, "precision": "int8", "calibration": info})
         result.parity["int8"] = _verified(int8_tmp, out_dir / "model.int8.onnx", reference, images, log)
         result.onnx["int8"] = out_dir / "model.int8.onnx"

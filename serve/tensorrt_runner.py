@@ -32,7 +32,8 @@ def check_compatible(sidecar: dict[str, Any], trt_version: str, here: dict[str, 
     engine stays tied to the GPU architecture it was built on.
     """
     built = sidecar["tensorrt_version"]
-    later = _version(trt_version) >= _version(built)
+    # Version-compatible engines run on later releases of the same major version only.
+    later = _version(trt_version) >= _version(built) and _version(trt_version)[:1] == _version(built)[:1]
     if built != trt_version and not (sidecar.get("options", {}).get("version_compatible") and later):
         raise EngineMismatch(
             f"{plan} was built with TensorRT {sidecar['tensorrt_version']}, this is {trt_version}: "
@@ -61,6 +62,7 @@ class TensorRTRunner:
         self.precision = sidecar["precision"]
         self.artifact = str(plan)
         self.max_batch = int(sidecar["profile"]["max_batch"])
+        self.min_batch = int(sidecar["profile"].get("min_batch", 1))
         import_tensorrt()  # TensorRTUnavailable, saying what is missing, instead of an ImportError below
         import tensorrt as trt
 
@@ -82,7 +84,11 @@ class TensorRTRunner:
 
     def _run(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to("cuda", torch.float32, non_blocking=True).contiguous()
-        self.context.set_input_shape(self.input_name, tuple(x.shape))
+        if not self.context.set_input_shape(self.input_name, tuple(x.shape)):
+            raise ValueError(
+                f"batch of {len(x)} is outside the engine's profile (batch {self.min_batch}..{self.max_batch}); "
+                "rebuild with another --min-batch/--max-batch"
+            )
         shape = self.context.get_tensor_shape(self.output_name)
         out = torch.empty(tuple(shape[i] for i in range(len(shape))), device="cuda", dtype=torch.float32)
         self.context.set_tensor_address(self.input_name, x.data_ptr())

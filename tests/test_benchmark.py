@@ -47,3 +47,19 @@ def test_render_and_caption():
     assert (np.abs(sketch[..., 0] - sketch[..., 1]) < 2).all()  # pencil on paper: gray
     words = caption(Scene("star", "red", "grass", style="sketch"), rng)
     assert words.startswith("a sketch of a star")
+
+
+def test_eval_sets_get_unique_names_and_may_cover_some_classes(tiny_folder):
+    import shutil
+
+    from common.suites import resolve_eval_sets
+
+    classes = list(SHAPES)
+    sets = resolve_eval_sets(["builtin:id_test", "builtin:id_test"], classes)
+    assert [s.data.name for s in sets] == ["id_test", "id_test-2"]
+    for name in ("circle", "square", "triangle", "cross"):
+        shutil.rmtree(tiny_folder / name)  # keeps star and hexagon only, in folder order hexagon, star
+    (subset,) = resolve_eval_sets([f"ood:{tiny_folder}"], classes)
+    assert subset.role == "ood" and subset.data.classes == classes
+    assert {classes[s.label] for s in subset.data.samples} == {"star", "hexagon"}
+    assert all(classes[s.label] == s.path.parent.name for s in subset.data.samples)

@@ -39,7 +39,8 @@ def test_quantized_model_is_symmetric_qdq_and_runs(builtin_onnx, tmp_path):
     calib = calibration_images(resolve_train_data("builtin").train, meta, 64)
     assert calib.shape == (64, 3, 64, 64)
     int8 = tmp_path / "model.int8.onnx"
-    kept = quantize_int8(fp32, int8, calib, "minmax")
+    kept, used = quantize_int8(fp32, int8, calib, "minmax")
+    assert used == 64
     write_metadata(int8, meta, {"precision": "int8"})
     graph = onnx.load(str(int8)).graph
     quantize_ops = [n for n in graph.node if n.op_type == "QuantizeLinear"]
@@ -61,7 +62,8 @@ def test_export_int8_records_calibration_and_drop(tmp_path, tiny_folder):
     train(TrainConfig(max_steps=2, loss=LossConfig(kind="ce")), run)
     result = export_run(run, int8=Int8Options(size=48, method="percentile"), parity_n=64, log=lambda m: None)
     info = read_metadata(result.onnx["int8"])["calibration"]
-    assert info["method"] == "percentile" and info["images"] == 48 and "training split" in info["data"]
+    assert info["method"] == "percentile" and info["images"] == 32  # 48 sampled, fed in whole batches of 32
+    assert "training split" in info["data"]
     assert result.parity["int8"].passed and result.parity["int8"].precision == "int8"
     # A calibration folder with a class missing is refused before anything is written.
     (tiny_folder / "hexagon").rename(tmp_path / "moved")

@@ -69,10 +69,9 @@ def test_corrupt_image_strict_fails_and_default_skips(tmp_path, tiny_folder):
         "broken.png",
         tmp_path,
     )
-    result = CliRunner().invoke(
-        app,
-        ["train", "--data", str(tiny_folder), "--max-steps", "4", "--batch-size", "64", "--out", str(tmp_path / "ok")],
-    )
+    # Batch size 1: a batch can consist of nothing but the unreadable image, which must be skipped, not crash.
+    args = ["train", "--data", str(tiny_folder), "--epochs", "1", "--batch-size", "1", "--out", str(tmp_path / "ok")]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "ok" / "run.json").read_text())
     assert info["data"]["skipped_train_reads"] + info["data"]["skipped_val"] >= 1
@@ -102,3 +101,7 @@ def test_real_process_exit_status(tmp_path):
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "not a run directory" in proc.stderr
+
+
+def test_max_drop_needs_a_reference(tmp_path):
+    _fails_with(["eval", "--checkpoint", "builtin", "--max-drop", "1"], "--max-drop needs --reference", tmp_path)

@@ -23,10 +23,12 @@ def test_other_tensorrt_version_is_refused_with_the_fix():
         check_compatible(sidecar("10.7.0", H100), "10.13.0", H100, Path("m.plan"))
 
 
-def test_version_compatible_engine_runs_forward_only():
-    check_compatible(sidecar("10.7.0", H100, version_compatible=True), "11.4.0", H100, Path("m.plan"))
-    with pytest.raises(EngineMismatch, match="built with TensorRT 11.4.0"):
-        check_compatible(sidecar("11.4.0", H100, version_compatible=True), "10.13.0", H100, Path("m.plan"))
+def test_version_compatible_engine_runs_forward_only_within_its_major_version():
+    check_compatible(sidecar("10.7.0", H100, version_compatible=True), "10.13.0", H100, Path("m.plan"))
+    with pytest.raises(EngineMismatch, match="built with TensorRT 10.13.0"):
+        check_compatible(sidecar("10.13.0", H100, version_compatible=True), "10.7.0", H100, Path("m.plan"))
+    with pytest.raises(EngineMismatch, match="built with TensorRT 10.7.0, this is 11.4.0"):
+        check_compatible(sidecar("10.7.0", H100, version_compatible=True), "11.4.0", H100, Path("m.plan"))
 
 
 def test_other_gpu_architecture_is_refused():

@@ -2,18 +2,20 @@
 
 import json
 import os
+import shutil
 import signal
 
 import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from common.checkpoint import CheckpointError
 from common.suites import EvalSet, resolve_train_data
 from serve.evaluate import evaluate
 from serve.runners import torch_runner
 from train.config import TrainConfig
 from train.losses import LossConfig
-from train.trainer import TrainingInterrupted, train
+from train.trainer import TrainingInterrupted, prepare, train
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +84,9 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     assert (tmp_path / "straight" / "last.safetensors").read_bytes() == (
         tmp_path / "resumed" / "last.safetensors"
     ).read_bytes()
+    # Weights from another step than the optimizer state (a kill between the two writes) are refused on resume.
+    best_step = json.loads((tmp_path / "resumed" / "run.json").read_text())["best"]["step"]
+    assert best_step != 9  # the best validation came before the last step here
+    shutil.copy(tmp_path / "resumed" / "best.safetensors", tmp_path / "resumed" / "last.safetensors")
+    with pytest.raises(CheckpointError, match="killed while saving"):
+        prepare(cfg, tmp_path / "resumed", resume=True)

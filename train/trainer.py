@@ -19,7 +19,15 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from common.checkpoint import BEST_WEIGHTS, LAST_WEIGHTS, read_run, save_weights, zero_shot_classifier
+from common.checkpoint import (
+    BEST_WEIGHTS,
+    LAST_WEIGHTS,
+    CheckpointError,
+    read_run,
+    save_weights,
+    weights_step,
+    zero_shot_classifier,
+)
 from common.data import Batch, ImageDataset, make_loader
 from common.models import ClipClassifier
 from common.runinfo import atomic_write_json, git_commit
@@ -180,6 +188,8 @@ def precompute_teacher_logits(s: Session) -> None:
     plain = ImageDataset(s.data.train, eval_transform(s.run_info["classifier"]["preprocess"]), s.cfg.strict)
     cache = torch.zeros(len(plain), len(s.data.classes))
     for batch in loader(s, plain, None):
+        if not len(batch.labels):  # every image of this batch was unreadable (and counted)
+            continue
         with autocast(s.device, s.cfg.precision):
             cache[batch.indices] = s.teacher(batch.images.to(s.device)).float().cpu()
     s.cached_teacher_logits = cache
@@ -200,11 +210,13 @@ def validate(s: Session) -> float:
     s.student.eval()
     correct = seen = skipped = 0
     for batch in loader(s, s.val_set, None):
+        skipped += batch.skipped
+        if not len(batch.labels):
+            continue
         with autocast(s.device, s.cfg.precision):
             pred = s.student(batch.images.to(s.device)).argmax(dim=-1).cpu()
         correct += int((pred == batch.labels).sum())
         seen += len(batch.labels)
-        skipped += batch.skipped
     s.pos.val_skipped = skipped
     return correct / max(1, seen)
 
@@ -232,7 +244,7 @@ def optimizer_step(s: Session, micro_batches: list[Batch]) -> dict[str, float]:
 
 def save_checkpoint(s: Session, status: str) -> None:
     """Writes last weights and optimizer state, then run.json, each atomically (run.json last: it is the index)."""
-    save_weights(s.student, s.out / LAST_WEIGHTS)
+    save_weights(s.student, s.out / LAST_WEIGHTS, step=s.pos.step)
     state = {
         "optimizer": s.optimizer.state_dict(),
         "scheduler": s.scheduler.state_dict(),
@@ -253,7 +265,7 @@ def validate_and_keep_best(s: Session, log: MetricsLog) -> None:
     log.write({"step": s.pos.step, "epoch": s.pos.epoch, "val_top1": top1})
     if top1 > s.pos.best_val_top1:
         s.pos.best_val_top1, s.pos.best_step = top1, s.pos.step
-        save_weights(s.student, s.out / BEST_WEIGHTS)
+        save_weights(s.student, s.out / BEST_WEIGHTS, step=s.pos.step)
 
 
 def run_epoch(s: Session, log: MetricsLog, stop: Callable[[], bool], on_step: StepCallback | None) -> bool:
@@ -313,6 +325,12 @@ def restore(s: Session) -> None:
     if state.get("scaler"):
         s.scaler.load_state_dict(state["scaler"])
     s.pos = Position(**state["position"])
+    # Weights and optimizer state are separate files; a kill between the two writes must not go unnoticed.
+    if weights_step(s.out / LAST_WEIGHTS) != s.pos.step:
+        raise CheckpointError(
+            f"cannot resume {s.out}: {LAST_WEIGHTS} is from step {weights_step(s.out / LAST_WEIGHTS)} but {STATE_FILE} "
+            f"from step {s.pos.step} (the run was killed while saving); start a new run"
+        )
     previous = read_run(s.out)
     s.run_info.update(created=previous.get("created"), resumed_at_step=s.pos.step)
     s.run_info["train_seconds"] = previous.get("train_seconds", 0.0)
