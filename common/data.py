@@ -38,15 +38,18 @@ class LabeledImages:
     classes: list[str]
     samples: list[Sample]
 
-    def reorder(self, classes: list[str]) -> LabeledImages:
+    def reorder(self, classes: list[str], allow_missing: bool = False) -> LabeledImages:
         """Return a copy whose label indices follow `classes`, matched by name.
 
+        `allow_missing` accepts a dataset that covers only some of `classes` (an evaluation set such as ImageNet-R
+        covers 200 of ImageNet's 1000 classes).
+
         Raises:
-            DataError: if `classes` is not exactly this dataset's set of class names.
+            DataError: if the dataset has a class not in `classes`, or (unless `allow_missing`) lacks one.
         """
         if len(set(classes)) != len(classes):
             raise DataError(f"dataset {self.name!r}: duplicate names in the requested classes: {', '.join(classes)}")
-        missing = sorted(set(classes) - set(self.classes))
+        missing = [] if allow_missing else sorted(set(classes) - set(self.classes))
         extra = sorted(set(self.classes) - set(classes))
         if missing or extra:
             raise DataError(

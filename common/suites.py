@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.benchmark import ensure_benchmark, split_roles
-from common.data import DataError, LabeledImages, Sample, load_dataset, load_manifest, read_classnames
+from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames
 
 BUILTIN = "builtin"
 ROLES = ("id", "ood")
@@ -84,17 +84,6 @@ def resolve_train_data(
     return TrainData(train=train, val=val, classes=train.classes, prompts=prompts)
 
 
-def align_classes(data: LabeledImages, classes: list[str]) -> LabeledImages:
-    """Relabels `data` into the model's class order. A set may cover only some of the classes (ImageNet-R covers 200
-    of ImageNet's 1000); a class the model does not know is an error."""
-    unknown = [c for c in data.classes if c not in classes]
-    if unknown:
-        raise DataError(f"dataset {data.name!r} has classes the model does not know: {', '.join(unknown)}")
-    index = {c: i for i, c in enumerate(classes)}
-    samples = [Sample(s.path, index[data.classes[s.label]], s.group) for s in data.samples]
-    return LabeledImages(data.name, list(classes), samples)
-
-
 def _unique_names(sets: list[EvalSet]) -> list[EvalSet]:
     """Reports key datasets by name: two sets called `test` (from different folders) become test and test-2."""
     seen: dict[str, int] = {}
@@ -119,5 +108,6 @@ def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> lis
         else:
             role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
             data = load_dataset(path)
-            sets.append(EvalSet(align_classes(data, classes) if classes else data, role))
+            # An evaluation set may cover only some of the model's classes; an unknown class is an error.
+            sets.append(EvalSet(data.reorder(classes, allow_missing=True) if classes else data, role))
     return _unique_names(sets)
