@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import typer
@@ -77,6 +77,18 @@ def progress_bar() -> Progress:
         console=console,
         transient=True,  # cleared when done or failed, so an error stays the one line on stderr
     )
+
+
+def eval_progress(bar: Progress, info: str = "") -> Callable[[str, int, int], None]:
+    """A progress hook for evaluation: one bar per dataset name, created on its first report."""
+    tasks: dict[str, TaskID] = {}
+
+    def hook(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(f"eval {name}", total=total, info=info)
+        bar.update(tasks[name], completed=done)
+
+    return hook
 
 
 def _fresh_run_dir(loss: str, seed: int) -> Path:
@@ -222,6 +234,15 @@ def open_runner(checkpoint: str | None, onnx: Path | None, engine: Path | None):
     return TensorRTRunner(engine)
 
 
+def open_artifact(spec: str):
+    """A runner for any artifact named by path: .onnx, .plan, else a run directory (or builtin)."""
+    if spec.endswith(".onnx"):
+        return open_runner(None, Path(spec), None)
+    if spec.endswith(".plan"):
+        return open_runner(None, None, Path(spec))
+    return open_runner(spec, None, None)
+
+
 def print_table(report: dict) -> None:
     from serve.report import table_header, table_rows
 
@@ -242,16 +263,10 @@ def do_eval(
 
     sets = resolve_eval_sets(data, classes=runner.meta.classes)
     with progress_bar() as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def hook(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"eval {name}", total=total, info=runner.backend)
-            bar.update(tasks[name], completed=done)
-
+        hook = eval_progress(bar, runner.backend)
         report, results = evaluate(runner, sets, batch_size, workers, hook)
         if reference:
-            ref_runner = open_runner(reference, None, None)
+            ref_runner = open_artifact(reference)
             if ref_runner.meta.classes != runner.meta.classes:
                 raise ValueError(
                     f"the reference {reference} classifies other classes (or in another order) than "
@@ -271,7 +286,9 @@ def eval_cmd(
     data: list[str] = typer.Option(
         [], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); default: the built-in ID and OOD sets."
     ),
-    reference: str | None = typer.Option(None, help="Compare with this checkpoint (agreement, logit drift, drop)."),
+    reference: str | None = typer.Option(
+        None, help="Compare with this run directory, builtin, .onnx or .plan (agreement, logit drift, drop)."
+    ),
     max_drop: float | None = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
@@ -372,6 +389,7 @@ def _print_comparison(reports: dict) -> None:
 def pipeline_cmd(
     loss: str = typer.Option("proreg", help="proreg | kd | ce."),
     epochs: int = typer.Option(10),
+    max_steps: int | None = typer.Option(None, help="Stop training after this many steps (a quick smoke run)."),
     seed: int = typer.Option(0),
     max_drop: float = typer.Option(1.0, help="Accuracy-drop gate (pp) for FP32/FP16 artifacts against torch."),
     max_drop_int8: float = typer.Option(1.5, help="Accuracy-drop gate (pp) for INT8 artifacts (see BENCHMARKS.md)."),
@@ -386,19 +404,13 @@ def pipeline_cmd(
         from train.config import TrainConfig
         from train.losses import LossConfig
 
-        run_dir = do_train(TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, seed=seed), None, None)
+        cfg = TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, max_steps=max_steps, seed=seed)
+        run_dir = do_train(cfg, None, None)
         exported = export_run(run_dir, fp16=True, int8=Int8Options(), log=_log)
         runners, reference, limits = _pipeline_runners(loss, run_dir, exported, max_drop, max_drop_int8)
         sets = resolve_eval_sets([], runners[reference].meta.classes)
         with progress_bar() as bar:
-            tasks: dict[str, TaskID] = {}
-
-            def hook(name: str, done: int, total: int) -> None:
-                if name not in tasks:
-                    tasks[name] = bar.add_task(f"eval {name}", total=total, info="")
-                bar.update(tasks[name], completed=done)
-
-            reports = compare_runners(runners, sets, reference, limits, run_dir, progress=hook)
+            reports = compare_runners(runners, sets, reference, limits, run_dir, progress=eval_progress(bar))
     _print_comparison(reports)
     console.print(f"run directory and reports: {run_dir}")
     failed = [

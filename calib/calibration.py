@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from common.benchmark import cache_root
-from common.data import DataError, ImageDataset, LabeledImages, Sample, collate_skipping
+from common.data import DataError, LabeledImages, Sample, read_batch
 from common.metadata import ClassifierMeta
 from common.transforms import eval_transform, train_transform
 
@@ -86,10 +86,9 @@ def calibration_images(
     if path.exists():
         return np.load(path)
     transform = train_transform(meta.preprocess, "randaugment") if augment else eval_transform(meta.preprocess)
-    dataset = ImageDataset(LabeledImages(data.name, data.classes, samples), transform)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # RandAugment draws from torch's generator
-        batch = collate_skipping([dataset[i] for i in range(len(dataset))])
+        batch = read_batch(LabeledImages(data.name, data.classes, samples), transform)
     if len(batch.labels) < MIN_IMAGES:
         raise DataError(f"calibration set {data.name!r}: only {len(batch.labels)} readable images")
     images = batch.images.numpy().astype(np.float32)

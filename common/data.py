@@ -271,3 +271,9 @@ def make_loader(
 def _ignore_ctrl_c(worker_id: int) -> None:
     # Ctrl-C reaches the whole process group; the main process saves and stops, so workers must not die first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def read_batch(data: LabeledImages, transform: Callable[[Image.Image], torch.Tensor]) -> Batch:
+    """Every image of a (small) dataset as one in-memory Batch; unreadable ones are skipped and counted."""
+    dataset = ImageDataset(data, transform)
+    return collate_skipping([dataset[i] for i in range(len(dataset))])

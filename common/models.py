@@ -42,6 +42,13 @@ class LoadedClip:
     config: dict[str, Any]
 
 
+def pick_device(name: str = "auto") -> torch.device:
+    """`auto` means the GPU when one is visible, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def resolve_model_name(model: str) -> str:
     """Maps our `builtin` alias onto the open_clip local folder that holds it."""
     return f"local-dir:{BUILTIN_DIR}" if model == BUILTIN else model

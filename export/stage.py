@@ -20,7 +20,7 @@ from common.checkpoint import BEST_WEIGHTS, load_run_classifier, read_run
 from common.data import load_dataset
 from common.metadata import ClassifierMeta
 from common.runinfo import file_sha256
-from common.suites import resolve_eval_sets, resolve_train_data
+from common.suites import TrainData, resolve_eval_sets, resolve_train_data
 from common.tensorrt_compat import tensorrt_missing_reason
 from export.fp16 import convert_to_fp16
 from export.onnx_export import OPSET, ExportError, check_model, export_onnx, move_onnx, remove_onnx, write_metadata
@@ -41,13 +41,15 @@ class ExportResult:
 
 def _task_images(checkpoint: Path, meta: ClassifierMeta, parity_data: str | None, n: int) -> torch.Tensor:
     """Real images of the task: `parity_data`, else the run's own validation split."""
-    if parity_data:
-        data = load_dataset(parity_data)
-    else:
-        cfg = read_run(checkpoint)["train"]
-        names = Path(cfg["classnames"]) if cfg.get("classnames") else None
-        data = resolve_train_data(cfg["data"], cfg.get("val_data"), names, cfg["val_fraction"], cfg["seed"]).val
+    data = load_dataset(parity_data) if parity_data else _run_data(checkpoint).val
     return parity_images(data, meta, n)
+
+
+def _run_data(checkpoint: Path) -> TrainData:
+    """The training and validation data the run was trained on, resolved from its run.json."""
+    cfg = read_run(checkpoint)["train"]
+    names = Path(cfg["classnames"]) if cfg.get("classnames") else None
+    return resolve_train_data(cfg["data"], cfg.get("val_data"), names, cfg["val_fraction"], cfg["seed"])
 
 
 def _calibration_batch(checkpoint: Path, meta: ClassifierMeta, opts: Int8Options) -> tuple[np.ndarray, str]:
@@ -57,10 +59,8 @@ def _calibration_batch(checkpoint: Path, meta: ClassifierMeta, opts: Int8Options
     if opts.calib_data:
         data = resolve_eval_sets([opts.calib_data], meta.classes)[0].data
         return calibration_images(data, meta, opts.size, opts.seed, opts.augment), opts.calib_data
-    cfg = read_run(checkpoint)["train"]
-    names = Path(cfg["classnames"]) if cfg.get("classnames") else None
-    train = resolve_train_data(cfg["data"], cfg.get("val_data"), names, cfg["val_fraction"], cfg["seed"]).train
-    source = f"{cfg['data']} (training split{', RandAugment' if opts.augment else ''})"
+    train = _run_data(checkpoint).train
+    source = f"{read_run(checkpoint)['train']['data']} (training split{', RandAugment' if opts.augment else ''})"
     return calibration_images(train, meta, opts.size, opts.seed, opts.augment), source
 
 

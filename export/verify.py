@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.data import ImageDataset, LabeledImages, collate_skipping
+from common.data import LabeledImages, read_batch
 from common.metadata import ClassifierMeta
 from common.transforms import eval_transform
 from serve.runners import Runner
@@ -43,10 +43,8 @@ class Parity:
 
 def parity_images(data: LabeledImages, meta: ClassifierMeta, n: int = 256) -> torch.Tensor:
     """The first `n` readable images of `data`, preprocessed as the model's metadata says."""
-    dataset = ImageDataset(
-        LabeledImages(data.name, data.classes, data.samples[: max(n, 1)]), eval_transform(meta.preprocess)
-    )
-    batch = collate_skipping([dataset[i] for i in range(len(dataset))])
+    first = LabeledImages(data.name, data.classes, data.samples[: max(n, 1)])
+    batch = read_batch(first, eval_transform(meta.preprocess))
     if len(batch.labels) == 0:
         raise ValueError(f"no readable images in {data.name} for the parity check")
     return batch.images

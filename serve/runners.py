@@ -14,7 +14,7 @@ import torch
 
 from common.checkpoint import load_run_classifier, zero_shot_classifier
 from common.metadata import ClassifierMeta
-from common.models import BUILTIN, DEFAULT_TEMPLATES
+from common.models import BUILTIN, DEFAULT_TEMPLATES, pick_device
 from common.suites import builtin_classnames
 
 
@@ -36,9 +36,7 @@ class TorchRunner:
     precision = "fp32"
 
     def __init__(self, model: torch.nn.Module, meta: ClassifierMeta, artifact: str, device: str = "auto"):
-        self.device = torch.device(
-            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-        )
+        self.device = pick_device(device)
         self.model = model.to(self.device).eval()
         self.meta = meta
         self.artifact = artifact

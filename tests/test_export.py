@@ -106,6 +106,22 @@ def test_gate_fails_on_a_perturbed_model_and_passes_on_the_true_one(exported, tm
     passed = CliRunner().invoke(
         app, ["eval", "--onnx", str(result.onnx["fp32"]), *common, "--out", str(tmp_path / "ok.json")]
     )
+    # An exported artifact can be the reference too: FP16 against FP32, both ONNX.
+    artifact_ref = [
+        "eval",
+        "--onnx",
+        str(result.onnx["fp16"]),
+        "--data",
+        "builtin:id_test",
+        "--max-drop",
+        "1.0",
+        "--reference",
+        str(result.onnx["fp32"]),
+        "--out",
+        str(tmp_path / "f16.json"),
+    ]
+    assert CliRunner().invoke(app, artifact_ref).exit_code == 0
+    assert json.loads((tmp_path / "f16.json").read_text())["reference"] == str(result.onnx["fp32"])
     assert passed.exit_code == 0, passed.output
     assert json.loads((tmp_path / "ok.json").read_text())["gate"]["passed"]
 

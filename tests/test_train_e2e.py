@@ -90,3 +90,23 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     shutil.copy(tmp_path / "resumed" / "best.safetensors", tmp_path / "resumed" / "last.safetensors")
     with pytest.raises(CheckpointError, match="killed while saving"):
         prepare(cfg, tmp_path / "resumed", resume=True)
+
+
+def test_pipeline_main_job_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the pipeline writes runs/ under the working directory
+    result = CliRunner().invoke(app, ["pipeline", "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    run_dir = (tmp_path / "runs" / "latest").resolve()
+    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx"} <= {p.name for p in run_dir.iterdir()}
+    reports = {p.name: json.loads(p.read_text()) for p in run_dir.glob("report-*.json")}
+    assert set(reports) == {
+        "report-zero-shot-torch.json",
+        "report-proreg-torch.json",
+        "report-proreg-onnxruntime-fp32.json",
+        "report-proreg-onnxruntime-fp16.json",
+        "report-proreg-onnxruntime-int8.json",
+    }
+    assert reports["report-zero-shot-torch.json"]["gate"] is None  # the baseline is not gated
+    for name in ("fp32", "fp16", "int8"):
+        gate = reports[f"report-proreg-onnxruntime-{name}.json"]["gate"]
+        assert gate["passed"] and gate["max_drop_pp"] == (1.5 if name == "int8" else 1.0)

@@ -29,7 +29,7 @@ from common.checkpoint import (
     zero_shot_classifier,
 )
 from common.data import Batch, ImageDataset, make_loader
-from common.models import ClipClassifier
+from common.models import ClipClassifier, pick_device
 from common.runinfo import atomic_write_json, git_commit
 from common.suites import TrainData, resolve_train_data
 from common.transforms import eval_transform, train_transform
@@ -91,12 +91,6 @@ class Session:
     cached_teacher_logits: torch.Tensor | None = None
     pos: Position = field(default_factory=Position)
     run_info: dict[str, Any] = field(default_factory=dict)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
