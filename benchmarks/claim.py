@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.suites import resolve_eval_sets  # noqa: E402
-from serve.evaluate import evaluate  # noqa: E402
-from serve.runners import torch_runner  # noqa: E402
-from train.config import TrainConfig  # noqa: E402
-from train.losses import LossConfig  # noqa: E402
-from train.trainer import train  # noqa: E402
+from common.run import open_run
+from common.suites import resolve_eval_sets
+from serve.backends import open_runner
+from serve.evaluate import evaluate
+from train.config import TrainConfig
+from train.losses import LossConfig
+from train.trainer import train
 
 METHODS = {
     "ce": LossConfig(kind="ce"),
@@ -36,8 +34,8 @@ METHODS = {
 def evaluate_checkpoint(checkpoint: str, report_path: Path) -> dict:
     if report_path.exists():
         return json.loads(report_path.read_text())
-    runner = torch_runner(checkpoint)
-    report, _ = evaluate(runner, resolve_eval_sets([], runner.meta.classes), batch_size=256)
+    runner = open_runner(checkpoint)
+    report, _ = evaluate(runner, resolve_eval_sets([], runner.spec.classes), batch_size=256)
     report_path.parent.mkdir(parents=True, exist_ok=True)
     report_path.write_text(json.dumps(report, indent=2))
     return report
@@ -45,7 +43,7 @@ def evaluate_checkpoint(checkpoint: str, report_path: Path) -> dict:
 
 def run_method(name: str, loss: LossConfig, seed: int, epochs: int, augment: str, out: Path) -> dict:
     run_dir = out / f"{name.replace(' ', '').replace('(', '-').replace(')', '')}-s{seed}"
-    if not (run_dir / "run.json").exists() or json.loads((run_dir / "run.json").read_text())["status"] != "finished":
+    if not (run_dir / "run.json").exists() or open_run(run_dir).record.status != "finished":
         start = time.time()
         cfg = TrainConfig(loss=loss, seed=seed, epochs=epochs, augment=augment)
         train(cfg, run_dir, resume=(run_dir / "state.pt").exists())

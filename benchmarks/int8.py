@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,24 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from calib.calibration import calibration_images  # noqa: E402
-from calib.quantize import quantize_int8  # noqa: E402
-from common.metadata import ClassifierMeta  # noqa: E402
-from common.suites import resolve_eval_sets, resolve_train_data  # noqa: E402
-from export.onnx_export import read_metadata, write_metadata  # noqa: E402
-from export.stage import export_run  # noqa: E402
-from serve.evaluate import evaluate, with_reference  # noqa: E402
-from serve.runners import OnnxRuntimeRunner  # noqa: E402
+from calib.calibration import calibration_images
+from calib.int8 import Int8Options, write_int8_copy
+from common.artifact import ArtifactSpec, read_onnx_spec
+from common.run import DataSource
+from common.suites import resolve_eval_sets, resolve_train_data
+from serve.evaluate import evaluate, with_reference
+from serve.onnxruntime_runner import OnnxRuntimeRunner
+from workflows import export_run
 
 ALL = ("patch_embed", "pool", "head")
 NO_POOL = ("patch_embed", "head")
 
 
-def variants(meta: ClassifierMeta) -> dict[str, tuple[np.ndarray, str, tuple[str, ...]]]:
+def variants(spec: ArtifactSpec) -> dict[str, tuple[np.ndarray, str, tuple[str, ...]]]:
     """label -> (calibration images, method, parts kept in FP32)."""
-    train = resolve_train_data("builtin").train
+    meta = spec.classifier
+    train = resolve_train_data(DataSource()).train
     sketch = resolve_eval_sets(["builtin:ood_sketch"], meta.classes)[0].data
     id300 = calibration_images(train, meta, 300)
     peek = np.concatenate([calibration_images(train, meta, 240), calibration_images(sketch, meta, 60, seed=1)])
@@ -63,16 +61,15 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_run(args.run, Path(tmp), log=lambda m: None).onnx["fp32"]
-        meta = ClassifierMeta.from_dict(read_metadata(fp32))
-        sets = resolve_eval_sets([], meta.classes)
+        spec = read_onnx_spec(fp32)
+        sets = resolve_eval_sets([], spec.classes)
         ref_report, ref_results = evaluate(OnnxRuntimeRunner(fp32), sets, batch_size=64)
         names = list(ref_report["datasets"])
         print("| calibration | " + " | ".join(f"{n} drop pp" for n in names) + " |")
         print("|---|" + "---|" * len(names))
-        for label, (images, method, keep) in variants(meta).items():
+        for label, (images, method, keep) in variants(spec).items():
             path = Path(tmp) / "model.int8.onnx"
-            quantize_int8(fp32, path, images, method, keep)  # returns (kept nodes, images used)
-            write_metadata(path, meta, {"precision": "int8"})
+            write_int8_copy(fp32, path, spec, images, Int8Options(method=method, keep_fp32=keep), label)
             report, results = evaluate(OnnxRuntimeRunner(path), sets, batch_size=64)
             report = with_reference(report, results, ref_results, str(fp32), None)
             drops = [f"{report['agreement'][n]['top1_drop_pp']:+.2f}" for n in names]
@@ -82,7 +79,7 @@ def main() -> None:
                 path.replace(default_int8)
         fp32_top1 = ", ".join(f"{n} {100 * ref_report['datasets'][n]['top1']:.1f}" for n in names)
         print(f"\nFP32 ONNX top-1 %: {fp32_top1}")
-        side_by_side_speed(fp32, default_int8, meta.image_size)
+        side_by_side_speed(fp32, default_int8, spec.classifier.image_size)
 
 
 def side_by_side_speed(fp32: Path, int8: Path, size: int, batch: int = 64, rounds: int = 7) -> None:

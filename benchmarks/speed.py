@@ -13,28 +13,25 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import open_clip
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import open_clip  # noqa: E402
-
-from common.checkpoint import zero_shot_classifier  # noqa: E402
-from common.metadata import ClassifierMeta  # noqa: E402
-from common.models import ClipClassifier, build_visual  # noqa: E402
-from common.suites import builtin_classnames, resolve_eval_sets  # noqa: E402
-from export.fp16 import convert_to_fp16  # noqa: E402
-from export.onnx_export import export_onnx, write_metadata  # noqa: E402
-from serve.evaluate import evaluate  # noqa: E402
-from serve.runners import OnnxRuntimeRunner, TorchRunner  # noqa: E402
+from common.artifact import ArtifactSpec, ClassifierMeta
+from common.classifier import ClipClassifier, zero_shot_classifier
+from common.models import build_visual
+from common.suites import builtin_classnames, resolve_eval_sets
+from export.fp16 import write_fp16_copy
+from export.onnx_export import export_onnx
+from serve.evaluate import evaluate
+from serve.onnxruntime_runner import OnnxRuntimeRunner
+from serve.torch_runner import TorchRunner
 
 
-def random_classifier(model_name: str, classes: list[str]) -> tuple[ClipClassifier, ClassifierMeta]:
+def random_classifier(model_name: str, classes: list[str]) -> tuple[ClipClassifier, ArtifactSpec]:
     config = open_clip.get_model_config(model_name)
     size = config["vision_cfg"]["image_size"]
     preprocess = {
@@ -47,7 +44,7 @@ def random_classifier(model_name: str, classes: list[str]) -> tuple[ClipClassifi
     visual = build_visual(config, preprocess)
     weights = torch.nn.functional.normalize(torch.randn(len(classes), config["embed_dim"]), dim=-1)
     meta = ClassifierMeta(model_name, None, config, preprocess, classes, classes, ["a photo of a {}"], 100.0)
-    return ClipClassifier(visual, weights, 100.0).eval(), meta
+    return ClipClassifier(visual, weights, 100.0).eval(), ArtifactSpec(classifier=meta)
 
 
 def images_per_second(runner, batch: torch.Tensor, iters: int) -> float:
@@ -61,15 +58,15 @@ def images_per_second(runner, batch: torch.Tensor, iters: int) -> float:
 
 
 def model_only(args: argparse.Namespace, tmp: Path) -> Path:
-    model, meta = random_classifier(args.model, list(builtin_classnames()))
-    onnx_path = export_onnx(model, meta, tmp / "model.onnx", {"precision": "fp32"})
-    convert_to_fp16(onnx_path, tmp / "model.fp16.onnx")
-    write_metadata(tmp / "model.fp16.onnx", meta, {"precision": "fp16"})
-    batch = torch.randn(args.batch, 3, meta.image_size, meta.image_size)
-    eager = images_per_second(TorchRunner(model, meta, args.model, "cpu"), batch, args.iters)
+    model, spec = random_classifier(args.model, list(builtin_classnames()))
+    onnx_path = export_onnx(model, spec, tmp / "model.onnx")
+    write_fp16_copy(onnx_path, tmp / "model.fp16.onnx", spec)
+    size = spec.classifier.image_size
+    batch = torch.randn(args.batch, 3, size, size)
+    eager = images_per_second(TorchRunner(model, spec, args.model, "cpu"), batch, args.iters)
     ort32 = images_per_second(OnnxRuntimeRunner(onnx_path), batch, args.iters)
     ort16 = images_per_second(OnnxRuntimeRunner(tmp / "model.fp16.onnx"), batch, args.iters)
-    print(f"## model only: {args.model} at {meta.image_size} px, batch {args.batch}, {torch.get_num_threads()} threads")
+    print(f"## model only: {args.model} at {size} px, batch {args.batch}, {torch.get_num_threads()} threads")
     print(f"torch eager fp32      {eager:8.1f} images/s")
     print(f"onnxruntime fp32      {ort32:8.1f} images/s   {ort32 / eager:.2f}x torch")
     print(f"onnxruntime fp16      {ort16:8.1f} images/s   {ort16 / eager:.2f}x torch (CPU has no fast FP16 path)")
@@ -78,7 +75,7 @@ def model_only(args: argparse.Namespace, tmp: Path) -> Path:
 
 def end_to_end(onnx_path: Path, label: str, n_images: int, batch: int) -> None:
     runner = OnnxRuntimeRunner(onnx_path)
-    sets = resolve_eval_sets(["builtin:id_test"], runner.meta.classes)
+    sets = resolve_eval_sets(["builtin:id_test"], runner.spec.classes)
     sets[0].data.samples = sets[0].data.samples[:n_images]
     print(f"## end to end: {label}, ONNX Runtime fp32, {n_images} PNG images, batch {batch}")
     for workers in (0, 2):
@@ -94,7 +91,7 @@ def end_to_end(onnx_path: Path, label: str, n_images: int, batch: int) -> None:
 def builtin_onnx(tmp: Path) -> Path:
     names = builtin_classnames()
     model, meta = zero_shot_classifier("builtin", None, list(names), list(names.values()), ["a photo of a {}"])
-    return export_onnx(model, meta, tmp / "builtin.onnx", {"precision": "fp32"})
+    return export_onnx(model, ArtifactSpec(classifier=meta), tmp / "builtin.onnx")
 
 
 def main() -> None:

@@ -8,15 +8,12 @@ Two ProReg runs on the built-in benchmark, identical but for the cache; prints w
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from train.config import TrainConfig  # noqa: E402
-from train.trainer import train  # noqa: E402
+from train.config import TrainConfig
+from train.trainer import train
 
 
 def main() -> None:
@@ -27,11 +24,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for cached in (True, False):
             start = time.perf_counter()
-            info = train(TrainConfig(epochs=args.epochs, teacher_cache=cached), Path(tmp) / str(cached))
+            run = train(TrainConfig(epochs=args.epochs, teacher_cache=cached), Path(tmp) / str(cached))
             seconds[cached] = time.perf_counter() - start
             print(
                 f"teacher cache {'on ' if cached else 'off'}: {seconds[cached]:6.1f} s, "
-                f"best val top-1 {100 * info['best']['val_top1']:.1f}%",
+                f"best val top-1 {100 * run.record.best.val_top1:.1f}%",
                 flush=True,
             )
     saved = seconds[False] - seconds[True]

@@ -9,44 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common.benchmark import cache_root
+from common.artifact import ClassifierMeta
 from common.data import DataError, LabeledImages, Sample, read_batch
-from common.metadata import ClassifierMeta
+from common.files import cache_root
 from common.transforms import eval_transform, train_transform
 
-MIN_IMAGES = 16
-METHODS = ("entropy", "percentile", "minmax")
-KEEP_CHOICES = ("patch_embed", "pool", "head")
-
-
-@dataclass(frozen=True)
-class Int8Options:
-    """How to calibrate: data (a dataset spec or a .npy of preprocessed images; default the run's training data),
-    how many images, which method, and which parts stay in higher precision."""
-
-    calib_data: str | None = None
-    size: int = 300
-    method: str = "percentile"  # measured best on the built-in benchmark (BENCHMARKS.md)
-    keep: tuple[str, ...] = KEEP_CHOICES
-    seed: int = 0
-    augment: bool = False  # RandAugment'ed copies: wider activation ranges than the clean training images
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown calibration method {self.method!r} (choose from {', '.join(METHODS)})")
-        if not set(self.keep) <= set(KEEP_CHOICES):
-            raise ValueError(
-                f"unknown INT8 exclusion(s) {sorted(set(self.keep) - set(KEEP_CHOICES))} "
-                f"(choose from {', '.join(KEEP_CHOICES)})"
-            )
-        if self.size < MIN_IMAGES:
-            raise ValueError(f"calibration needs at least {MIN_IMAGES} images, asked for {self.size}")
+MIN_IMAGES = 16  # fewer images give activation ranges that depend on which ones were drawn
 
 
 def stratified_sample(data: LabeledImages, n: int, seed: int) -> list[Sample]:
@@ -77,8 +50,6 @@ def calibration_images(
     data: LabeledImages, meta: ClassifierMeta, n: int = 300, seed: int = 0, augment: bool = False
 ) -> np.ndarray:
     """[n, 3, H, W] float32 calibration batch from `data`, cached under the cache root."""
-    if n < MIN_IMAGES:
-        raise DataError(f"calibration needs at least {MIN_IMAGES} images, asked for {n}")
     samples = stratified_sample(data, n, seed)
     if len(samples) < MIN_IMAGES:
         raise DataError(f"calibration set {data.name!r} has {len(samples)} images; at least {MIN_IMAGES} are needed")

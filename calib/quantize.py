@@ -19,75 +19,41 @@ import numpy as np
 import onnx
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-from calib.calibration import KEEP_CHOICES
-from common.runinfo import quiet_logger
-from export.fp16 import head_nodes, name_scopes
-from export.onnx_export import INPUT_NAME
+from common.graph_scopes import nodes_of_parts
+from common.quiet_logging import quiet_logger
 
 CALIBRATION_METHODS = {
+    "percentile": CalibrationMethod.Percentile,  # measured best on the built-in benchmark (BENCHMARKS.md)
     "entropy": CalibrationMethod.Entropy,
-    "percentile": CalibrationMethod.Percentile,
     "minmax": CalibrationMethod.MinMax,
 }
-EXCLUDE_CHOICES = KEEP_CHOICES
-POOL_SCOPES = {"visual.attnpool", "visual.attn_pool", "visual.ln_post"}
 
 
 class _Batches(CalibrationDataReader):
     """Equal-sized batches: ONNX Runtime's histogram calibrators stack per-batch outputs and fail on a short last
     batch, so the remainder (fewer than `batch_size` images) is left out; `used` counts what is fed."""
 
-    def __init__(self, images: np.ndarray, batch_size: int = 32):
+    def __init__(self, images: np.ndarray, input_name: str, batch_size: int = 32):
         size = min(batch_size, len(images))
         batches = [images[i : i + size] for i in range(0, len(images) - size + 1, size)]
         self.used = sum(len(b) for b in batches)
         self.batches = iter(batches)
+        self.input_name = input_name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         batch = next(self.batches, None)
-        return None if batch is None else {INPUT_NAME: batch}
-
-
-def first_layer(graph: onnx.GraphProto) -> list[str]:
-    """The node that first transforms the pixels with weights: the patch embedding (ViT) or stem conv (ResNet)."""
-    node = next((n for n in graph.node if n.op_type in ("Conv", "MatMul", "Gemm")), None)
-    return [node.name] if node is not None else []
-
-
-def final_pool(graph: onnx.GraphProto) -> list[str]:
-    """The tower's last stage, where features are pooled into the embedding: ModifiedResNet's attention pool, a ViT's
-    attention pool or final LayerNorm. Its outputs feed the cosine directly, so rounding there moves every logit."""
-    return [n.name for n in graph.node if any(scope in POOL_SCOPES for scope in name_scopes(n))]
-
-
-def excluded_nodes(graph: onnx.GraphProto, exclude: tuple[str, ...]) -> list[str]:
-    unknown = set(exclude) - set(EXCLUDE_CHOICES)
-    if unknown:
-        raise ValueError(f"unknown INT8 exclusion(s) {sorted(unknown)} (choose from {', '.join(EXCLUDE_CHOICES)})")
-    names = []
-    if "patch_embed" in exclude:
-        names += first_layer(graph)
-    if "pool" in exclude:
-        names += final_pool(graph)
-    if "head" in exclude:
-        names += head_nodes(graph)
-    return names
+        return None if batch is None else {self.input_name: batch}
 
 
 def quantize_int8(
-    src: Path,
-    dst: Path,
-    calibration: np.ndarray,
-    method: str = "percentile",
-    exclude: tuple[str, ...] = EXCLUDE_CHOICES,
+    src: Path, dst: Path, calibration: np.ndarray, method: str, keep_fp32: tuple[str, ...], input_name: str
 ) -> tuple[list[str], int]:
-    """Writes the Q/DQ INT8 model of `src` to `dst`; returns the nodes left in FP32 and the images calibrated on."""
-    if method not in CALIBRATION_METHODS:
-        raise ValueError(f"unknown calibration method {method!r} (choose from {', '.join(CALIBRATION_METHODS)})")
+    """Writes the Q/DQ INT8 model of `src` to `dst`, with the graph parts `keep_fp32` left in FP32; returns the nodes
+    left in FP32 and the number of images calibrated on. `method` is a key of CALIBRATION_METHODS."""
     # No quant_pre_process: the exporter already folded constants, and that pass drops the name-scope metadata that
     # tells the head from the tower.
-    kept = excluded_nodes(onnx.load(str(src), load_external_data=False).graph, exclude)
-    batches = _Batches(calibration)
+    kept = nodes_of_parts(onnx.load(str(src), load_external_data=False).graph, keep_fp32)
+    batches = _Batches(calibration, input_name)
     # The calibrators print progress lines, and the quantizer logs advice to run its pre-processing (see above).
     with contextlib.redirect_stdout(io.StringIO()), quiet_logger():
         quantize_static(

@@ -13,11 +13,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from common.errors import UserError
+
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Bad dataset input; the message is one line naming the path and the problem."""
 
 

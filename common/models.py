@@ -1,4 +1,4 @@
-"""Model loading and the fixed text classifier.
+"""Loading open_clip models and building image towers from a saved architecture config.
 
 A model is named the open_clip way: an architecture name with a pretrained tag or a local checkpoint file
 (`ViT-B-32` + `laion2b_s34b_b79k` or `/path/to/open_clip_model.safetensors`), a hub id (`hf-hub:org/repo`), a local
@@ -16,18 +16,16 @@ from typing import Any
 
 import open_clip
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from common.runinfo import quiet_logger
+from common.errors import UserError
+from common.quiet_logging import quiet_logger
+from common.world import BUILTIN
+from common.world.model import BUILTIN_DIR
 
-BUILTIN = "builtin"
-BUILTIN_DIR = Path(__file__).parent / "assets" / "builtin"
-DEFAULT_TEMPLATES = ("a photo of a {}",)
 
-
-class ModelError(ValueError):
-    """A model that cannot be found or loaded; the message is one line for the user."""
+class ModelError(UserError):
+    """A model that cannot be found or loaded."""
 
 
 @dataclass
@@ -97,46 +95,3 @@ def build_visual(config: dict[str, Any], preprocess: dict[str, Any]) -> nn.Modul
         # pretrained_text=False: a Hugging Face text tower would otherwise fetch its weights, which we never use here.
         clip = open_clip.create_model(f"local-dir:{tmp}", load_weights=False, pretrained_text=False)
     return clip.visual
-
-
-def average_templates(text_features: torch.Tensor) -> torch.Tensor:
-    """[C, T, D] prompt embeddings -> [C, D] classifier: normalize each, average over templates, renormalize."""
-    per_prompt = F.normalize(text_features, dim=-1)
-    return F.normalize(per_prompt.mean(dim=1), dim=-1)
-
-
-@torch.no_grad()
-def text_classifier(clip: LoadedClip, prompts: list[str], templates: tuple[str, ...] | list[str]) -> torch.Tensor:
-    """The fixed text classifier W [C, D] for class display names `prompts` and prompt `templates`."""
-    device = next(clip.model.parameters()).device
-    texts = [t.format(p) for p in prompts for t in templates]
-    tokens = clip.tokenizer(texts).to(device)
-    features = clip.model.encode_text(tokens).float()  # type: ignore[operator]  # open_clip CLIP method
-    return average_templates(features.view(len(prompts), len(templates), -1))
-
-
-def logit_scale_of(clip: LoadedClip) -> float:
-    """tau = exp(logit_scale), the temperature CLIP was trained with."""
-    scale: torch.Tensor = clip.model.logit_scale  # type: ignore[assignment]  # an nn.Parameter on every CLIP
-    return float(scale.exp().item())
-
-
-class ClipClassifier(nn.Module):
-    """Image tower plus fixed text classifier: logits = tau * normalize(f(x)) @ W^T."""
-
-    class_weights: torch.Tensor
-    logit_scale: torch.Tensor
-
-    def __init__(self, visual: nn.Module, class_weights: torch.Tensor, logit_scale: float):
-        super().__init__()
-        self.visual = visual
-        self.register_buffer("class_weights", class_weights.detach().clone().float())
-        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.visual(images)
-        if isinstance(pooled, tuple):  # towers with output_tokens (CoCa) return (pooled, tokens)
-            pooled = pooled[0]
-        features = F.normalize(pooled.float(), dim=-1)
-        # Logits reach ~100 (tau), so this matmul stays FP32 whatever the tower runs in.
-        return self.logit_scale * features @ self.class_weights.t()

@@ -13,10 +13,11 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.benchmark import ensure_benchmark, split_roles
 from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames
+from common.run import DataSource
+from common.world import BUILTIN
+from common.world.suite import ensure_benchmark, split_roles
 
-BUILTIN = "builtin"
 ROLES = ("id", "ood")
 
 
@@ -61,20 +62,22 @@ def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tupl
     )
 
 
-def resolve_train_data(
-    spec: str, val_spec: str | None = None, classnames: Path | None = None, val_fraction: float = 0.1, seed: int = 0
-) -> TrainData:
+def resolve_train_data(source: DataSource) -> TrainData:
     """Training and validation sets, plus class order and prompt names."""
-    names = read_classnames(classnames) if classnames else (builtin_classnames() if spec == BUILTIN else None)
+    spec = source.train
+    if source.classnames:
+        names: dict[str, str] | None = read_classnames(Path(source.classnames))
+    else:
+        names = builtin_classnames() if spec == BUILTIN else None
     classes = list(names) if names else None
     if spec == BUILTIN:
         train, val = _builtin_split("train", classes), _builtin_split("val", classes)
     else:
         train = load_dataset(spec, classes=classes)
-        if val_spec:
-            val = load_dataset(val_spec, classes=train.classes)
+        if source.val:
+            val = load_dataset(source.val, classes=train.classes)
         else:
-            train, val = _stratified_holdout(train, val_fraction, seed)
+            train, val = _stratified_holdout(train, source.val_fraction, source.seed)
     if not train.samples:
         raise DataError(f"training set is empty: {spec}")
     missing = [c for i, c in enumerate(train.classes) if not any(s.label == i for s in train.samples)]

@@ -9,6 +9,8 @@ from __future__ import annotations
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from common.errors import UserError
+
 if TYPE_CHECKING:
     import tensorrt as trt  # tensorrt-stubs, made usable for mypy by scripts/trt_stubs.py
 
@@ -18,7 +20,7 @@ INSTALL_HINT = (
 )
 
 
-class TensorRTUnavailable(RuntimeError):
+class TensorRTUnavailable(UserError):
     """TensorRT or a CUDA GPU is missing."""
 
 

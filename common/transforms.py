@@ -10,6 +10,8 @@ from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 from torchvision import transforms as T
 
+from common.errors import check_choice
+
 AUGMENTATIONS = ("randaugment", "none")
 
 
@@ -25,8 +27,7 @@ def eval_transform(preprocess: dict[str, Any]) -> Callable[[Image.Image], torch.
 
 def train_transform(preprocess: dict[str, Any], augment: str) -> Callable[[Image.Image], torch.Tensor]:
     """Evaluation preprocessing, preceded by RandAugment(2, 9) as in the ProReg recipe when `augment` asks."""
-    if augment not in AUGMENTATIONS:
-        raise ValueError(f"unknown augmentation {augment!r} (choose from {', '.join(AUGMENTATIONS)})")
+    check_choice("augmentation", augment, AUGMENTATIONS)
     base = eval_transform(preprocess)
     if augment == "none":
         return base

@@ -12,46 +12,32 @@ we need (`onnxruntime.transformers.float16`), with explicit block lists, so that
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import onnx
 from onnx import TensorProto
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
+from common.artifact import ArtifactSpec, write_onnx_spec
+from common.graph_scopes import nodes_of_parts
 from export.onnx_export import save_onnx
 
 FLOAT, FLOAT16 = TensorProto.FLOAT, TensorProto.FLOAT16
 KEEP_FP32_OPS = ["LayerNormalization", "Softmax", "ReduceL2", "ReduceMean", "Pow", "Sqrt", "Erf"]
-IMAGE_TOWER_SCOPE = "visual"  # the classifier's image tower module; everything outside it is the head
+KEEP_FP32_PARTS = ("head",)  # common.graph_scopes parts kept FP32 by node, beside the op types above
 
 
-def name_scopes(node: onnx.NodeProto) -> list[str]:
-    props = {p.key: p.value for p in node.metadata_props}
-    try:  # written by torch as a Python list literal, e.g. "['', 'visual', 'visual.attnpool']"
-        return list(ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]")))
-    except (ValueError, SyntaxError):
-        return []
-
-
-def head_nodes(graph: onnx.GraphProto) -> list[str]:
-    """Nodes outside the image tower: the L2 normalization, the logit scale and the classifier matmul."""
-    tower = {n.name for n in graph.node if IMAGE_TOWER_SCOPE in name_scopes(n)}
-    reached = {out for n in graph.node if n.name in tower for out in n.output}
-    head = []
-    for node in graph.node:  # exported nodes are in topological order
-        if node.name not in tower and any(x in reached for x in node.input):
-            head.append(node.name)
-            reached.update(node.output)
-    if not head or not tower:
-        raise ValueError("cannot tell the image tower from the head: the graph lacks torch's name-scope metadata")
-    return head
+def write_fp16_copy(src: Path, dst: Path, spec: ArtifactSpec) -> Path:
+    """Writes the mixed-precision copy of the FP32 model `src` to `dst`, described by `spec` as FP16; returns `dst`."""
+    kept = convert_to_fp16(src, dst)
+    write_onnx_spec(dst, spec.derive(precision="fp16", fp32_parts=KEEP_FP32_PARTS, fp32_nodes=tuple(kept)))
+    return dst
 
 
 def convert_to_fp16(src: Path, dst: Path) -> list[str]:
-    """Writes the mixed-precision copy of `src` to `dst`; returns the names of the nodes kept in FP32 by name."""
+    """Writes the mixed-precision graph of `src` to `dst`; returns the names of the nodes kept in FP32 by name."""
     model = onnx.load(str(src), load_external_data=True)
-    kept = head_nodes(model.graph)
+    kept = nodes_of_parts(model.graph, KEEP_FP32_PARTS)
     mixed = convert_float_to_float16(
         model,
         keep_io_types=True,

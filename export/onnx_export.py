@@ -1,4 +1,4 @@
-"""Image encoder + fixed text classifier -> one ONNX graph: image [N, 3, H, W] float32 -> logits [N, C].
+"""Image encoder + head -> one ONNX graph: image [N, 3, H, W] float32 -> logits [N, C], with the artifact spec inside.
 
 We use torch's dynamo exporter (`torch.onnx.export(dynamo=True)`), the default since torch 2.9 and the only one with a
 future: the TorchScript exporter still runs in 2.11 and 2.14 but is deprecated. At opset 18 it decomposes attention
@@ -9,36 +9,46 @@ LayerNormalization (opset >= 17). Weights over 2 GB go to an external `.data` fi
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
-from typing import Any
 
 import onnx
 import torch
 
-from common.metadata import ClassifierMeta
-from common.runinfo import quiet_logger
+from common.artifact import ArtifactSpec, write_onnx_spec
+from common.errors import UserError
+from common.provenance import file_sha256
+from common.quiet_logging import quiet_logger
+from common.run import Run
 
 OPSET = 18
-INPUT_NAME, OUTPUT_NAME = "image", "logits"
-META_KEY = "proreg_clip"  # ONNX metadata_props key holding the classifier metadata as JSON
 EXTERNAL_DATA_BYTES = 1_800_000_000  # protobuf's limit is 2 GB; leave room for the graph itself
 
 
-class ExportError(RuntimeError):
+class ExportError(UserError):
     """Export or verification failed; the message is one line for the user."""
+
+
+def fp32_spec(run: Run) -> ArtifactSpec:
+    """The description of the FP32 ONNX export of a run's best checkpoint."""
+    return ArtifactSpec(
+        classifier=run.classifier,
+        precision="fp32",
+        source_run=str(run.path),
+        source_sha256=file_sha256(run.best_weights),
+        exporter=f"torch {torch.__version__} dynamo, opset {OPSET}",
+    )
 
 
 def _param_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in list(model.parameters()) + list(model.buffers()))
 
 
-def export_onnx(model: torch.nn.Module, meta: ClassifierMeta, path: Path, extra: dict[str, Any]) -> Path:
-    """Exports `model` with a dynamic batch and writes the metadata into the file; returns `path`."""
+def export_onnx(model: torch.nn.Module, spec: ArtifactSpec, path: Path) -> Path:
+    """Exports `model` with a dynamic batch and writes `spec` into the file's metadata; returns `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    size = meta.image_size
+    size = spec.classifier.image_size
     example = torch.randn(2, 3, size, size)  # batch >= 2, or torch.export specializes the batch to a constant
     batch = torch.export.Dim("batch", min=1, max=65536)
     with warnings.catch_warnings(), quiet_logger("onnxscript"):
@@ -47,24 +57,15 @@ def export_onnx(model: torch.nn.Module, meta: ClassifierMeta, path: Path, extra:
             model.eval(),
             (example,),
             str(path),
-            input_names=[INPUT_NAME],
+            input_names=[spec.input_name],
             verbose=False,
-            output_names=[OUTPUT_NAME],
+            output_names=[spec.output_name],
             opset_version=OPSET,
             dynamic_shapes={"images": {0: batch}},
             external_data=_param_bytes(model) > EXTERNAL_DATA_BYTES,
         )
-    write_metadata(path, meta, extra)
+    write_onnx_spec(path, spec)
     return path
-
-
-def write_metadata(path: Path, meta: ClassifierMeta, extra: dict[str, Any]) -> None:
-    """Stores the classifier metadata (and `extra`: source hash, precision, ...) as one JSON metadata prop."""
-    proto = onnx.load(str(path), load_external_data=False)
-    del proto.metadata_props[:]
-    proto.metadata_props.add(key=META_KEY, value=json.dumps({**meta.to_dict(), **extra}))
-    proto.producer_name = "proreg-clip"
-    onnx.save(proto, str(path))  # external tensors keep pointing at their .data file
 
 
 def _data_file(path: Path) -> Path:
@@ -88,18 +89,6 @@ def move_onnx(src: Path, dst: Path) -> None:
         _data_file(src).unlink()
     else:
         src.replace(dst)
-
-
-def read_metadata(path: Path) -> dict[str, Any]:
-    """The JSON metadata written at export; raises ExportError for an ONNX file we did not make."""
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as err:
-        raise ExportError(f"cannot read ONNX file {path}: {str(err).splitlines()[0] if str(err) else err}") from err
-    props = {p.key: p.value for p in proto.metadata_props}
-    if META_KEY not in props:
-        raise ExportError(f"{path} carries no {META_KEY!r} metadata (classes, preprocessing): export it with cli.py")
-    return json.loads(props[META_KEY])
 
 
 def check_model(path: Path) -> None:

@@ -1,19 +1,22 @@
-"""A strongly typed TensorRT engine from an exported ONNX file (TensorRT 10.x and 11.x).
+"""Strongly typed TensorRT engines from exported ONNX files (TensorRT 10.x and 11.x).
 
 Precision is already in the graph (FP32, FP16 mixed, or INT8 Q/DQ), so no FP16/INT8 builder flags and no calibrator:
-TensorRT 11 removed them, and a strongly typed TensorRT 10 network ignores them. The engine gets a sidecar JSON
-with what it is tied to (TensorRT version, GPU) and what it classifies, since a .plan carries no metadata of ours.
+TensorRT 11 removed them, and a strongly typed TensorRT 10 network ignores them. A .plan carries no metadata of
+ours, so each engine gets a JSON sidecar: the ONNX file's artifact spec and what the engine is tied to (EngineInfo).
 """
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from common.runinfo import atomic_write_json, file_sha256
-from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt
+from common.artifact import EngineInfo, read_onnx_spec, write_engine_sidecar
+from common.errors import OptionError
+from common.provenance import file_sha256
+from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt, tensorrt_missing_reason
+from export.onnx_export import ExportError
 
 if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
     import tensorrt as trt
@@ -30,13 +33,9 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
-            raise ValueError(
+            raise OptionError(
                 f"need 1 <= min <= opt <= max batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
             )
-
-
-def sidecar_path(plan: Path) -> Path:
-    return plan.with_name(plan.name + ".json")
 
 
 def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
@@ -48,7 +47,7 @@ def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tuple[
     # parse_from_file, not parse(bytes): it finds external weight files (model.onnx.data) beside the model.
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
-        raise RuntimeError(f"TensorRT could not parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
+        raise ExportError(f"TensorRT could not parse {onnx_path}: {'; '.join(errors) or 'unknown error'}")
     return network, parser
 
 
@@ -74,13 +73,12 @@ def _config(builder: trt.Builder, network: trt.INetworkDefinition, options: Engi
     return config
 
 
-def build_engine(
-    onnx_path: Path, plan_path: Path, options: EngineOptions, classifier: dict[str, Any]
-) -> dict[str, Any]:
-    """Builds and writes `plan_path` and its sidecar; returns the sidecar."""
+def build_engine(onnx_path: Path, plan_path: Path, options: EngineOptions) -> EngineInfo:
+    """Builds and writes `plan_path` and its sidecar (the ONNX file's spec and the engine facts)."""
     import_tensorrt()  # TensorRTUnavailable, saying what is missing, instead of an ImportError below
     import tensorrt as trt
 
+    spec = read_onnx_spec(onnx_path)
     logger, errors = capturing_logger()
     builder = trt.Builder(logger)
     network, _parser = _parse(builder, logger, onnx_path)  # the parser owns weights the network uses: keep it
@@ -88,31 +86,42 @@ def build_engine(
     # Optional although the stubs say otherwise: a failed build returns None, with the reasons in the log.
     plan: trt.IHostMemory | None = builder.build_serialized_network(network, config)
     if plan is None:
-        raise RuntimeError(f"TensorRT engine build failed: {'; '.join(errors) or 'see TensorRT log'}")
+        raise ExportError(f"TensorRT engine build failed: {'; '.join(errors) or 'see TensorRT log'}")
     tmp = plan_path.with_name(plan_path.name + ".tmp")
     tmp.write_bytes(bytes(plan))
     tmp.replace(plan_path)
     if options.timing_cache:
         options.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    sidecar = {
-        "tensorrt_version": trt.__version__,
-        **gpu_identity(),
-        "precision": classifier.get("precision", "fp32"),
-        "profile": {"min_batch": options.min_batch, "opt_batch": options.opt_batch, "max_batch": options.max_batch},
-        "options": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
-        "classes": classifier["classes"],
-        "source_onnx": str(onnx_path),
-        "source_onnx_sha256": file_sha256(onnx_path),
-        "classifier": classifier,
-    }
-    atomic_write_json(sidecar_path(plan_path), sidecar)
-    return sidecar
+    gpu = gpu_identity()
+    info = EngineInfo(
+        tensorrt_version=trt.__version__,
+        gpu=gpu["gpu"],
+        compute_capability=gpu["compute_capability"],
+        min_batch=options.min_batch,
+        opt_batch=options.opt_batch,
+        max_batch=options.max_batch,
+        version_compatible=options.version_compatible,
+        source_onnx=str(onnx_path),
+        source_onnx_sha256=file_sha256(onnx_path),
+        options={k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+    )
+    write_engine_sidecar(plan_path, spec, info)
+    return info
 
 
-def read_sidecar(plan_path: Path) -> dict[str, Any]:
-    path = sidecar_path(plan_path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"no sidecar {path.name} beside the engine {plan_path} (it holds classes and preprocessing)"
-        )
-    return json.loads(path.read_text())
+def build_engines(
+    onnx_files: dict[str, Path], options: EngineOptions, log: Callable[[str], None]
+) -> tuple[dict[str, Path], str | None]:
+    """One engine (`<name>.plan` beside each ONNX file) per precision; returns them, and why none was built when
+    TensorRT or a GPU is missing."""
+    missing = tensorrt_missing_reason()
+    if missing:
+        log(f"no TensorRT engine: {missing}")
+        return {}, missing
+    engines = {}
+    for precision, onnx_path in onnx_files.items():
+        plan = onnx_path.with_suffix(".plan")
+        build_engine(onnx_path, plan, options)
+        engines[precision] = plan
+        log(f"built {plan}")
+    return engines, None

@@ -6,26 +6,27 @@ import re
 from pathlib import Path
 from typing import Any
 
+from common.progress import ProgressHook
 from common.suites import EvalSet
-from serve.evaluate import DatasetResult, ProgressHook, evaluate, with_reference
+from serve.evaluate import DatasetResult, evaluate, with_reference
 from serve.report import write_report
-from serve.runners import Runner
+from serve.runner import Runner
 
 
 def compare_runners(
     runners: dict[str, Runner],
     sets: list[EvalSet],
     reference: str,
-    compared: dict[str, float | None],
+    gate_limits: dict[str, float | None],
     out_dir: Path,
     batch_size: int = 256,
     progress: ProgressHook | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Reports per runner (keyed by row name), written as report-<name>.json into `out_dir`.
 
-    The runners named in `compared` (the reference's exported artifacts) are compared with the runner named
-    `reference`, which is evaluated once, each gated by its own limit in pp (None: no gate); the others (a zero-shot
-    baseline) stand alone.
+    The runners named in `gate_limits` (the reference's exported artifacts) are compared with the runner named
+    `reference`, which is evaluated once, each gated by its own limit in pp (None: compared, not gated); the others
+    (a zero-shot baseline) stand alone.
     """
     results: dict[str, tuple[dict[str, Any], dict[str, DatasetResult]]] = {}
     for name, runner in runners.items():
@@ -34,8 +35,8 @@ def compare_runners(
     ref_report, ref_results = results[reference]
     reports = {}
     for name, (report, per_set) in results.items():
-        if name in compared:
-            report = with_reference(report, per_set, ref_results, ref_report["artifact"], compared[name])
+        if name in gate_limits:
+            report = with_reference(report, per_set, ref_results, ref_report["artifact"], gate_limits[name])
         write_report(report, out_dir / f"report-{_slug(name)}.json")
         reports[name] = report
     return reports

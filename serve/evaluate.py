@@ -7,7 +7,6 @@ Per-dataset logits are kept so that a second runner can be compared with the fir
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,12 +14,12 @@ import numpy as np
 import torch
 
 from common.data import ImageDataset, make_loader
+from common.errors import UserError
+from common.progress import ProgressHook
 from common.suites import EvalSet
 from common.transforms import eval_transform
 from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
-from serve.runners import Runner
-
-ProgressHook = Callable[[str, int, int], None]  # (dataset name, images done, images total)
+from serve.runner import Runner
 
 
 @dataclass
@@ -68,7 +67,7 @@ class Timing:
 def evaluate_set(
     runner: Runner, ev: EvalSet, batch_size: int, num_workers: int, timing: Timing, progress: ProgressHook | None
 ) -> DatasetResult:
-    dataset = ImageDataset(ev.data, eval_transform(runner.meta.preprocess))
+    dataset = ImageDataset(ev.data, eval_transform(runner.spec.classifier.preprocess))
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available())
     logits, labels, groups, skipped, done = [], [], [], 0, 0
     for batch in loader:
@@ -82,7 +81,7 @@ def evaluate_set(
         done += len(batch.labels) + batch.skipped
         if progress:
             progress(ev.data.name, done, len(dataset))
-    n_classes = len(runner.meta.classes)
+    n_classes = len(runner.spec.classes)
     return DatasetResult(
         name=ev.data.name,
         role=ev.role,
@@ -112,7 +111,7 @@ def evaluate(
         "backend": runner.backend,
         "artifact": runner.artifact,
         "precision": runner.precision,
-        "classes": runner.meta.classes,
+        "classes": runner.spec.classes,
         "datasets": datasets,
         "summary": summarize(datasets),
         "throughput": timing.entry(),
@@ -138,3 +137,23 @@ def with_reference(
         "agreement": agreements,
         "gate": gate(agreements, max_drop_pp) if max_drop_pp is not None else None,
     }
+
+
+def evaluate_against(
+    runner: Runner,
+    reference: Runner,
+    sets: list[EvalSet],
+    max_drop_pp: float | None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    progress: ProgressHook | None = None,
+) -> dict[str, Any]:
+    """Evaluates `runner` and `reference` on the same sets; the report of `runner` with agreement and gate."""
+    if reference.spec.classes != runner.spec.classes:
+        raise UserError(
+            f"the reference {reference.artifact} classifies other classes (or in another order) than "
+            f"{runner.artifact}: agreement would compare different logits"
+        )
+    report, results = evaluate(runner, sets, batch_size, num_workers, progress)
+    _, ref_results = evaluate(reference, sets, batch_size, num_workers, progress)
+    return with_reference(report, results, ref_results, reference.artifact, max_drop_pp)

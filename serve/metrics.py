@@ -36,17 +36,19 @@ def summarize(datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """How far one backend's logits are from a reference's on the same images."""
+def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+    """How far one backend's logits are from a reference's on the same images: top-1 agreement, the largest absolute
+    logit difference and, given labels, the drop in top-1 accuracy in percentage points."""
     if logits.shape != reference.shape:
         raise ValueError(f"logit shapes differ: {logits.shape} vs reference {reference.shape}")
-    same_top1 = logits.argmax(axis=1) == reference.argmax(axis=1)
-    drop = topk_accuracy(reference, labels, 1) - topk_accuracy(logits, labels, 1)
-    return {
-        "top1_agreement": float(same_top1.mean()) if len(labels) else float("nan"),
-        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if len(labels) else 0.0,
-        "top1_drop_pp": 100.0 * drop,
+    n = len(logits)
+    out = {
+        "top1_agreement": float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else float("nan"),
+        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if n else 0.0,
     }
+    if labels is not None:
+        out["top1_drop_pp"] = 100.0 * (topk_accuracy(reference, labels, 1) - topk_accuracy(logits, labels, 1))
+    return out
 
 
 def gate(agreements: dict[str, dict[str, float]], max_drop_pp: float) -> dict[str, Any]:

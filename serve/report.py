@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from common.runinfo import atomic_write_json, atomic_write_text
+from common.files import atomic_write_json, atomic_write_text
 
 
 def _pct(x: float | None) -> str:

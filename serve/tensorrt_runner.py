@@ -7,41 +7,40 @@ batch (the batch is dynamic), and batches larger than the engine's profile are s
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from common.metadata import ClassifierMeta
-from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt
-from export.tensorrt_build import read_sidecar
-from serve.runners import check_input_size
+from common.artifact import ArtifactError, EngineInfo, read_engine_sidecar
+from common.tensorrt_compat import TensorRTUnavailable, capturing_logger, gpu_identity, import_tensorrt
+from serve.runner import Runner, RunnerInputError
 
 if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
     import tensorrt as trt
 
 
-class EngineMismatch(RuntimeError):
+class EngineMismatch(ArtifactError):
     """The engine was built for another TensorRT version or GPU."""
 
 
-def check_compatible(sidecar: dict[str, Any], trt_version: str, here: dict[str, str], plan: Path) -> None:
+def check_compatible(engine: EngineInfo, trt_version: str, here: dict[str, str], plan: Path) -> None:
     """Refuses an engine built elsewhere before TensorRT fails on it (it would only log and return None).
 
     A version-compatible engine runs on the TensorRT it was built with or a later one, never an earlier one; every
     engine stays tied to the GPU architecture it was built on.
     """
-    built = sidecar["tensorrt_version"]
+    built = engine.tensorrt_version
     # Version-compatible engines run on later releases of the same major version only.
     later = _version(trt_version) >= _version(built) and _version(trt_version)[:1] == _version(built)[:1]
-    if built != trt_version and not (sidecar.get("options", {}).get("version_compatible") and later):
+    if built != trt_version and not (engine.version_compatible and later):
         raise EngineMismatch(
-            f"{plan} was built with TensorRT {sidecar['tensorrt_version']}, this is {trt_version}: "
+            f"{plan} was built with TensorRT {built}, this is {trt_version}: "
             "rebuild it here with `python cli.py export`"
         )
-    if sidecar["compute_capability"] != here["compute_capability"]:
+    if engine.compute_capability != here["compute_capability"]:
         raise EngineMismatch(
-            f"{plan} was built for {sidecar['gpu']} (sm {sidecar['compute_capability']}), this is "
+            f"{plan} was built for {engine.gpu} (sm {engine.compute_capability}), this is "
             f"{here['gpu']} (sm {here['compute_capability']}): rebuild it on this GPU"
         )
 
@@ -50,28 +49,25 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
-class TensorRTRunner:
+class TensorRTRunner(Runner):
     backend = "tensorrt"
 
     def __init__(self, plan: Path):
         plan = Path(plan)
         if not plan.is_file():
-            raise FileNotFoundError(f"no such engine: {plan}")
-        sidecar = read_sidecar(plan)
-        self.meta = ClassifierMeta.from_dict(sidecar["classifier"])
-        self.precision = sidecar["precision"]
+            raise ArtifactError(f"no such engine: {plan}")
+        self.spec, info = read_engine_sidecar(plan)
         self.artifact = str(plan)
-        self.max_batch = int(sidecar["profile"]["max_batch"])
-        self.min_batch = int(sidecar["profile"].get("min_batch", 1))
+        self.max_batch, self.min_batch = info.max_batch, info.min_batch
         import_tensorrt()  # TensorRTUnavailable, saying what is missing, instead of an ImportError below
         import tensorrt as trt
 
         if not torch.cuda.is_available():
-            raise RuntimeError("a TensorRT engine needs a CUDA GPU, and none is visible")
-        check_compatible(sidecar, trt.__version__, gpu_identity(), plan)
+            raise TensorRTUnavailable("a TensorRT engine needs a CUDA GPU, and none is visible")
+        check_compatible(info, trt.__version__, gpu_identity(), plan)
         self.logger, self.errors = capturing_logger()  # the logger must outlive the engine
         runtime = trt.Runtime(self.logger)
-        runtime.engine_host_code_allowed = bool(sidecar.get("options", {}).get("version_compatible"))
+        runtime.engine_host_code_allowed = info.version_compatible
         # Optional although the stubs say otherwise: an engine TensorRT cannot load gives None, with the reason logged.
         engine: trt.ICudaEngine | None = runtime.deserialize_cuda_engine(plan.read_bytes())
         if engine is None:
@@ -79,13 +75,17 @@ class TensorRTRunner:
         self.engine = engine
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
-        self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-        self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+        if sorted(names) != sorted([self.spec.input_name, self.spec.output_name]):
+            raise EngineMismatch(
+                f"{plan} has tensors {names}, its sidecar names {self.spec.input_name!r} and "
+                f"{self.spec.output_name!r}: the sidecar belongs to another engine"
+            )
+        self.input_name, self.output_name = self.spec.input_name, self.spec.output_name
 
     def _run(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to("cuda", torch.float32, non_blocking=True).contiguous()
         if not self.context.set_input_shape(self.input_name, tuple(x.shape)):
-            raise ValueError(
+            raise RunnerInputError(
                 f"batch of {len(x)} is outside the engine's profile (batch {self.min_batch}..{self.max_batch}); "
                 "rebuild with another --min-batch/--max-batch"
             )
@@ -99,7 +99,6 @@ class TensorRTRunner:
         stream.synchronize()
         return out
 
-    def infer(self, images: torch.Tensor) -> np.ndarray:
-        check_input_size(images, self.meta, self.artifact)
+    def _infer(self, images: torch.Tensor) -> np.ndarray:
         chunks = [self._run(images[i : i + self.max_batch]) for i in range(0, len(images), self.max_batch)]
         return torch.cat(chunks).cpu().numpy()

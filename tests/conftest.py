@@ -14,7 +14,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def benchmark_root() -> Path:
-    from common.benchmark import ensure_benchmark
+    from common.world.suite import ensure_benchmark
 
     return ensure_benchmark()
 
@@ -33,3 +33,17 @@ def tiny_folder(tmp_path, benchmark_root) -> Path:
             (root / label).mkdir(parents=True, exist_ok=True)
             shutil.copy(benchmark_root / row["path"], root / label / Path(row["path"]).name)
     return root
+
+
+@pytest.fixture(scope="session")
+def builtin_onnx(tmp_path_factory):
+    """The zero-shot built-in classifier exported to FP32 ONNX, and its artifact spec."""
+    from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec
+    from common.classifier import zero_shot_classifier
+    from common.suites import builtin_classnames
+    from export.onnx_export import export_onnx
+
+    names = builtin_classnames()
+    model, meta = zero_shot_classifier("builtin", None, list(names), list(names.values()), list(DEFAULT_TEMPLATES))
+    spec = ArtifactSpec(classifier=meta)
+    return export_onnx(model, spec, tmp_path_factory.mktemp("builtin-onnx") / "model.onnx"), spec

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from common.models import BUILTIN, DEFAULT_TEMPLATES
+from common.artifact import DEFAULT_TEMPLATES
+from common.run import DataSource
+from common.world import BUILTIN
 from train.losses import LossConfig
 
 # The ProReg recipe's encoder learning rate, tuned for CLIPs pretrained on hundreds of millions of pairs.
@@ -18,7 +20,7 @@ RECOMMENDED_LR = {BUILTIN: 3e-4}
 class TrainConfig:
     model: str = BUILTIN
     pretrained: str | None = None
-    data: str = "builtin"
+    data: str = BUILTIN
     val_data: str | None = None
     classnames: str | None = None
     templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
@@ -45,6 +47,9 @@ class TrainConfig:
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else RECOMMENDED_LR.get(self.model, PAPER_LR)
+
+    def data_source(self) -> DataSource:
+        return DataSource(self.data, self.val_data, self.classnames, self.val_fraction, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-LOSSES = ("proreg", "kd", "ce")
+from common.errors import OptionError, check_choice
+from train.methods import LOSSES
+
 WEIGHT_FORMS = ("xerm", "official")
+LOSS_SUFFIX = "_loss"  # terms whose names end so are summed into the loss; the others are only logged
 # The authors' released code raises the teacher's probability of the true class to this power.
 OFFICIAL_TEACHER_POWER = 10.0
 
@@ -28,14 +31,12 @@ class LossConfig:
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
-        if self.kind not in LOSSES:
-            raise ValueError(f"unknown loss {self.kind!r} (choose from {', '.join(LOSSES)})")
-        if self.weight_form not in WEIGHT_FORMS:
-            raise ValueError(f"unknown ProReg weight form {self.weight_form!r} (choose from {', '.join(WEIGHT_FORMS)})")
+        check_choice("loss", self.kind, LOSSES)
+        check_choice("ProReg weight form", self.weight_form, WEIGHT_FORMS)
         if not 0.0 <= self.kd_alpha <= 1.0:
-            raise ValueError(f"kd_alpha must lie in [0, 1], got {self.kd_alpha}")
+            raise OptionError(f"kd_alpha must lie in [0, 1], got {self.kd_alpha}")
         if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
+            raise OptionError(f"temperature must be positive, got {self.temperature}")
 
 
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -91,4 +92,5 @@ def compute_loss(
 
 
 def total_loss(terms: dict[str, torch.Tensor]) -> torch.Tensor:
-    return sum((v for k, v in terms.items() if k.endswith("_loss")), torch.zeros(()))
+    """The one sum of a loss's terms: every term whose name ends in LOSS_SUFFIX."""
+    return sum((v for k, v in terms.items() if k.endswith(LOSS_SUFFIX)), torch.zeros(()))

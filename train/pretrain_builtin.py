@@ -1,6 +1,6 @@
 """Contrastive pretraining of the built-in model on the procedural world's captioned images.
 
-This is how `common/assets/builtin` was made (`python cli.py pretrain-builtin`). The corpus draws every attribute
+This is how `common/world/assets/builtin` was made (`python cli.py pretrain-builtin`). The corpus draws every attribute
 independently (no background bias), so the zero-shot model it yields does not share the task's shortcut.
 Identical captions in a batch are positives of each other, not negatives: with short captions such as
 "a photo of a star" many images share one, and treating them as negatives would punish the right answer.
@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import open_clip
@@ -21,23 +20,11 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
-from common.benchmark import IMAGE_SIZE
-from common.models import BUILTIN_DIR
-from common.runinfo import atomic_write_text, git_commit
-from common.world import caption, random_scene, render
-
-BUILTIN_MODEL_CFG: dict[str, Any] = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "head_width": 32},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
-BUILTIN_PREPROCESS_CFG = {
-    "size": IMAGE_SIZE,
-    "mean": list(open_clip.OPENAI_DATASET_MEAN),
-    "std": list(open_clip.OPENAI_DATASET_STD),
-    "interpolation": "bicubic",
-    "resize_mode": "shortest",
-}
+from common.files import atomic_write_text
+from common.provenance import git_commit
+from common.world.model import BUILTIN_DIR, BUILTIN_MODEL_CFG, BUILTIN_PREPROCESS_CFG
+from common.world.scenes import caption, random_scene, render
+from common.world.suite import IMAGE_SIZE
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,22 @@ import torch
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
+from calib.int8 import Int8Options
 from cli import app
-from common.runinfo import file_sha256
+from common.artifact import EngineInfo, read_onnx_spec, write_engine_sidecar
+from common.data import DataError
+from common.provenance import file_sha256
+from common.run import open_run
 from common.suites import resolve_eval_sets
 from common.tensorrt_compat import tensorrt_missing_reason
-from export.onnx_export import read_metadata
-from export.stage import export_run
+from serve.backends import open_runner
 from serve.evaluate import evaluate, with_reference
-from serve.runners import OnnxRuntimeRunner, torch_runner
+from serve.onnxruntime_runner import OnnxRuntimeRunner
+from serve.runner import RunnerInputError
 from train.config import TrainConfig
 from train.losses import LossConfig
 from train.trainer import train
+from workflows import export_run
 
 pytestmark = pytest.mark.slow
 
@@ -41,11 +46,13 @@ def test_one_graph_dynamic_batch_and_metadata(exported):
     assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["logits"]
     assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic batch
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    meta = read_metadata(path)
-    info = json.loads((run / "run.json").read_text())["classifier"]
-    assert meta["classes"] == info["classes"] and meta["templates"] == info["templates"]
-    assert meta["preprocess"]["size"] == 64 and meta["logit_scale"] == pytest.approx(info["logit_scale"])
-    assert meta["source_sha256"] == file_sha256(run / "best.safetensors")
+    spec = read_onnx_spec(path)
+    classifier = open_run(run).classifier
+    assert spec.classifier == classifier and spec.precision == "fp32" and spec.classifier.head == "text"
+    assert (spec.input_name, spec.output_name) == ("image", "logits") and spec.source_run == str(run)
+    assert spec.source_sha256 == file_sha256(run / "best.safetensors")
+    fp16 = read_onnx_spec(result.onnx["fp16"])
+    assert fp16.precision == "fp16" and fp16.fp32_parts == ("head",) and "node_matmul" in fp16.fp32_nodes
     runner = OnnxRuntimeRunner(path)
     for n in (1, 5):
         assert runner.infer(torch.randn(n, 3, 64, 64)).shape == (n, 6)
@@ -82,7 +89,7 @@ def test_fp16_graph_keeps_the_head_in_fp32(exported):
 def test_onnx_report_matches_torch_report(exported):
     run, result = exported
     sets = resolve_eval_sets(["builtin:id_test"])
-    torch_report, torch_results = evaluate(torch_runner(str(run)), sets, batch_size=128)
+    torch_report, torch_results = evaluate(open_runner(run), sets, batch_size=128)
     onnx_report, onnx_results = evaluate(OnnxRuntimeRunner(result.onnx["fp32"]), sets, batch_size=128)
     compared = with_reference(onnx_report, onnx_results, torch_results, str(run), max_drop_pp=0.5)
     assert onnx_report["datasets"]["id_test"]["top1"] == pytest.approx(
@@ -140,7 +147,7 @@ def test_bad_artifacts_give_clear_errors(exported, tmp_path):
     del model.metadata_props[:]
     onnx.save(model, str(foreign))
     _one_line_error(CliRunner().invoke(app, ["eval", "--onnx", str(foreign)]), "carries no 'proreg_clip' metadata")
-    with pytest.raises(ValueError, match=r"takes images of shape \[N, 3, 64, 64\], got \[2, 3, 32, 32\]"):
+    with pytest.raises(RunnerInputError, match=r"takes images of shape \[N, 3, 64, 64\], got \[2, 3, 32, 32\]"):
         OnnxRuntimeRunner(result.onnx["fp32"]).infer(torch.randn(2, 3, 32, 32))
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"not a protobuf at all")
@@ -156,9 +163,8 @@ def test_tensorrt_absent_is_one_clear_line(exported, tmp_path):
     assert result.engines == {} and "TensorRT" in result.engine_skipped
     plan = tmp_path / "model.plan"
     plan.write_bytes(b"\x00")
-    (tmp_path / "model.plan.json").write_text(
-        json.dumps({"classifier": read_metadata(result.onnx["fp32"]), "precision": "fp32", "profile": {"max_batch": 8}})
-    )
+    engine = EngineInfo("10.13.0", "NVIDIA A10", "8.6", min_batch=1, opt_batch=4, max_batch=8)
+    write_engine_sidecar(plan, read_onnx_spec(result.onnx["fp32"]), engine)
     _one_line_error(CliRunner().invoke(app, ["eval", "--engine", str(plan)]), "TensorRT is not installed")
 
 
@@ -167,12 +173,25 @@ def test_tensorrt_absent_is_one_clear_line(exported, tmp_path):
     tensorrt_missing_reason() is not None, reason=f"needs TensorRT and a GPU: {tensorrt_missing_reason()}"
 )
 def test_tensorrt_engine_matches_onnx_runtime(exported):
-    from serve.tensorrt_runner import TensorRTRunner
-
     _, result = exported
     images = torch.randn(7, 3, 64, 64)
     for precision, plan in result.engines.items():
         ort = OnnxRuntimeRunner(result.onnx[precision]).infer(images)
-        trt = TensorRTRunner(plan).infer(images)
+        trt = open_runner(plan).infer(images)
         assert trt.shape == (7, 6)
         assert np.abs(trt - ort).max() < (0.05 if precision == "fp32" else 1.0)
+
+
+def test_export_int8_records_calibration_and_refuses_bad_calibration_data(exported, tmp_path, tiny_folder):
+    run, _ = exported
+    options = Int8Options(size=48, method="percentile")
+    result = export_run(run, tmp_path / "int8", int8=options, parity_n=64, log=lambda m: None)
+    calibration = read_onnx_spec(result.onnx["int8"]).calibration
+    assert calibration.method == "percentile" and calibration.images == 32  # 48 sampled, fed in whole batches of 32
+    assert calibration.data == "builtin (training split)"
+    assert result.parity["int8"].passed and result.parity["int8"].precision == "int8"
+    # A calibration folder with a class missing is refused before anything is written.
+    (tiny_folder / "hexagon").rename(tmp_path / "moved")
+    with pytest.raises(DataError, match="hexagon"):
+        export_run(run, tmp_path / "out", int8=Int8Options(calib_data=str(tiny_folder), size=16), log=lambda m: None)
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

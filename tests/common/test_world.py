@@ -2,9 +2,9 @@ import csv
 
 import numpy as np
 
-from common.benchmark import SPURIOUS_BACKGROUND, SplitSpec, ensure_benchmark, split_roles
 from common.data import load_manifest
-from common.world import SHAPES, Scene, caption, render
+from common.world.scenes import SHAPES, Scene, caption, render
+from common.world.suite import SPURIOUS_BACKGROUND, SplitSpec, ensure_benchmark, split_roles
 
 SMALL = (SplitSpec("train", "train", 120, 0.9), SplitSpec("ood_background", "ood", 60, None))
 

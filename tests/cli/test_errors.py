@@ -1,6 +1,5 @@
 """Bad input ends with one clear line on stderr, a non-zero exit, and nothing half-written."""
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,8 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from common.run import open_run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _fails_with(args, message, tmp_path):
@@ -73,8 +73,8 @@ def test_corrupt_image_strict_fails_and_default_skips(tmp_path, tiny_folder):
     args = ["train", "--data", str(tiny_folder), "--epochs", "1", "--batch-size", "1", "--out", str(tmp_path / "ok")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    info = json.loads((tmp_path / "ok" / "run.json").read_text())
-    assert info["data"]["skipped_train_reads"] + info["data"]["skipped_val"] >= 1
+    data = open_run(tmp_path / "ok").record.data
+    assert data.skipped_train_reads + data.skipped_val >= 1
 
 
 def test_existing_run_directory_is_not_overwritten(tmp_path):
@@ -105,3 +105,29 @@ def test_real_process_exit_status(tmp_path):
 
 def test_max_drop_needs_a_reference(tmp_path):
     _fails_with(["eval", "--checkpoint", "builtin", "--max-drop", "1"], "--max-drop needs --reference", tmp_path)
+
+
+def test_bad_int8_option_is_refused_before_the_run_is_read(tmp_path):
+    (tmp_path / "run").mkdir()
+    _fails_with(
+        ["export", "--int8", "--calib-method", "magic", "--checkpoint", str(tmp_path / "run")],
+        "unknown calibration method 'magic'",
+        tmp_path,
+    )
+
+
+def test_eval_needs_exactly_one_artifact(tmp_path):
+    _fails_with(["eval"], "give exactly one of --checkpoint, --onnx, --engine", tmp_path)
+    _fails_with(["eval", "--checkpoint", "builtin", "--onnx", "m.onnx"], "exactly one", tmp_path)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    """Only user errors become one line; anything else is a bug and must show where it happened."""
+    import common.suites
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug, not bad input")
+
+    monkeypatch.setattr(common.suites, "resolve_eval_sets", broken)
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", "builtin"])
+    assert result.exit_code == 1 and isinstance(result.exception, ValueError)

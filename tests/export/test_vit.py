@@ -4,12 +4,14 @@ import onnx
 import pytest
 import torch
 
-from common.metadata import ClassifierMeta
-from common.models import ClipClassifier, build_visual
-from export.fp16 import convert_to_fp16
-from export.onnx_export import export_onnx, write_metadata
-from export.verify import compare
-from serve.runners import OnnxRuntimeRunner, TorchRunner
+from common.artifact import ArtifactSpec, ClassifierMeta
+from common.classifier import ClipClassifier
+from common.models import build_visual
+from export.fp16 import write_fp16_copy
+from export.onnx_export import export_onnx
+from serve.onnxruntime_runner import OnnxRuntimeRunner
+from serve.parity import check_parity
+from serve.torch_runner import TorchRunner
 
 TINY_VIT = {
     "embed_dim": 32,
@@ -32,11 +34,11 @@ def vit(tmp_path_factory):
     weights = torch.nn.functional.normalize(torch.randn(5, 32), dim=-1)
     model = ClipClassifier(visual, weights, 100.0).eval()
     meta = ClassifierMeta("tiny-vit", None, TINY_VIT, PREPROCESS, list("abcde"), list("abcde"), ["{}"], 100.0)
+    spec = ArtifactSpec(classifier=meta)
     root = tmp_path_factory.mktemp("vit")
-    fp32 = export_onnx(model, meta, root / "model.onnx", {"precision": "fp32"})
-    convert_to_fp16(fp32, root / "model.fp16.onnx")
-    write_metadata(root / "model.fp16.onnx", meta, {"precision": "fp16"})
-    return TorchRunner(model, meta, "tiny-vit", "cpu"), fp32, root / "model.fp16.onnx"
+    fp32 = export_onnx(model, spec, root / "model.onnx")
+    fp16 = write_fp16_copy(fp32, root / "model.fp16.onnx", spec)
+    return TorchRunner(model, spec, "tiny-vit", "cpu"), fp32, fp16
 
 
 def test_vit_graph_has_real_layernorm_and_no_fused_attention(vit):
@@ -49,7 +51,7 @@ def test_vit_graph_has_real_layernorm_and_no_fused_attention(vit):
 def test_vit_parity_fp32_and_fp16(vit):
     reference, fp32, fp16 = vit
     images = torch.randn(16, 3, 32, 32)
-    p32 = compare(reference, OnnxRuntimeRunner(fp32), images)
-    p16 = compare(reference, OnnxRuntimeRunner(fp16), images)
+    p32 = check_parity(reference, OnnxRuntimeRunner(fp32), images)
+    p16 = check_parity(reference, OnnxRuntimeRunner(fp16), images)
     assert p32.max_abs_logit_diff < 1e-3 and p32.top1_agreement == 1.0
     assert p16.passed, p16.describe()

@@ -1,4 +1,4 @@
-"""The built-in benchmark: a shape-classification task whose training split is biased.
+"""The built-in benchmark (a suite of splits): a shape-classification task whose training split is biased.
 
 In the training, validation and ID test splits each shape sits on "its" background 90% of the time and every image
 is a photo. The OOD splits break that: backgrounds independent of the class, pencil sketches, and corrupted photos.
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.world import BACKGROUNDS, COLORS, SHAPES, Scene, render
+from common.files import cache_root
+from common.world.scenes import BACKGROUNDS, COLORS, SHAPES, Scene, render
 
 BENCHMARK_VERSION = 1
 IMAGE_SIZE = 64
@@ -49,11 +49,6 @@ SPLITS = (
     SplitSpec("ood_sketch", "ood", 1200, None, style="sketch"),
     SplitSpec("ood_corrupt", "ood", 1200, 0.9, corrupt=True),
 )
-
-
-def cache_root() -> Path:
-    """Where generated data lives: $PROREG_CACHE, else ~/.cache/proreg-clip."""
-    return Path(os.environ.get("PROREG_CACHE", Path.home() / ".cache" / "proreg-clip"))
 
 
 def draw_scene(spec: SplitSpec, rng: np.random.Generator) -> Scene:
@@ -122,7 +117,3 @@ def split_roles(root: Path) -> dict[str, str]:
     """Split name -> role, read from a generated benchmark folder."""
     meta = json.loads((root / "benchmark.json").read_text())
     return {s["name"]: s["role"] for s in meta["splits"]}
-
-
-def chance_top1() -> float:
-    return 1.0 / len(SHAPES)

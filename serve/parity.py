@@ -1,6 +1,6 @@
-"""Parity of an exported model with its source, on real images of the task.
+"""Parity of an exported model with its source, on real images of the task, with limits per precision.
 
-Tolerances are per precision and name the metric: the largest absolute logit difference and top-1 agreement.
+The metric is the one agreement of serve.metrics: the largest absolute logit difference and top-1 agreement.
 Logits are cosines times ~100, so absolute differences are in those units.
 """
 
@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from common.data import LabeledImages, read_batch
-from common.metadata import ClassifierMeta
+from common.artifact import ClassifierMeta
+from common.data import DataError, LabeledImages, read_batch
 from common.transforms import eval_transform
-from serve.runners import Runner
+from serve.metrics import agreement
+from serve.runner import Runner
 
 # (max |logit diff|, min top-1 agreement) that an export must meet on the parity images.
 TOLERANCES = {"fp32": (0.05, 0.99), "fp16": (1.0, 0.97), "int8": (float("inf"), 0.90)}
@@ -41,21 +42,17 @@ class Parity:
         )
 
 
-def parity_images(data: LabeledImages, meta: ClassifierMeta, n: int = 256) -> torch.Tensor:
-    """The first `n` readable images of `data`, preprocessed as the model's metadata says."""
+def parity_images(data: LabeledImages, classifier: ClassifierMeta, n: int = 256) -> torch.Tensor:
+    """The first `n` readable images of `data`, preprocessed as the classifier's metadata says."""
     first = LabeledImages(data.name, data.classes, data.samples[: max(n, 1)])
-    batch = read_batch(first, eval_transform(meta.preprocess))
+    batch = read_batch(first, eval_transform(classifier.preprocess))
     if len(batch.labels) == 0:
-        raise ValueError(f"no readable images in {data.name} for the parity check")
+        raise DataError(f"no readable images in {data.name} for the parity check")
     return batch.images
 
 
-def compare(reference: Runner, candidate: Runner, images: torch.Tensor, batch_size: int = 64) -> Parity:
+def check_parity(reference: Runner, candidate: Runner, images: torch.Tensor, batch_size: int = 64) -> Parity:
     ref = np.concatenate([reference.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     out = np.concatenate([candidate.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
-    return Parity(
-        n=len(images),
-        max_abs_logit_diff=float(np.abs(ref - out).max()),
-        top1_agreement=float((ref.argmax(1) == out.argmax(1)).mean()),
-        precision=candidate.precision,
-    )
+    measured = agreement(out, ref)
+    return Parity(len(images), measured["max_abs_logit_diff"], measured["top1_agreement"], candidate.precision)

@@ -11,6 +11,7 @@ import math
 import pytest
 import torch
 
+from common.errors import OptionError
 from train.losses import LossConfig, compute_loss, distillation_kl, proreg_weight, total_loss
 
 S = torch.tensor([[0.0, 0.0]])
@@ -92,7 +93,7 @@ def test_no_gradient_through_proreg_weight():
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(OptionError, match=r"unknown loss 'focal' \(choose from proreg, kd, ce\)"):
         LossConfig(kind="focal")
-    with pytest.raises(ValueError, match="weight form"):
+    with pytest.raises(OptionError, match="weight form"):
         LossConfig(weight_form="magic")

@@ -4,14 +4,15 @@ from pathlib import Path
 
 import pytest
 
+from common.artifact import EngineInfo
 from serve.tensorrt_runner import EngineMismatch, check_compatible
 
 H100 = {"gpu": "NVIDIA H100 80GB HBM3", "compute_capability": "9.0"}
 A10 = {"gpu": "NVIDIA A10", "compute_capability": "8.6"}
 
 
-def sidecar(version: str, gpu: dict, version_compatible: bool = False) -> dict:
-    return {"tensorrt_version": version, **gpu, "options": {"version_compatible": version_compatible}}
+def sidecar(version: str, gpu: dict, version_compatible: bool = False) -> EngineInfo:
+    return EngineInfo(version, gpu["gpu"], gpu["compute_capability"], 1, 32, 256, version_compatible)
 
 
 def test_same_version_and_gpu_passes():

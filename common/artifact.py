@@ -1,0 +1,194 @@
+"""The artifact contract: what a classifier says about itself, as one typed object every stage reads and writes.
+
+`ClassifierMeta` is the classifier: architecture, preprocessing, classes, prompts, templates, temperature and head
+kind. A run directory stores it in run.json. `ArtifactSpec` is an exported artifact of it: the classifier plus its
+precision, where it came from, its input and output names and which parts of the graph stay FP32. Export writes the
+spec into the ONNX file's metadata and calib into its INT8 copy; a TensorRT engine carries it in a JSON sidecar
+(with `EngineInfo`, what the engine is tied to); serve reads it back from either. A file without it, or with a
+malformed one, is an ArtifactError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from common.errors import UserError
+from common.files import atomic_write_json
+
+ARTIFACT_FORMAT = "proreg-clip-artifact/1"
+META_KEY = "proreg_clip"  # the ONNX metadata_props key that holds the spec as JSON
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+PRECISIONS = ("fp32", "fp16", "int8")
+DEFAULT_TEMPLATES = ("a photo of a {}",)
+# "text": logits = tau * normalize(f(x)) @ W^T with W the fixed class-prompt embeddings (ProReg, kd, ce).
+HEAD_KINDS = ("text",)
+
+
+class ArtifactError(UserError):
+    """An artifact (ONNX file, engine, sidecar) that is missing, unreadable or lacks our metadata."""
+
+
+def _from_dict(cls: type, data: Any, where: str) -> Any:
+    """`cls(**data)` for a dataclass, with a one-line ArtifactError for missing or mistyped fields."""
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{where}: expected an object, got {type(data).__name__}")
+    names = {f.name for f in fields(cls)}
+    try:
+        return cls(**{k: v for k, v in data.items() if k in names})
+    except TypeError as err:  # a missing required field
+        raise ArtifactError(f"{where}: {err}".replace("__init__() ", "")) from err
+
+
+@dataclass
+class ClassifierMeta:
+    """Self-description of a CLIP classifier: enough to rebuild it and to feed it the right images and classes."""
+
+    model: str  # as the user named it: "builtin", "ViT-B-32", "hf-hub:..."
+    pretrained: str | None
+    model_config: dict[str, Any]  # the open_clip architecture config: enough to rebuild the towers
+    preprocess: dict[str, Any]  # size, mean, std, interpolation, resize_mode, ...
+    classes: list[str]  # label strings, in logit order
+    prompts: list[str]  # display names put into the templates
+    templates: list[str]
+    logit_scale: float
+    head: str = "text"  # one of HEAD_KINDS
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str = "classifier metadata") -> ClassifierMeta:
+        return _from_dict(cls, data, where)
+
+    @property
+    def image_size(self) -> int:
+        size = self.preprocess.get("size", 224)
+        return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Where an INT8 artifact's activation ranges came from."""
+
+    method: str
+    images: int  # images actually fed to the calibrator
+    data: str  # a description of the source
+
+
+@dataclass(frozen=True)
+class ArtifactSpec:
+    """One exported artifact of a classifier; see the module docstring."""
+
+    classifier: ClassifierMeta
+    precision: str = "fp32"  # one of PRECISIONS
+    source_run: str | None = None  # the run directory it was exported from
+    source_sha256: str | None = None  # of the run's weights file it was exported from
+    exporter: str | None = None
+    input_name: str = INPUT_NAME
+    output_name: str = OUTPUT_NAME
+    fp32_parts: tuple[str, ...] = ()  # parts of the graph kept FP32 (common.graph_scopes.PARTS)
+    fp32_nodes: tuple[str, ...] = ()  # the nodes they resolved to in this graph
+    calibration: Calibration | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return self.classifier.classes
+
+    def derive(self, **changes: Any) -> ArtifactSpec:
+        """A copy with some fields changed: the FP16 or INT8 artifact made from this one."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(format=ARTIFACT_FORMAT, fp32_parts=list(self.fp32_parts), fp32_nodes=list(self.fp32_nodes))
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ArtifactSpec:
+        if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
+            found = data.get("format") if isinstance(data, dict) else None
+            raise ArtifactError(f"{where}: not a {ARTIFACT_FORMAT} description (format {found!r})")
+        spec: ArtifactSpec = _from_dict(cls, data, where)
+        calibration = data.get("calibration")
+        return replace(
+            spec,
+            classifier=ClassifierMeta.from_dict(data.get("classifier"), f"{where}: classifier"),
+            fp32_parts=tuple(spec.fp32_parts),
+            fp32_nodes=tuple(spec.fp32_nodes),
+            calibration=_from_dict(Calibration, calibration, f"{where}: calibration") if calibration else None,
+        )
+
+
+def write_onnx_spec(path: Path, spec: ArtifactSpec) -> None:
+    """Stores `spec` in the ONNX file's metadata (one JSON property), replacing what was there."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    del proto.metadata_props[:]
+    proto.metadata_props.add(key=META_KEY, value=json.dumps(spec.to_dict()))
+    proto.producer_name = "proreg-clip"
+    onnx.save(proto, str(path))  # external tensors keep pointing at their .data file
+
+
+def read_onnx_spec(path: Path) -> ArtifactSpec:
+    """The spec written at export; ArtifactError for a missing file, a file that is not ONNX, or one we did not
+    make."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"no such ONNX file: {path}")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise ArtifactError(f"cannot read ONNX file {path}: {str(err).splitlines()[0] if str(err) else err}") from err
+    props = {p.key: p.value for p in proto.metadata_props}
+    if META_KEY not in props:
+        raise ArtifactError(f"{path} carries no {META_KEY!r} metadata (classes, preprocessing): export it with cli.py")
+    return ArtifactSpec.from_dict(_json(props[META_KEY], f"{path} metadata"), f"{path} metadata")
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What a TensorRT engine is tied to and how it was built; a .plan file carries none of this itself."""
+
+    tensorrt_version: str
+    gpu: str
+    compute_capability: str
+    min_batch: int
+    opt_batch: int
+    max_batch: int
+    version_compatible: bool = False
+    source_onnx: str = ""
+    source_onnx_sha256: str = ""
+    options: dict[str, Any] = field(default_factory=dict)  # the builder options, for the record
+
+
+def sidecar_path(plan: Path) -> Path:
+    return Path(plan).with_name(Path(plan).name + ".json")
+
+
+def write_engine_sidecar(plan: Path, spec: ArtifactSpec, engine: EngineInfo) -> None:
+    atomic_write_json(sidecar_path(plan), {"artifact": spec.to_dict(), "engine": asdict(engine)})
+
+
+def read_engine_sidecar(plan: Path) -> tuple[ArtifactSpec, EngineInfo]:
+    """The spec and engine facts beside `plan`; ArtifactError when the sidecar is missing or malformed."""
+    path = sidecar_path(plan)
+    if not path.is_file():
+        raise ArtifactError(f"no sidecar {path.name} beside the engine {plan} (it holds classes and preprocessing)")
+    data = _json(path.read_text(), str(path))
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: not an engine sidecar")
+    spec = ArtifactSpec.from_dict(data.get("artifact"), f"{path}: artifact")
+    return spec, _from_dict(EngineInfo, data.get("engine"), f"{path}: engine")
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ArtifactError(f"{where} is not valid JSON: {err}") from err

@@ -1,0 +1,116 @@
+"""The CLIP classifier: an image tower and the fixed text classifier, built zero-shot or from saved weights.
+
+logits = tau * normalize(f(x)) @ W^T, with W the class-prompt text embeddings (each template's embedding normalized,
+averaged over templates, renormalized) and tau the temperature CLIP was trained with.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from common.artifact import ClassifierMeta
+from common.errors import UserError
+from common.models import LoadedClip, build_visual, load_clip
+from common.progress import ProgressHook
+
+# Prompts per pass through the text tower. ImageNet's 1,000 classes x 80 templates are 80,000 prompts; in one pass,
+# ViT-B-32's text tower would hold [80000, 77, 2048] MLP activations (50 GB). BENCHMARKS.md has the measured peaks.
+TEXT_BATCH = 256
+
+
+class ClipClassifier(nn.Module):
+    """Image tower plus fixed text classifier: logits = tau * normalize(f(x)) @ W^T."""
+
+    class_weights: torch.Tensor
+    logit_scale: torch.Tensor
+
+    def __init__(self, visual: nn.Module, class_weights: torch.Tensor, logit_scale: float):
+        super().__init__()
+        self.visual = visual
+        self.register_buffer("class_weights", class_weights.detach().clone().float())
+        self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.visual(images)
+        if isinstance(pooled, tuple):  # towers with output_tokens (CoCa) return (pooled, tokens)
+            pooled = pooled[0]
+        features = F.normalize(pooled.float(), dim=-1)
+        # Logits reach ~100 (tau), so this matmul stays FP32 whatever the tower runs in.
+        return self.logit_scale * features @ self.class_weights.t()
+
+
+def average_templates(text_features: torch.Tensor) -> torch.Tensor:
+    """[C, T, D] prompt embeddings -> [C, D] classifier: normalize each, average over templates, renormalize."""
+    per_prompt = F.normalize(text_features, dim=-1)
+    return F.normalize(per_prompt.mean(dim=1), dim=-1)
+
+
+@torch.no_grad()
+def text_classifier(
+    clip: LoadedClip,
+    prompts: list[str],
+    templates: tuple[str, ...] | list[str],
+    batch_size: int = TEXT_BATCH,
+    progress: ProgressHook | None = None,
+) -> torch.Tensor:
+    """The fixed text classifier W [C, D] for class display names `prompts` and prompt `templates`.
+
+    Whole classes go through the text tower together, about `batch_size` prompts a pass, so memory stays bounded
+    whatever the number of classes and templates; `progress` hears ("text classifier", classes done, classes).
+    """
+    device = next(clip.model.parameters()).device
+    per_pass = max(1, batch_size // len(templates))
+    rows = []
+    for start in range(0, len(prompts), per_pass):
+        chunk = prompts[start : start + per_pass]
+        tokens = clip.tokenizer([t.format(p) for p in chunk for t in templates]).to(device)
+        features = clip.model.encode_text(tokens).float()  # type: ignore[operator]  # open_clip CLIP method
+        rows.append(average_templates(features.view(len(chunk), len(templates), -1)))
+        if progress:
+            progress("text classifier", start + len(chunk), len(prompts))
+    return torch.cat(rows)
+
+
+def logit_scale_of(clip: LoadedClip) -> float:
+    """tau = exp(logit_scale), the temperature CLIP was trained with."""
+    scale: torch.Tensor = clip.model.logit_scale  # type: ignore[assignment]  # an nn.Parameter on every CLIP
+    return float(scale.exp().item())
+
+
+def zero_shot_classifier(
+    model: str,
+    pretrained: str | None,
+    classes: list[str],
+    prompts: list[str],
+    templates: list[str],
+    progress: ProgressHook | None = None,
+) -> tuple[ClipClassifier, ClassifierMeta]:
+    """The pretrained model as a zero-shot classifier: its own image tower and the class-prompt text head."""
+    clip = load_clip(model, pretrained)
+    weights = text_classifier(clip, prompts, templates, progress=progress)
+    meta = ClassifierMeta(
+        model=model,
+        pretrained=pretrained,
+        model_config=clip.config,
+        preprocess=clip.preprocess,
+        classes=list(classes),
+        prompts=list(prompts),
+        templates=list(templates),
+        logit_scale=logit_scale_of(clip),
+    )
+    visual: nn.Module = clip.model.visual  # type: ignore[assignment]  # every open_clip model has one
+    return ClipClassifier(visual, weights, meta.logit_scale).eval(), meta
+
+
+def classifier_from_state(meta: ClassifierMeta, state: dict[str, torch.Tensor], where: str) -> ClipClassifier:
+    """Rebuilds a classifier of the architecture `meta` describes and loads `state` (from `where`) into it."""
+    visual = build_visual(meta.model_config, meta.preprocess)
+    try:
+        model = ClipClassifier(visual, state["class_weights"], float(state["logit_scale"]))
+        model.load_state_dict(state)
+    except (KeyError, RuntimeError) as err:  # missing tensors, other shapes: weights of another model
+        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        raise UserError(f"the weights in {where} do not fit the architecture its metadata describes: {first}") from err
+    return model.eval()

@@ -1,0 +1,32 @@
+"""The one base class for bad input, and the one check of an option against its choices.
+
+The CLI turns a UserError into one line on stderr and exit status 2. Anything else that escapes a command is a bug
+and keeps its traceback: no stage raises a bare ValueError or FileNotFoundError for something the user did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """Bad input: a path, an option, a file's content, a class mismatch. The message is one line for the user."""
+
+
+class OptionError(UserError):
+    """An option outside its range or its choices."""
+
+
+def check_choice(what: str, value: str, choices: Iterable[str]) -> None:
+    """Raises OptionError naming `what` and the valid choices unless `value` is one of them."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise OptionError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
+
+
+def check_choices(what: str, values: Iterable[str], choices: Iterable[str]) -> None:
+    """Like check_choice, for a collection of values; names every unknown one."""
+    choices = tuple(choices)
+    unknown = sorted(set(values) - set(choices))
+    if unknown:
+        raise OptionError(f"unknown {what} {', '.join(map(repr, unknown))} (choose from {', '.join(choices)})")

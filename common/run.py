@@ -1,0 +1,183 @@
+"""A run directory: the record training writes as run.json, and one typed view of the directory (`open_run`).
+
+Layout: run.json (a RunRecord), best.safetensors (the classifier chosen on validation), last.safetensors and
+state.pt (for resuming), metrics.jsonl (one JSON object per logged step). Every other stage reads a run through
+`open_run`, once, and passes the Run on; nothing else parses run.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from common.artifact import ClassifierMeta
+from common.errors import UserError
+from common.files import atomic_write_json
+from common.world import BUILTIN
+
+if TYPE_CHECKING:  # torch-heavy; imported where a classifier is loaded, so the CLI starts fast
+    from common.classifier import ClipClassifier
+
+RUN_FORMAT = "proreg-clip-run/2"
+RUN_FILE = "run.json"
+BEST_WEIGHTS = "best.safetensors"
+LAST_WEIGHTS = "last.safetensors"
+STATE_FILE = "state.pt"
+METRICS_FILE = "metrics.jsonl"
+RUNS_ROOT = Path("runs")  # where fresh runs go, relative to the working directory
+LATEST = "latest"  # RUNS_ROOT/latest: a symlink to the newest finished run
+
+
+class CheckpointError(UserError):
+    """A run directory or weights file that is missing, unreadable or inconsistent."""
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's training and validation data come from (common.suites resolves it): a training SPEC, an
+    optional validation SPEC (else `val_fraction` of every class is held out, drawn with `seed`) and an optional
+    class-names file."""
+
+    train: str = BUILTIN
+    val: str | None = None
+    classnames: str | None = None
+    val_fraction: float = 0.1
+    seed: int = 0
+
+
+@dataclass
+class RunData:
+    """The data a run was trained on, and how many of its images could not be read."""
+
+    source: DataSource
+    n_train: int = 0
+    n_val: int = 0
+    skipped_train_reads: int = 0  # counted at every read, so an image unreadable in 10 epochs counts 10 times
+    skipped_val: int = 0  # in the latest validation pass
+
+
+@dataclass
+class RunProgress:
+    step: int = 0
+    total_steps: int = 0
+    epoch: int = 0
+
+
+@dataclass
+class BestCheckpoint:
+    step: int = -1
+    val_top1: float = -1.0
+
+
+@dataclass
+class RunRecord:
+    """run.json: everything needed to rebuild, resume, export or audit the run."""
+
+    classifier: ClassifierMeta
+    train_config: dict[str, Any]  # the resolved training config; train/ owns its type (TrainConfig)
+    data: RunData
+    status: str = "running"  # running | interrupted | finished
+    created: str = ""
+    git_commit: str | None = None
+    trainable_params: int = 0
+    progress: RunProgress = field(default_factory=RunProgress)
+    best: BestCheckpoint = field(default_factory=BestCheckpoint)
+    teacher_cache: dict[str, Any] | None = None  # seconds and images of the one teacher pass, when cached
+    train_seconds: float = 0.0
+    resumed_at_step: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        return {"format": RUN_FORMAT, **{("train" if k == "train_config" else k): v for k, v in out.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str) -> RunRecord:
+        if data.get("format") != RUN_FORMAT:
+            raise CheckpointError(f"{where}: not a {RUN_FORMAT} record (format {data.get('format')!r})")
+        try:
+            run_data = dict(data["data"])
+            return cls(
+                classifier=ClassifierMeta.from_dict(data["classifier"], f"{where}: classifier"),
+                train_config=dict(data["train"]),
+                data=RunData(**{**run_data, "source": DataSource(**run_data["source"])}),
+                status=data["status"],
+                created=data.get("created", ""),
+                git_commit=data.get("git_commit"),
+                trainable_params=data.get("trainable_params", 0),
+                progress=RunProgress(**data.get("progress", {})),
+                best=BestCheckpoint(**data.get("best", {})),
+                teacher_cache=data.get("teacher_cache"),
+                train_seconds=data.get("train_seconds", 0.0),
+                resumed_at_step=data.get("resumed_at_step"),
+            )
+        except (KeyError, TypeError) as err:
+            raise CheckpointError(f"{where}: malformed run record ({type(err).__name__}: {err})") from err
+
+
+def write_run_record(run_dir: Path, record: RunRecord) -> None:
+    atomic_write_json(Path(run_dir) / RUN_FILE, record.to_dict())
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl file, in order; [] when there is none yet."""
+    if not Path(path).exists():
+        return []
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory, read once."""
+
+    path: Path
+    record: RunRecord
+
+    @property
+    def classifier(self) -> ClassifierMeta:
+        return self.record.classifier
+
+    @property
+    def best_weights(self) -> Path:
+        return self.path / BEST_WEIGHTS
+
+    @property
+    def last_weights(self) -> Path:
+        return self.path / LAST_WEIGHTS
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return read_metrics(self.metrics_file)
+
+    def load_classifier(self, weights: str = BEST_WEIGHTS) -> ClipClassifier:
+        """Rebuilds the fine-tuned classifier from this directory alone."""
+        from common.checkpoint import load_weights
+        from common.classifier import classifier_from_state
+
+        path = self.path / weights
+        if not path.is_file():
+            raise CheckpointError(f"no weights in run directory (expected {weights}): {self.path}")
+        return classifier_from_state(self.classifier, load_weights(path), str(path))
+
+
+def open_run(path: Path | str) -> Run:
+    """The run in `path`; CheckpointError (one line) when it is not a readable run directory."""
+    path = Path(path)
+    file = path / RUN_FILE
+    if not file.is_file():
+        raise CheckpointError(f"not a run directory (no {RUN_FILE}): {path}")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"corrupt {file}: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"corrupt {file}: not a JSON object")
+    return Run(path, RunRecord.from_dict(data, str(file)))

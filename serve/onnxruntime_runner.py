@@ -1,0 +1,37 @@
+"""The ONNX Runtime runner: an exported ONNX classifier, with classes and preprocessing from its metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common.artifact import read_onnx_spec
+from serve.runner import Runner
+
+# TensorRT or CUDA execution providers when the installed build has them, else the CPU.
+PREFERRED_ORT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+class OnnxRuntimeRunner(Runner):
+    backend = "onnxruntime"
+
+    def __init__(self, path: Path, providers: list[str] | None = None):
+        import onnxruntime as ort
+
+        self.artifact = str(path)
+        self.spec = read_onnx_spec(Path(path))
+        available = ort.get_available_providers()
+        wanted = providers or [p for p in PREFERRED_ORT_PROVIDERS if p in available]
+        options = ort.SessionOptions()
+        if self.spec.precision == "fp16":
+            # ORT 1.31's CPU layout optimizations (ORT_ENABLE_ALL) crash on mixed FP16/FP32 transformer graphs
+            # (seen with ViT-B/32); the extended level keeps every fusion but the NCHWc layout rewrite.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+        self.providers = self.session.get_providers()  # what was really enabled (a missing EP only warns)
+
+    def _infer(self, images: torch.Tensor) -> np.ndarray:
+        feed = images.detach().cpu().numpy()
+        return self.session.run([self.spec.output_name], {self.spec.input_name: feed})[0].astype(np.float32, copy=False)

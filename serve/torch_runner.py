@@ -1,0 +1,40 @@
+"""The PyTorch runner: a fine-tuned run's best checkpoint, or the zero-shot built-in model."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec
+from common.classifier import zero_shot_classifier
+from common.models import pick_device
+from common.run import Run
+from common.suites import builtin_classnames
+from common.world import BUILTIN
+from serve.runner import Runner
+
+
+class TorchRunner(Runner):
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module, spec: ArtifactSpec, artifact: str, device: str = "auto"):
+        self.device = pick_device(device)
+        self.model = model.to(self.device).eval()
+        self.spec = spec
+        self.artifact = artifact
+
+    @classmethod
+    def from_run(cls, run: Run, device: str = "auto") -> TorchRunner:
+        spec = ArtifactSpec(classifier=run.classifier, source_run=str(run.path))
+        return cls(run.load_classifier(), spec, str(run.path), device)
+
+    @classmethod
+    def builtin_zero_shot(cls, device: str = "auto") -> TorchRunner:
+        """The zero-shot built-in model on the built-in benchmark's classes."""
+        names = builtin_classnames()
+        model, meta = zero_shot_classifier(BUILTIN, None, list(names), list(names.values()), list(DEFAULT_TEMPLATES))
+        return cls(model, ArtifactSpec(classifier=meta), BUILTIN, device)
+
+    @torch.inference_mode()
+    def _infer(self, images: torch.Tensor) -> np.ndarray:
+        return self.model(images.to(self.device, non_blocking=True)).float().cpu().numpy()

@@ -1,0 +1,64 @@
+"""INT8: calibration sampling, symmetric Q/DQ quantization of the built-in model, and bad calibration input."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from calib.calibration import calibration_images, load_calibration_array, stratified_sample
+from calib.int8 import Int8Options, write_int8_copy
+from calib.quantize import nonzero_zero_points
+from common.artifact import read_onnx_spec
+from common.data import DataError, LabeledImages
+from common.errors import OptionError
+from common.run import DataSource
+from common.suites import resolve_train_data
+from serve.onnxruntime_runner import OnnxRuntimeRunner
+from serve.parity import check_parity
+
+
+def test_stratified_sample_is_balanced_and_deterministic():
+    train = resolve_train_data(DataSource()).train
+    picked = stratified_sample(train, 60, seed=3)
+    assert [sum(s.label == c for s in picked) for c in range(6)] == [10] * 6
+    assert picked == stratified_sample(train, 60, seed=3) and picked != stratified_sample(train, 60, seed=4)
+
+
+def test_quantized_model_is_symmetric_qdq_and_runs(builtin_onnx, tmp_path):
+    fp32, spec = builtin_onnx
+    calib = calibration_images(resolve_train_data(DataSource()).train, spec.classifier, 64)
+    assert calib.shape == (64, 3, 64, 64)
+    int8 = tmp_path / "model.int8.onnx"
+    write_int8_copy(fp32, int8, spec, calib, Int8Options(method="minmax"), "train")
+    written = read_onnx_spec(int8)
+    assert written.precision == "int8" and written.calibration.images == 64 and written.calibration.method == "minmax"
+    assert written.fp32_parts == ("patch_embed", "pool", "head") and written.classes == spec.classes
+    graph = onnx.load(str(int8)).graph
+    quantize_ops = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert len(quantize_ops) > 10 and nonzero_zero_points(int8) == []
+    zero_points = {t.name: t for t in graph.initializer}
+    assert all(zero_points[n.input[2]].data_type == onnx.TensorProto.INT8 for n in quantize_ops if len(n.input) > 2)
+    assert "node_matmul" in written.fp32_nodes  # the classifier matmul stays FP32
+    parity = check_parity(OnnxRuntimeRunner(fp32), OnnxRuntimeRunner(int8), torch.from_numpy(calib))
+    assert parity.top1_agreement >= 0.9 and parity.max_abs_logit_diff > 0  # really quantized, still the same model
+
+
+def test_int8_options_are_checked_once_with_clear_errors():
+    with pytest.raises(OptionError, match="at least 16 images"):
+        Int8Options(size=8)
+    with pytest.raises(OptionError, match="unknown calibration method 'magic'"):
+        Int8Options(method="magic")
+    with pytest.raises(OptionError, match=r"unknown INT8 part\(s\) to keep in FP32 'neck'"):
+        Int8Options(keep_fp32=("head", "neck"))
+
+
+def test_bad_calibration_input(tmp_path, builtin_onnx):
+    _, spec = builtin_onnx
+    meta = spec.classifier
+    few = LabeledImages("few", meta.classes, resolve_train_data(DataSource()).train.samples[:12])
+    with pytest.raises(DataError, match="no images of class"):
+        calibration_images(LabeledImages("x", meta.classes + ["pentagon"], few.samples), meta, 16)
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((32, 3, 32, 32), np.float32))
+    with pytest.raises(DataError, match=r"shape \[32, 3, 32, 32\]; the model takes \[N, 3, 64, 64\]"):
+        load_calibration_array(wrong, meta)

@@ -1,0 +1,54 @@
+"""The main job and the CLI's train -> eval contract, end to end on the built-in model and benchmark."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from cli import app
+from common.run import open_run
+
+pytestmark = pytest.mark.slow
+
+
+def test_cli_train_then_eval_contract(tmp_path):
+    run_dir, report_path = tmp_path / "run", tmp_path / "out" / "report.json"
+    result = CliRunner().invoke(app, ["train", "--max-steps", "5", "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["progress"]["step"] == 5
+    assert info["classifier"]["classes"] == ["circle", "square", "triangle", "star", "cross", "hexagon"]
+    assert info["classifier"]["preprocess"]["size"] == 64 and info["train"]["loss"]["kind"] == "proreg"
+    assert {"best.safetensors", "last.safetensors", "metrics.jsonl"} <= {p.name for p in run_dir.iterdir()}
+    first = open_run(run_dir).metrics()[0]
+    assert {"ce_loss", "kd_loss", "proreg_weight_mean", "lr"} <= set(first)
+
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", str(run_dir), "--out", str(report_path)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(report_path.read_text())
+    assert report["backend"] == "torch" and report["precision"] == "fp32"
+    assert {d["role"] for d in report["datasets"].values()} == {"id", "ood"}
+    for d in report["datasets"].values():
+        assert d["n"] == 1200 and 0.0 <= d["top1"] <= d["top5"] <= 1.0
+        assert d["worst_group_top1"] is not None and d["worst_group_top1"] <= d["top1"] + 1e-9
+    assert report_path.with_suffix(".md").exists() and report_path.with_suffix(".png").stat().st_size > 1000
+
+
+def test_pipeline_main_job_runs_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the pipeline writes runs/ under the working directory
+    result = CliRunner().invoke(app, ["pipeline", "--max-steps", "3"])
+    assert result.exit_code == 0, result.output
+    run_dir = (tmp_path / "runs" / "latest").resolve()
+    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx"} <= {p.name for p in run_dir.iterdir()}
+    reports = {p.name: json.loads(p.read_text()) for p in run_dir.glob("report-*.json")}
+    assert set(reports) == {
+        "report-zero-shot-torch.json",
+        "report-proreg-torch.json",
+        "report-proreg-onnxruntime-fp32.json",
+        "report-proreg-onnxruntime-fp16.json",
+        "report-proreg-onnxruntime-int8.json",
+    }
+    assert reports["report-zero-shot-torch.json"]["gate"] is None  # the baseline is not gated
+    for name in ("fp32", "fp16", "int8"):
+        gate = reports[f"report-proreg-onnxruntime-{name}.json"]["gate"]
+        assert gate["passed"] and gate["max_drop_pp"] == (1.5 if name == "int8" else 1.0)
