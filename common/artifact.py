@@ -11,12 +11,13 @@ malformed one, is an ArtifactError naming the file.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
 from common.files import atomic_write_json
+from common.typed_json import from_json
 
 ARTIFACT_FORMAT = "proreg-clip-artifact/1"
 META_KEY = "proreg_clip"  # the ONNX metadata_props key that holds the spec as JSON
@@ -29,17 +30,6 @@ HEAD_KINDS = ("text",)
 
 class ArtifactError(UserError):
     """An artifact (ONNX file, engine, sidecar) that is missing, unreadable or lacks our metadata."""
-
-
-def _from_dict(cls: type, data: Any, where: str) -> Any:
-    """`cls(**data)` for a dataclass, with a one-line ArtifactError for missing or mistyped fields."""
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{where}: expected an object, got {type(data).__name__}")
-    names = {f.name for f in fields(cls)}
-    try:
-        return cls(**{k: v for k, v in data.items() if k in names})
-    except TypeError as err:  # a missing required field
-        raise ArtifactError(f"{where}: {err}".replace("__init__() ", "")) from err
 
 
 @dataclass
@@ -61,7 +51,7 @@ class ClassifierMeta:
 
     @classmethod
     def from_dict(cls, data: Any, where: str = "classifier metadata") -> ClassifierMeta:
-        return _from_dict(cls, data, where)
+        return from_json(cls, data, where, ArtifactError)
 
     @property
     def image_size(self) -> int:
@@ -111,15 +101,7 @@ class ArtifactSpec:
         if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
             raise ArtifactError(f"{where}: not a {ARTIFACT_FORMAT} description (format {found!r})")
-        spec: ArtifactSpec = _from_dict(cls, data, where)
-        calibration = data.get("calibration")
-        return replace(
-            spec,
-            classifier=ClassifierMeta.from_dict(data.get("classifier"), f"{where}: classifier"),
-            fp32_parts=tuple(spec.fp32_parts),
-            fp32_nodes=tuple(spec.fp32_nodes),
-            calibration=_from_dict(Calibration, calibration, f"{where}: calibration") if calibration else None,
-        )
+        return from_json(cls, data, where, ArtifactError)
 
 
 def write_onnx_spec(path: Path, spec: ArtifactSpec) -> None:
@@ -184,7 +166,7 @@ def read_engine_sidecar(plan: Path) -> tuple[ArtifactSpec, EngineInfo]:
     if not isinstance(data, dict):
         raise ArtifactError(f"{path}: not an engine sidecar")
     spec = ArtifactSpec.from_dict(data.get("artifact"), f"{path}: artifact")
-    return spec, _from_dict(EngineInfo, data.get("engine"), f"{path}: engine")
+    return spec, from_json(EngineInfo, data.get("engine"), f"{path}: engine", ArtifactError)
 
 
 def _json(text: str, where: str) -> Any:

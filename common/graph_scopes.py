@@ -25,9 +25,10 @@ PARTS = ("patch_embed", "pool", "head")
 def name_scopes(node: onnx.NodeProto) -> list[str]:
     props = {p.key: p.value for p in node.metadata_props}
     try:  # written by torch as a Python list literal, e.g. "['', 'visual', 'visual.attnpool']"
-        return list(ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]")))
+        scopes = ast.literal_eval(props.get("pkg.torch.onnx.name_scopes", "[]"))
     except (ValueError, SyntaxError):
         return []
+    return scopes if isinstance(scopes, list) and all(isinstance(s, str) for s in scopes) else []
 
 
 def head_nodes(graph: onnx.GraphProto) -> list[str]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from common.artifact import ClassifierMeta
 from common.errors import UserError
 from common.files import atomic_write_json
+from common.typed_json import from_json
 from common.world import BUILTIN
 
 if TYPE_CHECKING:  # torch-heavy; imported where a classifier is loaded, so the CLI starts fast
@@ -89,31 +90,13 @@ class RunRecord:
     resumed_at_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        return {"format": RUN_FORMAT, **{("train" if k == "train_config" else k): v for k, v in out.items()}}
+        return {"format": RUN_FORMAT, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> RunRecord:
         if data.get("format") != RUN_FORMAT:
             raise CheckpointError(f"{where}: not a {RUN_FORMAT} record (format {data.get('format')!r})")
-        try:
-            run_data = dict(data["data"])
-            return cls(
-                classifier=ClassifierMeta.from_dict(data["classifier"], f"{where}: classifier"),
-                train_config=dict(data["train"]),
-                data=RunData(**{**run_data, "source": DataSource(**run_data["source"])}),
-                status=data["status"],
-                created=data.get("created", ""),
-                git_commit=data.get("git_commit"),
-                trainable_params=data.get("trainable_params", 0),
-                progress=RunProgress(**data.get("progress", {})),
-                best=BestCheckpoint(**data.get("best", {})),
-                teacher_cache=data.get("teacher_cache"),
-                train_seconds=data.get("train_seconds", 0.0),
-                resumed_at_step=data.get("resumed_at_step"),
-            )
-        except (KeyError, TypeError) as err:
-            raise CheckpointError(f"{where}: malformed run record ({type(err).__name__}: {err})") from err
+        return from_json(cls, data, where, CheckpointError)
 
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:

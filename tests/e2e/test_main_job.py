@@ -18,7 +18,7 @@ def test_cli_train_then_eval_contract(tmp_path):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["progress"]["step"] == 5
     assert info["classifier"]["classes"] == ["circle", "square", "triangle", "star", "cross", "hexagon"]
-    assert info["classifier"]["preprocess"]["size"] == 64 and info["train"]["loss"]["kind"] == "proreg"
+    assert info["classifier"]["preprocess"]["size"] == 64 and info["train_config"]["loss"]["kind"] == "proreg"
     assert {"best.safetensors", "last.safetensors", "metrics.jsonl"} <= {p.name for p in run_dir.iterdir()}
     first = open_run(run_dir).metrics()[0]
     assert {"ce_loss", "kd_loss", "proreg_weight_mean", "lr"} <= set(first)

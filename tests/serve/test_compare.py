@@ -1,0 +1,308 @@
+"""Tests for the comparison of backends: serve.metrics.gate, serve.compare.comparison_rows and compare_runners."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from common.artifact import ArtifactSpec, ClassifierMeta
+from common.data import read_batch
+from common.suites import EvalSet, builtin_classnames, resolve_eval_sets
+from common.transforms import eval_transform
+from serve.compare import compare_runners, comparison_rows
+from serve.metrics import agreement, gate
+from serve.runner import Runner
+
+PREPROCESS = {
+    "size": 64,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.5, 0.5, 0.5],
+    "interpolation": "bicubic",
+    "resize_mode": "shortest",
+}
+
+# ---------------------------------------------------------------------------------------------------------- gate
+
+
+def test_gate_without_datasets_passes_with_worst_drop_zero() -> None:
+    assert gate({}, 1.0) == {"max_drop_pp": 1.0, "worst_drop_pp": 0.0, "passed": True}
+
+
+def test_gate_takes_the_worst_drop_whatever_the_order() -> None:
+    drops = {"id_test": 0.25, "ood_sketch": 3.0, "ood_corrupt": -2.0, "ood_background": 1.0}
+    results = []
+    for order in itertools.permutations(drops):
+        results.append(gate({name: {"top1_drop_pp": drops[name]} for name in order}, 2.0))
+    assert all(r == {"max_drop_pp": 2.0, "worst_drop_pp": 3.0, "passed": False} for r in results)
+
+
+def test_gate_boundary() -> None:
+    assert gate({"s": {"top1_drop_pp": 1.5}}, 1.5)["passed"]  # a drop equal to the limit passes
+    assert not gate({"s": {"top1_drop_pp": 1.5}}, math.nextafter(1.5, 0.0))["passed"]
+    assert not gate({"s": {"top1_drop_pp": 1.5 + 1e-9}}, 1.5)["passed"]
+    assert gate({"s": {"top1_drop_pp": -5.0}}, 0.0)["passed"]  # getting better never fails
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: top1_drop_pp is 100 * (a - b) of two float accuracies, so losing exactly 1 of 100 images "
+    "(0.04 -> 0.03) is 1.0000000000000002 pp and fails a 1.0 pp gate",
+)
+def test_gate_drop_of_exactly_the_limit_computed_from_logits_passes() -> None:
+    labels = np.zeros(100, dtype=np.int64)
+    reference = np.zeros((100, 2), dtype=np.float32)
+    reference[:, 1] = 1.0  # predicts class 1 ...
+    reference[:4] = [1.0, 0.0]  # ... except on the first 4 images, which it gets right: 4 %
+    other = reference.copy()
+    other[3] = [0.0, 1.0]  # one of those 4 now wrong: 3 %, a drop of exactly 1 image in 100 = 1 pp
+    assert gate({"s": agreement(other, reference, labels)}, 1.0)["passed"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: an empty set's drop is NaN and max() over NaN depends on the order, so gate's verdict on the "
+    "same agreements depends on the order of the sets",
+)
+def test_gate_with_an_empty_set_does_not_depend_on_the_order() -> None:
+    empty = agreement(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
+    worse = {"top1_drop_pp": 5.0}
+    assert gate({"empty": empty, "other": worse}, 10.0) == gate({"other": worse, "empty": empty}, 10.0)
+
+
+# ----------------------------------------------------------------------------------------------- comparison_rows
+
+
+def hand_report(top1: dict[str, float], ood_mean: float | None, agreement: dict | None = None) -> dict[str, Any]:
+    datasets = {name: {"role": "ood" if name.startswith("ood") else "id", "top1": t} for name, t in top1.items()}
+    return {"datasets": datasets, "summary": {"ood_top1_mean": ood_mean}, "agreement": agreement}
+
+
+def test_comparison_rows_follow_the_first_reports_set_order() -> None:
+    reports = {
+        "torch": hand_report({"id_test": 0.5, "ood_sketch": 0.25}, 0.25),
+        # the same sets in another order: values must land under their own set's column
+        "proreg (onnxruntime fp16)": hand_report(
+            {"ood_sketch": 0.125, "id_test": 0.75},
+            0.125,
+            {
+                "ood_sketch": {"top1_drop_pp": 12.5, "top1_agreement": 0.875},
+                "id_test": {"top1_drop_pp": -25.0, "top1_agreement": 0.5},
+            },
+        ),
+    }
+    header, rows = comparison_rows(reports)
+    assert header == ["model / backend", "id_test", "ood_sketch", "OOD mean", "worst drop pp", "min agree %"]
+    assert rows[0] == ["torch", "50.0", "25.0", "25.0", "-", "-"]  # no agreement: "-" columns
+    assert rows[1] == ["proreg (onnxruntime fp16)", "75.0", "12.5", "12.5", "+12.50", "50.0"]
+
+
+def test_comparison_rows_with_empty_agreement_show_dashes() -> None:
+    _, rows = comparison_rows({"zero-shot": hand_report({"ood_sketch": 1.0}, 1.0, agreement={})})
+    assert rows == [["zero-shot", "100.0", "100.0", "-", "-"]]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=TypeError,
+    reason="bug: with no OOD set summary['ood_top1_mean'] is None and comparison_rows computes 100 * None",
+)
+def test_comparison_rows_without_an_ood_set() -> None:
+    _, rows = comparison_rows({"torch": hand_report({"id_test": 0.5}, None)})
+    assert rows[0][:2] == ["torch", "50.0"]
+
+
+# ----------------------------------------------------------------------------------------------- compare_runners
+
+
+class FakeRunner(Runner):
+    """Logits from the mean preprocessed pixel per channel through a fixed linear map; optionally two classes'
+    logits swapped. Counts the images it is fed."""
+
+    backend = "fake"
+
+    def __init__(self, artifact: str, spec: ArtifactSpec, weight: np.ndarray, swap: tuple[int, int] | None = None):
+        self.artifact, self.spec, self.weight, self.swap = artifact, spec, weight, swap
+        self.images_seen = 0
+
+    def _infer(self, images: torch.Tensor) -> np.ndarray:
+        self.images_seen += len(images)
+        logits = fake_logits(images, self.weight)
+        if self.swap:
+            i, j = self.swap
+            logits[:, [i, j]] = logits[:, [j, i]]
+        return logits
+
+
+def fake_logits(images: torch.Tensor, weight: np.ndarray) -> np.ndarray:
+    means = images.double().mean(dim=(2, 3)).numpy()  # [N, 3]
+    return (means @ weight).astype(np.float32)
+
+
+@pytest.fixture
+def classes() -> list[str]:
+    return list(builtin_classnames())
+
+
+@pytest.fixture
+def spec(classes) -> ArtifactSpec:
+    meta = ClassifierMeta(
+        model="fake",
+        pretrained=None,
+        model_config={},
+        preprocess=dict(PREPROCESS),
+        classes=classes,
+        prompts=classes,
+        templates=["a photo of a {}"],
+        logit_scale=1.0,
+    )
+    return ArtifactSpec(classifier=meta)
+
+
+@pytest.fixture
+def eval_sets(tiny_folder: Path, tmp_path: Path, classes: list[str]) -> list[EvalSet]:
+    """An ID manifest (3 images a class, in two groups) and the whole tiny folder as OOD."""
+    manifest = tmp_path / "held.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label", "group"])
+        for label in sorted(p.name for p in tiny_folder.iterdir()):
+            for k, image in enumerate(sorted((tiny_folder / label).iterdir())[:3]):
+                writer.writerow([image, label, "even" if k % 2 == 0 else "odd"])
+    sets = resolve_eval_sets([f"id:{manifest}", f"ood:{tiny_folder}"], classes)
+    assert [(ev.data.name, ev.role, len(ev.data.samples)) for ev in sets] == [("held", "id", 18), ("tiny", "ood", 60)]
+    return sets
+
+
+def expected_from_reference(sets: list[EvalSet], weight: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per set: the reference's logits and the labels, computed here from the images (not by the code under test)."""
+    out = {}
+    for ev in sets:
+        batch = read_batch(ev.data, eval_transform(PREPROCESS))
+        assert batch.skipped == 0
+        out[ev.data.name] = (fake_logits(batch.images, weight), batch.labels.numpy())
+    return out
+
+
+def swap_drop(logits: np.ndarray, labels: np.ndarray, i: int, j: int) -> float:
+    """Top-1 drop in pp when classes i and j trade logits: predictions i and j trade places."""
+    pred = logits.argmax(axis=1)
+    swapped = np.where(pred == i, j, np.where(pred == j, i, pred))
+    return 100.0 * (np.mean(pred == labels) - np.mean(swapped == labels))
+
+
+def test_compare_runners_end_to_end(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
+    weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
+    expected = expected_from_reference(eval_sets, weight)
+    # The pair of classes whose swap costs the reference the most accuracy, worst over the sets.
+    pairs = list(itertools.combinations(range(len(spec.classes)), 2))
+    drops = {p: {name: swap_drop(lg, y, *p) for name, (lg, y) in expected.items()} for p in pairs}
+    pair = max(pairs, key=lambda p: max(drops[p].values()))
+    worst = max(drops[pair].values())
+    assert worst > 0  # the swap must cost something for the gate to fail
+
+    reference = FakeRunner("runs/fake", spec, weight)
+    runners = {
+        "zero-shot": FakeRunner("builtin", spec, np.random.default_rng(1).normal(size=weight.shape)),
+        "proreg (torch)": reference,
+        "proreg (onnxruntime fp32)": FakeRunner("model.onnx", spec, weight),
+        "proreg (onnxruntime fp16)": FakeRunner("model.fp16.onnx", spec, weight, swap=pair),
+        "proreg (int8, ungated)": FakeRunner("model.int8.onnx", spec, weight),
+    }
+    limits = {"proreg (onnxruntime fp32)": 0.0, "proreg (onnxruntime fp16)": worst / 2, "proreg (int8, ungated)": None}
+    heard: list[tuple[str, int, int]] = []
+    out = tmp_path / "out"
+    out.mkdir()
+
+    reports = compare_runners(
+        runners, eval_sets, "proreg (torch)", limits, out, batch_size=16, progress=lambda *a: heard.append(a)
+    )
+
+    assert list(reports) == list(runners)
+    n_images = sum(len(ev.data.samples) for ev in eval_sets)
+    assert reference.images_seen == n_images  # the reference is evaluated once
+
+    # The reference and the baseline are not compared with anything.
+    for name in ("proreg (torch)", "zero-shot"):
+        assert (reports[name]["reference"], reports[name]["agreement"], reports[name]["gate"]) == (None, None, None)
+    ref = reports["proreg (torch)"]
+    for name, (logits, labels) in expected.items():
+        assert ref["datasets"][name]["top1"] == pytest.approx(np.mean(logits.argmax(axis=1) == labels))
+        assert ref["datasets"][name]["n"] == len(labels)
+    assert set(ref["datasets"]["held"]["groups"]) == {"even", "odd"}
+
+    same = reports["proreg (onnxruntime fp32)"]
+    assert same["reference"] == "runs/fake"
+    for a in same["agreement"].values():
+        assert a == {"top1_agreement": 1.0, "max_abs_logit_diff": 0.0, "top1_drop_pp": 0.0}
+    assert same["gate"] == {"max_drop_pp": 0.0, "worst_drop_pp": 0.0, "passed": True}
+
+    swapped = reports["proreg (onnxruntime fp16)"]
+    i, j = pair
+    for name, (logits, _) in expected.items():
+        a = swapped["agreement"][name]
+        pred = logits.argmax(axis=1)
+        assert a["top1_drop_pp"] == pytest.approx(drops[pair][name], abs=1e-9)
+        assert a["top1_agreement"] == pytest.approx(np.mean((pred != i) & (pred != j)))
+        assert a["max_abs_logit_diff"] == pytest.approx(np.abs(logits[:, i] - logits[:, j]).max(), rel=1e-5)
+    assert swapped["gate"]["worst_drop_pp"] == pytest.approx(worst, abs=1e-9)
+    assert swapped["gate"]["passed"] is False
+
+    ungated = reports["proreg (int8, ungated)"]
+    assert ungated["agreement"] and ungated["gate"] is None
+
+    # report-<slug>.json (and .md, .png) per row, holding what was returned.
+    slugs = ["zero-shot", "proreg-torch", "proreg-onnxruntime-fp32", "proreg-onnxruntime-fp16", "proreg-int8-ungated"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png")
+    )
+    for slug, name in zip(slugs, runners, strict=True):
+        assert json.loads((out / f"report-{slug}.json").read_text()) == reports[name]
+    assert "Gate FAILED" in (out / "report-proreg-onnxruntime-fp16.md").read_text()
+
+    # Progress names the row and the set, and reaches the end of every set for every row.
+    finished = {label for label, done, total in heard if done == total}
+    assert finished == {f"{row}: {ev.data.name}" for row in runners for ev in eval_sets}
+
+
+def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
+    """An eval set with no images (all removed) is evaluated as n=0 with NaN accuracies; nothing crashes."""
+    eval_sets[0].data.samples = []
+    weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
+    runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
+
+    reports = compare_runners(runners, eval_sets, "ref", {"same": 1.0}, tmp_path)
+
+    empty = reports["same"]["datasets"]["held"]
+    assert empty["n"] == 0 and empty["skipped"] == 0
+    assert math.isnan(empty["top1"]) and math.isnan(empty["top5"]) and empty["worst_group_top1"] is None
+    assert reports["same"]["datasets"]["tiny"]["n"] == 60
+    assert reports["same"]["agreement"]["tiny"]["top1_drop_pp"] == 0.0
+    assert math.isnan(reports["same"]["agreement"]["held"]["top1_drop_pp"])
+    assert (tmp_path / "report-same.json").is_file() and (tmp_path / "report-same.png").is_file()
+    assert "| held | id | 0 | 0 | - | - | - |" in (tmp_path / "report-same.md").read_text()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: the empty set's NaN drop makes the gate of a runner identical to the reference fail when the "
+    "empty set comes first and pass when it comes last (max() over NaN is order dependent)",
+)
+def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
+    tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]
+) -> None:
+    eval_sets[0].data.samples = []
+    weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
+    verdicts = []
+    for k, sets in enumerate([eval_sets, eval_sets[::-1]]):
+        runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
+        (tmp_path / str(k)).mkdir()
+        verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0}, tmp_path / str(k))["same"]["gate"])
+    assert verdicts[0]["passed"] == verdicts[1]["passed"]
