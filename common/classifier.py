@@ -108,9 +108,12 @@ def classifier_from_state(meta: ClassifierMeta, state: dict[str, torch.Tensor], 
     """Rebuilds a classifier of the architecture `meta` describes and loads `state` (from `where`) into it."""
     visual = build_visual(meta.model_config, meta.preprocess)
     try:
+        if tuple(state["class_weights"].shape[:1]) != (len(meta.classes),):
+            raise RuntimeError(f"{state['class_weights'].shape[0]} class vectors for {len(meta.classes)} classes")
         model = ClipClassifier(visual, state["class_weights"], float(state["logit_scale"]))
         model.load_state_dict(state)
     except (KeyError, RuntimeError) as err:  # missing tensors, other shapes: weights of another model
-        first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
-        raise UserError(f"the weights in {where} do not fit the architecture its metadata describes: {first}") from err
+        detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        detail = detail if len(detail) <= 300 else detail[:300] + " ..."
+        raise UserError(f"the weights in {where} do not fit the classifier its metadata describes: {detail}") from err
     return model.eval()

@@ -66,10 +66,11 @@ def _cast_to(node: onnx.NodeProto) -> int | None:
 
 
 def _fold_round_trip_casts(model: onnx.ModelProto) -> None:
-    """Removes FP32 -> FP16 -> FP32 cast pairs between FP32-kept nodes.
+    """Removes FP32 -> FP16 -> FP32 cast pairs between FP32-kept nodes, where the FP16 copy feeds nothing else.
 
     The converter casts every kept node's output back to FP16 and the next kept node casts it up again, which
-    rounds the head (cosines, scaled logits) to FP16 after all, and even the logits on their way out.
+    rounds the head (cosines, scaled logits) to FP16 after all, and even the logits on their way out. A kept node
+    whose output also feeds FP16 nodes (a LayerNorm inside the tower) keeps its pair: the tower is FP16 there anyway.
     """
     graph = model.graph
     types = _elem_types(model)

@@ -52,7 +52,8 @@ BACKENDS = {
 
 def backend_for(source: str) -> str:
     """The backend a name selects by its suffix; torch for anything else (a run directory, builtin)."""
-    return next((name for name, b in BACKENDS.items() if b.suffix and source.endswith(b.suffix)), "torch")
+    lower = source.lower()
+    return next((name for name, b in BACKENDS.items() if b.suffix and lower.endswith(b.suffix)), "torch")
 
 
 def open_runner(source: str | Path | Run, backend: str | None = None, device: str = "auto") -> Runner:

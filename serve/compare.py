@@ -8,8 +8,9 @@ from typing import Any
 
 from common.progress import ProgressHook
 from common.suites import EvalSet
-from serve.evaluate import DatasetResult, evaluate, with_reference
-from serve.report import write_report
+from serve.evaluate import DatasetResult, check_same_classes, evaluate, with_reference
+from serve.metrics import worst_of
+from serve.report import percent, signed_pp, write_report
 from serve.runner import Runner
 
 
@@ -28,6 +29,8 @@ def compare_runners(
     `reference`, which is evaluated once, each gated by its own limit in pp (None: compared, not gated); the others
     (a zero-shot baseline) stand alone.
     """
+    for name in gate_limits:
+        check_same_classes(runners[name], runners[reference])
     results: dict[str, tuple[dict[str, Any], dict[str, DatasetResult]]] = {}
     for name, runner in runners.items():
         hook = (lambda n, d, t, row=name: progress(f"{row}: {n}", d, t)) if progress else None
@@ -54,15 +57,13 @@ def comparison_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list
     rows = []
     for name, rep in reports.items():
         agreement = rep.get("agreement") or {}
-        drop = max((a["top1_drop_pp"] for a in agreement.values()), default=None)
-        agree = min((a["top1_agreement"] for a in agreement.values()), default=None)
         rows.append(
             [
                 name,
-                *(f"{100 * rep['datasets'][s]['top1']:.1f}" for s in sets),
-                f"{100 * rep['summary']['ood_top1_mean']:.1f}",
-                "-" if drop is None else f"{drop:+.2f}",
-                "-" if agree is None else f"{100 * agree:.1f}",
+                *(percent(rep["datasets"][s]["top1"]) for s in sets),
+                percent(rep["summary"]["ood_top1_mean"]),
+                signed_pp(worst_of(agreement, "top1_drop_pp", max)),
+                percent(worst_of(agreement, "top1_agreement", min)),
             ]
         )
     return header, rows

@@ -149,11 +149,16 @@ def evaluate_against(
     progress: ProgressHook | None = None,
 ) -> dict[str, Any]:
     """Evaluates `runner` and `reference` on the same sets; the report of `runner` with agreement and gate."""
+    check_same_classes(runner, reference)
+    report, results = evaluate(runner, sets, batch_size, num_workers, progress)
+    _, ref_results = evaluate(reference, sets, batch_size, num_workers, progress)
+    return with_reference(report, results, ref_results, reference.artifact, max_drop_pp)
+
+
+def check_same_classes(runner: Runner, reference: Runner) -> None:
+    """Agreement compares logits column by column: the two must classify the same classes in the same order."""
     if reference.spec.classes != runner.spec.classes:
         raise UserError(
             f"the reference {reference.artifact} classifies other classes (or in another order) than "
             f"{runner.artifact}: agreement would compare different logits"
         )
-    report, results = evaluate(runner, sets, batch_size, num_workers, progress)
-    _, ref_results = evaluate(reference, sets, batch_size, num_workers, progress)
-    return with_reference(report, results, ref_results, reference.artifact, max_drop_pp)

@@ -1,16 +1,21 @@
-"""Pure metric functions over logits: accuracies, group accuracies, summaries and backend agreement."""
+"""Pure metric functions over logits: accuracies, group accuracies, summaries and backend agreement.
+
+A set without images has no accuracy and no drop: those are None (null in report.json), never NaN, so reports stay
+strict JSON and a gate's verdict cannot depend on where an empty set sits among the others.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 
-def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float:
+def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float | None:
     """Fraction of samples whose label is among the k highest logits (k capped at the number of classes)."""
     if len(labels) == 0:
-        return float("nan")
+        return None
     k = min(k, logits.shape[1])
     top = np.argsort(-logits, axis=1, kind="stable")[:, :k]
     return float((top == labels[:, None]).any(axis=1).mean())
@@ -29,29 +34,43 @@ def _mean(values: list[float]) -> float | None:
 def summarize(datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """ID top-1 (mean over ID sets), mean OOD top-1, and the lowest worst-group top-1 of any set."""
     worst = [d["worst_group_top1"] for d in datasets.values() if d["worst_group_top1"] is not None]
+    measured = [d for d in datasets.values() if d["top1"] is not None]
     return {
-        "id_top1": _mean([d["top1"] for d in datasets.values() if d["role"] == "id"]),
-        "ood_top1_mean": _mean([d["top1"] for d in datasets.values() if d["role"] == "ood"]),
+        "id_top1": _mean([d["top1"] for d in measured if d["role"] == "id"]),
+        "ood_top1_mean": _mean([d["top1"] for d in measured if d["role"] == "ood"]),
         "worst_group_top1_min": min(worst) if worst else None,
     }
 
 
-def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float]:
+def agreement(
+    logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None
+) -> dict[str, float | None]:
     """How far one backend's logits are from a reference's on the same images: top-1 agreement, the largest absolute
-    logit difference and, given labels, the drop in top-1 accuracy in percentage points."""
+    logit difference and, given labels, the drop in top-1 accuracy in percentage points (None for no images)."""
     if logits.shape != reference.shape:
         raise ValueError(f"logit shapes differ: {logits.shape} vs reference {reference.shape}")
     n = len(logits)
-    out = {
-        "top1_agreement": float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else float("nan"),
-        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if n else 0.0,
+    out: dict[str, float | None] = {
+        "top1_agreement": float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else None,
+        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if n else None,
     }
     if labels is not None:
-        out["top1_drop_pp"] = 100.0 * (topk_accuracy(reference, labels, 1) - topk_accuracy(logits, labels, 1))
+        # From counts, so losing exactly 1 image in 100 is exactly 1.0 pp and passes a 1.0 pp gate.
+        lost = int((reference.argmax(axis=1) == labels).sum()) - int((logits.argmax(axis=1) == labels).sum())
+        out["top1_drop_pp"] = 100.0 * lost / n if n else None
     return out
 
 
-def gate(agreements: dict[str, dict[str, float]], max_drop_pp: float) -> dict[str, Any]:
-    """Passes when no dataset's top-1 dropped by more than `max_drop_pp` percentage points."""
-    worst = max((a["top1_drop_pp"] for a in agreements.values()), default=0.0)
+def gate(agreements: dict[str, dict[str, float | None]], max_drop_pp: float) -> dict[str, Any]:
+    """Passes when no dataset's top-1 dropped by more than `max_drop_pp` percentage points (sets without images
+    have no drop)."""
+    worst = worst_of(agreements, "top1_drop_pp", max) or 0.0
     return {"max_drop_pp": max_drop_pp, "worst_drop_pp": worst, "passed": bool(worst <= max_drop_pp)}
+
+
+def worst_of(
+    agreements: dict[str, dict[str, float | None]], key: str, pick: Callable[[list[float]], float]
+) -> float | None:
+    """The worst value of `key` over the sets that have one (`pick` is max for drops, min for agreement)."""
+    values = [a[key] for a in agreements.values() if a.get(key) is not None]
+    return pick(values) if values else None  # type: ignore[arg-type]

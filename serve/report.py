@@ -9,8 +9,14 @@ from typing import Any
 from common.files import atomic_write_json, atomic_write_text
 
 
-def _pct(x: float | None) -> str:
+def percent(x: float | None) -> str:
+    """A fraction as a percentage with one decimal; '-' where there is none (a set without images)."""
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def signed_pp(x: float | None) -> str:
+    """A drop in percentage points with its sign; '-' where there is none."""
+    return "-" if x is None else f"{x:+.2f}"
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -22,13 +28,14 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             d["role"],
             str(d["n"]),
             str(d["skipped"]),
-            _pct(d["top1"]),
-            _pct(d["top5"]),
-            _pct(d["worst_group_top1"]),
+            percent(d["top1"]),
+            percent(d["top5"]),
+            percent(d["worst_group_top1"]),
         ]
         if report.get("agreement"):
             a = report["agreement"][name]
-            row += [f"{a['top1_drop_pp']:+.2f}", f"{100 * a['top1_agreement']:.1f}", f"{a['max_abs_logit_diff']:.3g}"]
+            diff = a["max_abs_logit_diff"]
+            row += [signed_pp(a["top1_drop_pp"]), percent(a["top1_agreement"]), "-" if diff is None else f"{diff:.3g}"]
         rows.append(row)
     return rows
 
@@ -53,8 +60,8 @@ def markdown(report: dict[str, Any]) -> str:
         "|" + "---|" * len(table_header(report)),
         *("| " + " | ".join(r) + " |" for r in table_rows(report)),
         "",
-        f"ID top-1 {_pct(s['id_top1'])}%, mean OOD top-1 {_pct(s['ood_top1_mean'])}%, "
-        f"lowest worst-group top-1 {_pct(s['worst_group_top1_min'])}%.",
+        f"ID top-1 {percent(s['id_top1'])}%, mean OOD top-1 {percent(s['ood_top1_mean'])}%, "
+        f"lowest worst-group top-1 {percent(s['worst_group_top1_min'])}%.",
         f"Throughput {t['images_per_s']:.0f} images/s end to end ({t['model_images_per_s']:.0f} in the model), "
         f"batch {t['batch_size']}, latency p50 {t['latency_ms_p50']:.2f} ms, p99 {t['latency_ms_p99']:.2f} ms.",
     ]
@@ -75,7 +82,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(report["datasets"])
-    top1 = [report["datasets"][n]["top1"] * 100 for n in names]
+    top1 = [(report["datasets"][n]["top1"] or 0) * 100 for n in names]
     worst = [(report["datasets"][n]["worst_group_top1"] or 0) * 100 for n in names]
     colors = ["tab:blue" if report["datasets"][n]["role"] == "id" else "tab:orange" for n in names]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
@@ -83,7 +90,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.bar([i - 0.2 for i in x], top1, width=0.4, color=colors, label="top-1")
     ax.bar([i + 0.2 for i in x], worst, width=0.4, color=colors, alpha=0.45, label="worst-group top-1")
     if report.get("agreement"):  # the reference's top-1, to see each drop at a glance
-        ref = [top1[i] + report["agreement"][n]["top1_drop_pp"] for i, n in enumerate(names)]
+        ref = [top1[i] + (report["agreement"][n]["top1_drop_pp"] or 0) for i, n in enumerate(names)]
         ax.scatter([i - 0.2 for i in x], ref, marker="_", s=900, color="black", label="reference top-1", zorder=3)
     ax.set_xticks(list(x), names, rotation=15)
     ax.set_ylim(0, 100)

@@ -51,11 +51,6 @@ def test_gate_boundary() -> None:
     assert gate({"s": {"top1_drop_pp": -5.0}}, 0.0)["passed"]  # getting better never fails
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: top1_drop_pp is 100 * (a - b) of two float accuracies, so losing exactly 1 of 100 images "
-    "(0.04 -> 0.03) is 1.0000000000000002 pp and fails a 1.0 pp gate",
-)
 def test_gate_drop_of_exactly_the_limit_computed_from_logits_passes() -> None:
     labels = np.zeros(100, dtype=np.int64)
     reference = np.zeros((100, 2), dtype=np.float32)
@@ -66,11 +61,6 @@ def test_gate_drop_of_exactly_the_limit_computed_from_logits_passes() -> None:
     assert gate({"s": agreement(other, reference, labels)}, 1.0)["passed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an empty set's drop is NaN and max() over NaN depends on the order, so gate's verdict on the "
-    "same agreements depends on the order of the sets",
-)
 def test_gate_with_an_empty_set_does_not_depend_on_the_order() -> None:
     empty = agreement(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
     worse = {"top1_drop_pp": 5.0}
@@ -109,11 +99,6 @@ def test_comparison_rows_with_empty_agreement_show_dashes() -> None:
     assert rows == [["zero-shot", "100.0", "100.0", "-", "-"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="bug: with no OOD set summary['ood_top1_mean'] is None and comparison_rows computes 100 * None",
-)
 def test_comparison_rows_without_an_ood_set() -> None:
     _, rows = comparison_rows({"torch": hand_report({"id_test": 0.5}, None)})
     assert rows[0][:2] == ["torch", "50.0"]
@@ -273,7 +258,8 @@ def test_compare_runners_end_to_end(tmp_path: Path, spec: ArtifactSpec, eval_set
 
 
 def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
-    """An eval set with no images (all removed) is evaluated as n=0 with NaN accuracies; nothing crashes."""
+    """An eval set with no images (all removed) is evaluated as n=0 with no accuracies (None, not NaN); nothing
+    crashes and the report stays strict JSON."""
     eval_sets[0].data.samples = []
     weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
     runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
@@ -282,19 +268,21 @@ def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSp
 
     empty = reports["same"]["datasets"]["held"]
     assert empty["n"] == 0 and empty["skipped"] == 0
-    assert math.isnan(empty["top1"]) and math.isnan(empty["top5"]) and empty["worst_group_top1"] is None
+    assert empty["top1"] is None and empty["top5"] is None and empty["worst_group_top1"] is None
     assert reports["same"]["datasets"]["tiny"]["n"] == 60
     assert reports["same"]["agreement"]["tiny"]["top1_drop_pp"] == 0.0
-    assert math.isnan(reports["same"]["agreement"]["held"]["top1_drop_pp"])
+    assert reports["same"]["agreement"]["held"] == {
+        "top1_agreement": None,
+        "max_abs_logit_diff": None,
+        "top1_drop_pp": None,
+    }
+    assert reports["same"]["gate"] == {"max_drop_pp": 1.0, "worst_drop_pp": 0.0, "passed": True}
+    text = (tmp_path / "report-same.json").read_text()
+    assert json.loads(text, parse_constant=lambda token: pytest.fail(f"not strict JSON: {token}")) == reports["same"]
     assert (tmp_path / "report-same.json").is_file() and (tmp_path / "report-same.png").is_file()
     assert "| held | id | 0 | 0 | - | - | - |" in (tmp_path / "report-same.md").read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the empty set's NaN drop makes the gate of a runner identical to the reference fail when the "
-    "empty set comes first and pass when it comes last (max() over NaN is order dependent)",
-)
 def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
     tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]
 ) -> None:

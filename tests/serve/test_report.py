@@ -7,8 +7,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
+from serve.evaluate import DatasetResult
+from serve.metrics import summarize
 from serve.report import markdown, table_header, table_rows, write_report
 
 BASE_HEADER = ["dataset", "role", "n", "skipped", "top1 %", "top5 %", "worst-group %"]
@@ -168,23 +171,22 @@ def test_missing_accuracy_renders_as_dash(missing: float | None) -> None:
 
 
 def test_write_report_of_an_empty_dataset(tmp_path: Path) -> None:
-    """An empty set's accuracies are NaN (serve.metrics.topk_accuracy); the files are still written, the markdown
-    shows "-"."""
+    """An empty set has no accuracies (None from serve.metrics.topk_accuracy); the files are still written, the
+    markdown shows "-"."""
     report = make_report()
-    report["datasets"]["ood_sketch"].update(n=0, top1=math.nan, top5=math.nan, worst_group_top1=None)
-    report["summary"]["ood_top1_mean"] = math.nan
+    report["datasets"]["ood_sketch"].update(n=0, top1=None, top5=None, worst_group_top1=None)
+    report["summary"]["ood_top1_mean"] = None
     paths = write_report(report, tmp_path / "report.json")
     assert all(p.is_file() for p in paths)
     assert "| ood_sketch | ood | 0 | 0 | - | - | - |" in paths[1].read_text()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: report.json is written with json.dumps' default allow_nan=True, so an empty set's NaN accuracy "
-    "becomes the bare token NaN, which is not JSON (strict parsers such as jq or JSON.parse reject the file)",
-)
 def test_report_json_stays_strict_json_with_an_empty_dataset(tmp_path: Path) -> None:
+    empty = DatasetResult(
+        "ood_sketch", "ood", np.zeros((0, 6), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], skipped=0
+    )
     report = make_report()
-    report["datasets"]["ood_sketch"].update(n=0, top1=math.nan, top5=math.nan, worst_group_top1=None)
+    report["datasets"]["ood_sketch"] = empty.entry()  # what evaluation reports for a set without images
+    report["summary"] = summarize(report["datasets"])
     write_report(report, tmp_path / "report.json")
     _strict_json((tmp_path / "report.json").read_text())
