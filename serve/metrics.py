@@ -42,9 +42,7 @@ def summarize(datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def agreement(
-    logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None
-) -> dict[str, float | None]:
+def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float | None]:
     """How far one backend's logits are from a reference's on the same images: top-1 agreement, the largest absolute
     logit difference and, given labels, the drop in top-1 accuracy in percentage points (None for no images)."""
     if logits.shape != reference.shape:
