@@ -144,9 +144,6 @@ def train_cmd(
     from train.losses import LossConfig
 
     with one_line_errors():
-        if resume:
-            do_train(None, resume, resume=True)
-            return
         cfg = TrainConfig(
             model=model,
             pretrained=pretrained,
@@ -168,7 +165,7 @@ def train_cmd(
             precision=precision,
             strict=strict,
         )
-        do_train(cfg, out, resume=False)
+        do_train(None if resume else cfg, resume or out, resume=resume is not None)  # resume: the run's own config
 
 
 def _read_templates(path: Path) -> list[str]:

@@ -6,6 +6,7 @@ import csv
 import itertools
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +184,20 @@ def swap_drop(logits: np.ndarray, labels: np.ndarray, i: int, j: int) -> float:
     return 100.0 * (np.mean(pred == labels) - np.mean(swapped == labels))
 
 
-def test_compare_runners_end_to_end(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
+@dataclass
+class Compared:
+    """compare_runners over five fake rows, with what the test expects computed from the reference's own logits."""
+
+    reports: dict[str, dict[str, Any]]
+    runners: dict[str, FakeRunner]
+    expected: dict[str, tuple[np.ndarray, np.ndarray]]  # set -> (reference logits, labels)
+    pair: tuple[int, int]  # the classes the fp16 row swaps
+    drops: dict[str, float]  # set -> the drop that swap costs
+    heard: list[tuple[str, int, int]]
+    out: Path
+
+
+def compare_five_rows(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> Compared:
     weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
     expected = expected_from_reference(eval_sets, weight)
     # The pair of classes whose swap costs the reference the most accuracy, worst over the sets.
@@ -192,11 +206,9 @@ def test_compare_runners_end_to_end(tmp_path: Path, spec: ArtifactSpec, eval_set
     pair = max(pairs, key=lambda p: max(drops[p].values()))
     worst = max(drops[pair].values())
     assert worst > 0  # the swap must cost something for the gate to fail
-
-    reference = FakeRunner("runs/fake", spec, weight)
     runners = {
         "zero-shot": FakeRunner("builtin", spec, np.random.default_rng(1).normal(size=weight.shape)),
-        "proreg (torch)": reference,
+        "proreg (torch)": FakeRunner("runs/fake", spec, weight),
         "proreg (onnxruntime fp32)": FakeRunner("model.onnx", spec, weight),
         "proreg (onnxruntime fp16)": FakeRunner("model.fp16.onnx", spec, weight, swap=pair),
         "proreg (int8, ungated)": FakeRunner("model.int8.onnx", spec, weight),
@@ -205,56 +217,61 @@ def test_compare_runners_end_to_end(tmp_path: Path, spec: ArtifactSpec, eval_set
     heard: list[tuple[str, int, int]] = []
     out = tmp_path / "out"
     out.mkdir()
-
     reports = compare_runners(
         runners, eval_sets, "proreg (torch)", limits, out, batch_size=16, progress=lambda *a: heard.append(a)
     )
-
     assert list(reports) == list(runners)
-    n_images = sum(len(ev.data.samples) for ev in eval_sets)
-    assert reference.images_seen == n_images  # the reference is evaluated once
+    return Compared(reports, runners, expected, pair, drops[pair], heard, out)
 
+
+def test_compare_runners_reference_baseline_and_identical_rows(tmp_path, spec, eval_sets) -> None:
+    c = compare_five_rows(tmp_path, spec, eval_sets)
+    n_images = sum(len(ev.data.samples) for ev in eval_sets)
+    assert c.runners["proreg (torch)"].images_seen == n_images  # the reference is evaluated once
     # The reference and the baseline are not compared with anything.
     for name in ("proreg (torch)", "zero-shot"):
-        assert (reports[name]["reference"], reports[name]["agreement"], reports[name]["gate"]) == (None, None, None)
-    ref = reports["proreg (torch)"]
-    for name, (logits, labels) in expected.items():
+        report = c.reports[name]
+        assert (report["reference"], report["agreement"], report["gate"]) == (None, None, None)
+    ref = c.reports["proreg (torch)"]
+    for name, (logits, labels) in c.expected.items():
         assert ref["datasets"][name]["top1"] == pytest.approx(np.mean(logits.argmax(axis=1) == labels))
         assert ref["datasets"][name]["n"] == len(labels)
     assert set(ref["datasets"]["held"]["groups"]) == {"even", "odd"}
-
-    same = reports["proreg (onnxruntime fp32)"]
+    same = c.reports["proreg (onnxruntime fp32)"]
     assert same["reference"] == "runs/fake"
     for a in same["agreement"].values():
         assert a == {"top1_agreement": 1.0, "max_abs_logit_diff": 0.0, "top1_drop_pp": 0.0}
     assert same["gate"] == {"max_drop_pp": 0.0, "worst_drop_pp": 0.0, "passed": True}
-
-    swapped = reports["proreg (onnxruntime fp16)"]
-    i, j = pair
-    for name, (logits, _) in expected.items():
-        a = swapped["agreement"][name]
-        pred = logits.argmax(axis=1)
-        assert a["top1_drop_pp"] == pytest.approx(drops[pair][name], abs=1e-9)
-        assert a["top1_agreement"] == pytest.approx(np.mean((pred != i) & (pred != j)))
-        assert a["max_abs_logit_diff"] == pytest.approx(np.abs(logits[:, i] - logits[:, j]).max(), rel=1e-5)
-    assert swapped["gate"]["worst_drop_pp"] == pytest.approx(worst, abs=1e-9)
-    assert swapped["gate"]["passed"] is False
-
-    ungated = reports["proreg (int8, ungated)"]
+    ungated = c.reports["proreg (int8, ungated)"]
     assert ungated["agreement"] and ungated["gate"] is None
 
-    # report-<slug>.json (and .md, .png) per row, holding what was returned.
+
+def test_compare_runners_measures_a_swapped_row_against_the_reference(tmp_path, spec, eval_sets) -> None:
+    c = compare_five_rows(tmp_path, spec, eval_sets)
+    swapped = c.reports["proreg (onnxruntime fp16)"]
+    i, j = c.pair
+    for name, (logits, _) in c.expected.items():
+        a = swapped["agreement"][name]
+        pred = logits.argmax(axis=1)
+        assert a["top1_drop_pp"] == pytest.approx(c.drops[name], abs=1e-9)
+        assert a["top1_agreement"] == pytest.approx(np.mean((pred != i) & (pred != j)))
+        assert a["max_abs_logit_diff"] == pytest.approx(np.abs(logits[:, i] - logits[:, j]).max(), rel=1e-5)
+    assert swapped["gate"]["worst_drop_pp"] == pytest.approx(max(c.drops.values()), abs=1e-9)
+    assert swapped["gate"]["passed"] is False
+
+
+def test_compare_runners_writes_a_report_per_row_and_reports_progress(tmp_path, spec, eval_sets) -> None:
+    c = compare_five_rows(tmp_path, spec, eval_sets)
     slugs = ["zero-shot", "proreg-torch", "proreg-onnxruntime-fp32", "proreg-onnxruntime-fp16", "proreg-int8-ungated"]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
+    assert sorted(p.name for p in c.out.iterdir()) == sorted(
         f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png")
     )
-    for slug, name in zip(slugs, runners, strict=True):
-        assert json.loads((out / f"report-{slug}.json").read_text()) == reports[name]
-    assert "Gate FAILED" in (out / "report-proreg-onnxruntime-fp16.md").read_text()
-
+    for slug, name in zip(slugs, c.runners, strict=True):
+        assert json.loads((c.out / f"report-{slug}.json").read_text()) == c.reports[name]
+    assert "Gate FAILED" in (c.out / "report-proreg-onnxruntime-fp16.md").read_text()
     # Progress names the row and the set, and reaches the end of every set for every row.
-    finished = {label for label, done, total in heard if done == total}
-    assert finished == {f"{row}: {ev.data.name}" for row in runners for ev in eval_sets}
+    finished = {label for label, done, total in c.heard if done == total}
+    assert finished == {f"{row}: {ev.data.name}" for row in c.runners for ev in eval_sets}
 
 
 def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
