@@ -69,6 +69,7 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,  # cleared when done or failed, so an error stays the one line on stderr
+        disable=not console.is_terminal,  # logs and pipes get the results, not bar redraws and blank lines
     )
 
 
@@ -118,7 +119,7 @@ def train_cmd(
     classnames: Path | None = typer.Option(None, help="Class-names file: 'label[,display name]' per line."),
     template: list[str] = typer.Option(list(DEFAULT_TEMPLATES), help="Prompt template with {} (repeatable)."),
     templates_file: Path | None = typer.Option(None, help="File with one prompt template per line."),
-    loss: str = typer.Option("proreg", help=" | ".join(f"{k}: {v}" for k, v in LOSSES.items()) + "."),
+    loss: str = typer.Option("proreg", help=" | ".join(f"{k}: {m.description}" for k, m in LOSSES.items()) + "."),
     weight_form: str = typer.Option("xerm", help="ProReg weight: xerm (paper formula) | official (authors' code)."),
     alpha: float = typer.Option(1.0, help="ProReg: weight of the KL term."),
     gamma: float = typer.Option(1.0, help="ProReg xerm: exponent on the cross-entropies."),
@@ -169,14 +170,13 @@ def train_cmd(
 
 
 def _read_templates(path: Path) -> list[str]:
+    from common.artifact import check_templates
     from common.errors import UserError
 
     if not path.is_file():
         raise UserError(f"no such templates file: {path}")
     lines = [t.strip() for t in path.read_text().splitlines() if t.strip() and not t.startswith("#")]
-    bad = [t for t in lines if "{}" not in t]
-    if not lines or bad:
-        raise UserError(f"every template in {path} needs a {{}} for the class name" + (f": {bad[0]!r}" if bad else ""))
+    check_templates(lines, f"templates file {path}")
     return lines
 
 

@@ -52,14 +52,17 @@ def _calibration_batch(
         return load_calibration_array(Path(opts.calib_data), spec.classifier), opts.calib_data
     if opts.calib_data:
         data = resolve_eval_sets([opts.calib_data], spec.classes)[0].data
-        return calibration_images(data, spec.classifier, opts.size, opts.seed, opts.augment), opts.calib_data
+        return calibration_images(data, spec.classifier, opts.n_images, opts.seed, opts.augment), opts.calib_data
     source = f"{data_spec} (training split{', RandAugment' if opts.augment else ''})"
-    return calibration_images(run_data().train, spec.classifier, opts.size, opts.seed, opts.augment), source
+    return calibration_images(run_data().train, spec.classifier, opts.n_images, opts.seed, opts.augment), source
 
 
-def _verified(tmp: Path, final: Path, reference: Runner, images, log: Log) -> Parity:
-    """Checks the file at `tmp` and moves it to `final` only if it passes; removes it otherwise."""
+def _verified(write: Callable[[Path], Path], final: Path, reference: Runner, images, log: Log) -> Parity:
+    """Writes a file under a temporary name, checks it and moves it to `final` only if it passes; removes it if
+    anything fails, the writing included."""
+    tmp = final.with_name(final.name + ".tmp.onnx")
     try:
+        write(tmp)
         check_model(tmp)
         parity = check_parity(reference, open_runner(tmp), images)
         log(parity.describe())
@@ -73,7 +76,7 @@ def _verified(tmp: Path, final: Path, reference: Runner, images, log: Log) -> Pa
 
 
 def export_run(
-    checkpoint: Path | Run,
+    run: Path | Run,
     out_dir: Path | None = None,
     fp16: bool = False,
     engine: EngineOptions | None = None,
@@ -82,29 +85,27 @@ def export_run(
     int8: Int8Options | None = None,
     log: Log = print,
 ) -> ExportResult:
-    """Exports the run's best checkpoint to model.onnx (and model.fp16.onnx / model.int8.onnx), each verified;
-    builds TensorRT engines from them if it can."""
-    run = checkpoint if isinstance(checkpoint, Run) else open_run(checkpoint)
+    """Exports a run's best checkpoint (`run`: its directory or the Run) to model.onnx, and model.fp16.onnx and
+    model.int8.onnx when asked, each verified; builds TensorRT engines from them if it can."""
+    run = run if isinstance(run, Run) else open_run(run)
     reference = open_runner(run, device="cpu")  # the export traces on the CPU
     assert isinstance(reference, TorchRunner)  # a Run always opens as the torch model
     spec = fp32_spec(run)
-    out_dir = Path(out_dir or run.path)
     run_data = functools.cache(lambda: resolve_train_data(run.record.data.source))  # read only if needed, once
     images = parity_images(load_dataset(parity_data) if parity_data else run_data().val, spec.classifier, parity_n)
-    # Calibration data is read before anything is written, so bad calibration input leaves no files behind.
-    calibration, source = _calibration_batch(run_data, run.record.data.source.train, spec, int8) if int8 else (None, "")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    result = ExportResult()
+    out_dir = Path(out_dir or run.path)
     fp32 = out_dir / "model.onnx"
-    copies = {"fp32": lambda tmp: export_onnx(reference.model, spec, tmp)}
+    copies: dict[str, Callable[[Path], Path]] = {"fp32": lambda tmp: export_onnx(reference.model, spec, tmp)}
     if fp16:
         copies["fp16"] = lambda tmp: write_fp16_copy(fp32, tmp, spec)
-    if int8 and calibration is not None:
+    if int8:  # calibration images are read before anything is written: bad calibration input leaves no files
+        calibration, source = _calibration_batch(run_data, run.record.data.source.train, spec, int8)
         copies["int8"] = lambda tmp: write_int8_copy(fp32, tmp, spec, calibration, int8, source)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = ExportResult()
     for precision, write in copies.items():
         final = fp32 if precision == "fp32" else out_dir / f"model.{precision}.onnx"
-        tmp = final.with_name(final.name + ".tmp.onnx")
-        result.parity[precision] = _verified(write(tmp), final, reference, images, log)
+        result.parity[precision] = _verified(write, final, reference, images, log)
         result.onnx[precision] = final
     result.engines, result.engine_skipped = build_engines(result.onnx, engine or EngineOptions(), log)
     return result

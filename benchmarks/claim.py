@@ -17,6 +17,7 @@ import numpy as np
 
 from common.run import open_run
 from common.suites import resolve_eval_sets
+from common.world import BUILTIN
 from serve.backends import open_runner
 from serve.evaluate import evaluate
 from train.config import TrainConfig
@@ -77,7 +78,7 @@ def main() -> None:
     parser.add_argument("--augment", default="none", choices=["none", "randaugment"])
     parser.add_argument("--out", type=Path, default=Path("runs/claim"))
     args = parser.parse_args()
-    rows = {"zero-shot": row([evaluate_checkpoint("builtin", args.out / "zero-shot" / "report.json")])}
+    rows = {"zero-shot": row([evaluate_checkpoint(BUILTIN, args.out / "zero-shot" / "report.json")])}
     for name, loss in METHODS.items():
         rows[name] = row([run_method(name, loss, seed, args.epochs, args.augment, args.out) for seed in args.seeds])
     table = markdown(rows, len(args.seeds))

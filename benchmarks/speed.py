@@ -20,8 +20,8 @@ from pathlib import Path
 import open_clip
 import torch
 
-from common.artifact import ArtifactSpec, ClassifierMeta
-from common.classifier import ClipClassifier, zero_shot_classifier
+from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec, ClassifierMeta
+from common.classifier import ClipClassifier
 from common.models import build_visual
 from common.suites import builtin_classnames, resolve_eval_sets
 from export.fp16 import write_fp16_copy
@@ -43,7 +43,7 @@ def random_classifier(model_name: str, classes: list[str]) -> tuple[ClipClassifi
     }
     visual = build_visual(config, preprocess)
     weights = torch.nn.functional.normalize(torch.randn(len(classes), config["embed_dim"]), dim=-1)
-    meta = ClassifierMeta(model_name, None, config, preprocess, classes, classes, ["a photo of a {}"], 100.0)
+    meta = ClassifierMeta(model_name, None, config, preprocess, classes, classes, list(DEFAULT_TEMPLATES), 100.0)
     return ClipClassifier(visual, weights, 100.0).eval(), ArtifactSpec(classifier=meta)
 
 
@@ -89,9 +89,8 @@ def end_to_end(onnx_path: Path, label: str, n_images: int, batch: int) -> None:
 
 
 def builtin_onnx(tmp: Path) -> Path:
-    names = builtin_classnames()
-    model, meta = zero_shot_classifier("builtin", None, list(names), list(names.values()), ["a photo of a {}"])
-    return export_onnx(model, ArtifactSpec(classifier=meta), tmp / "builtin.onnx")
+    zero_shot = TorchRunner.builtin_zero_shot("cpu")
+    return export_onnx(zero_shot.model, zero_shot.spec, tmp / "builtin.onnx")
 
 
 def main() -> None:

@@ -21,7 +21,9 @@ import sys
 import time
 from pathlib import Path
 
-MODELS = ("builtin", "ViT-B-32")
+from common.world import BUILTIN
+
+MODELS = (BUILTIN, "ViT-B-32")
 
 
 def _status_kib(field: str) -> int:
@@ -41,7 +43,7 @@ def worker(model: str, classes: int, templates: int, batch: int) -> dict:
     from common.models import LoadedClip, load_clip
 
     torch.set_num_threads(2)
-    if model == "builtin":
+    if model == BUILTIN:
         clip = load_clip(model)
     else:  # random weights: load_clip insists on pretrained ones, which cannot be downloaded here
         net = open_clip.create_model(model).eval()

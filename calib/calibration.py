@@ -72,7 +72,14 @@ def calibration_images(
 
 def load_calibration_array(path: Path, meta: ClassifierMeta) -> np.ndarray:
     """A pre-made calibration tensor (.npy), checked against the model's input shape."""
-    images = np.load(path)
+    if not Path(path).is_file():
+        raise DataError(f"no such calibration array: {path}")
+    try:
+        images = np.load(path)  # allow_pickle stays False: a .npy that holds objects is refused, never executed
+    except (OSError, ValueError, EOFError) as err:
+        raise DataError(f"cannot read calibration array {path}: {err}") from err
+    if not isinstance(images, np.ndarray) or not np.issubdtype(images.dtype, np.floating):
+        raise DataError(f"calibration array {path} must hold floating-point images [N, 3, H, W]")
     size = meta.image_size
     if images.ndim != 4 or images.shape[1:] != (3, size, size):
         shape = list(images.shape)

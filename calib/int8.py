@@ -22,7 +22,7 @@ class Int8Options:
     how many images, which method, and which graph parts stay FP32. Every INT8 option is checked here."""
 
     calib_data: str | None = None
-    size: int = 300
+    n_images: int = 300
     method: str = "percentile"  # measured best on the built-in benchmark (BENCHMARKS.md)
     keep_fp32: tuple[str, ...] = DEFAULT_KEEP_FP32
     seed: int = 0
@@ -31,8 +31,8 @@ class Int8Options:
     def __post_init__(self) -> None:
         check_choice("calibration method", self.method, CALIBRATION_METHODS)
         check_choices("INT8 part(s) to keep in FP32", self.keep_fp32, PARTS)
-        if self.size < MIN_IMAGES:
-            raise OptionError(f"calibration needs at least {MIN_IMAGES} images, asked for {self.size}")
+        if self.n_images < MIN_IMAGES:
+            raise OptionError(f"calibration needs at least {MIN_IMAGES} images, asked for {self.n_images}")
 
 
 def write_int8_copy(

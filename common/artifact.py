@@ -24,6 +24,22 @@ META_KEY = "proreg_clip"  # the ONNX metadata_props key that holds the spec as J
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 PRECISIONS = ("fp32", "fp16", "int8")
 DEFAULT_TEMPLATES = ("a photo of a {}",)
+
+
+def check_templates(templates: list[str] | tuple[str, ...], where: str = "prompt templates") -> None:
+    """Every template must put the class name where its one `{}` is; a template without one gives every class the
+    same prompt, and other braces break formatting."""
+    if not templates:
+        raise UserError(f"{where}: none given")
+    for template in templates:
+        try:
+            ok = template.count("{}") == 1 and template.format("x") != template
+        except (IndexError, KeyError, ValueError):
+            ok = False
+        if not ok:
+            raise UserError(f"{where}: {template!r} needs exactly one {{}} for the class name and no other braces")
+
+
 # "text": logits = tau * normalize(f(x)) @ W^T with W the fixed class-prompt embeddings (ProReg, kd, ce).
 HEAD_KINDS = ("text",)
 
@@ -45,13 +61,6 @@ class ClassifierMeta:
     templates: list[str]
     logit_scale: float
     head: str = "text"  # one of HEAD_KINDS
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str = "classifier metadata") -> ClassifierMeta:
-        return from_json(cls, data, where, ArtifactError)
 
     @property
     def image_size(self) -> int:
@@ -100,8 +109,17 @@ class ArtifactSpec:
     def from_dict(cls, data: Any, where: str) -> ArtifactSpec:
         if not isinstance(data, dict) or data.get("format") != ARTIFACT_FORMAT:
             found = data.get("format") if isinstance(data, dict) else None
-            raise ArtifactError(f"{where}: not a {ARTIFACT_FORMAT} description (format {found!r})")
-        return from_json(cls, data, where, ArtifactError)
+            raise ArtifactError(
+                f"{where}: not a {ARTIFACT_FORMAT} description (format {found!r}); "
+                "files from older versions of proreg-clip cannot be read: export again"
+            )
+        spec = from_json(cls, data, where, ArtifactError)
+        if spec.precision not in PRECISIONS or spec.classifier.head not in HEAD_KINDS:
+            raise ArtifactError(
+                f"{where}: precision {spec.precision!r} and head {spec.classifier.head!r} must be among "
+                f"{', '.join(PRECISIONS)} and {', '.join(HEAD_KINDS)}: made by another version?"
+            )
+        return spec
 
 
 def write_onnx_spec(path: Path, spec: ArtifactSpec) -> None:

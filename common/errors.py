@@ -6,6 +6,7 @@ and keeps its traceback: no stage raises a bare ValueError or FileNotFoundError 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 
@@ -30,3 +31,12 @@ def check_choices(what: str, values: Iterable[str], choices: Iterable[str]) -> N
     unknown = sorted(set(values) - set(choices))
     if unknown:
         raise OptionError(f"unknown {what} {', '.join(map(repr, unknown))} (choose from {', '.join(choices)})")
+
+
+def check_number(what: str, value: float, minimum: float, maximum: float = math.inf, above: bool = False) -> None:
+    """Raises OptionError unless `value` is finite and within [minimum, maximum] (above minimum when `above`)."""
+    low_ok = value > minimum if above else value >= minimum
+    if not (math.isfinite(value) and low_ok and value <= maximum):
+        bound = f"{'above' if above else 'at least'} {minimum}"
+        bound += f" and at most {maximum}" if maximum < math.inf else ""
+        raise OptionError(f"{what} must be a finite number {bound}, got {value}")

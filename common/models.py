@@ -18,7 +18,7 @@ import open_clip
 import torch
 from torch import nn
 
-from common.errors import UserError
+from common.errors import OptionError, UserError
 from common.quiet_logging import quiet_logger
 from common.world import BUILTIN
 from common.world.model import BUILTIN_DIR
@@ -41,10 +41,18 @@ class LoadedClip:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` means the GPU when one is visible, else the CPU."""
+    """`auto` means the GPU when one is visible, else the CPU; a device this machine lacks is an OptionError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise OptionError(f"unknown device {name!r} (auto, cpu, cuda or cuda:N)") from err
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise OptionError(f"device {name!r} is not on this machine ({torch.cuda.device_count()} CUDA GPUs visible)")
+    if device.type not in ("cpu", "cuda"):
+        raise OptionError(f"device {name!r} is not supported here (auto, cpu, cuda or cuda:N)")
+    return device
 
 
 def resolve_model_name(model: str) -> str:

@@ -95,7 +95,10 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str) -> RunRecord:
         if data.get("format") != RUN_FORMAT:
-            raise CheckpointError(f"{where}: not a {RUN_FORMAT} record (format {data.get('format')!r})")
+            raise CheckpointError(
+                f"{where}: not a {RUN_FORMAT} record (format {data.get('format')!r}); "
+                "runs from older versions of proreg-clip cannot be read: train again"
+            )
         return from_json(cls, data, where, CheckpointError)
 
 
@@ -124,14 +127,6 @@ class Run:
     @property
     def best_weights(self) -> Path:
         return self.path / BEST_WEIGHTS
-
-    @property
-    def last_weights(self) -> Path:
-        return self.path / LAST_WEIGHTS
-
-    @property
-    def state_file(self) -> Path:
-        return self.path / STATE_FILE
 
     @property
     def metrics_file(self) -> Path:

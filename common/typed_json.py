@@ -27,7 +27,10 @@ def _decode(value: Any, hint: Any, path: str) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(hint, type):
         return _from_dict(hint, value, path)
     if origin in (list, tuple) and isinstance(value, list | tuple):
-        items = [_decode(v, args[0], f"{path}[{i}]") for i, v in enumerate(value)]
+        fixed = origin is tuple and args[-1] is not Ellipsis  # tuple[float, float], not tuple[str, ...]
+        if fixed and len(value) != len(args):
+            raise _Mismatch(f"{path} should hold {len(args)} values, not {len(value)}")
+        items = [_decode(v, args[i] if fixed else args[0], f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict and isinstance(value, dict):
         return value

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from common.data import ImageDataset, make_loader
-from common.errors import UserError
+from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
 from common.transforms import eval_transform
@@ -101,6 +101,8 @@ def evaluate(
     progress: ProgressHook | None = None,
 ) -> tuple[dict[str, Any], dict[str, DatasetResult]]:
     """Runs `runner` over every set; returns the report (without reference) and the raw per-set results."""
+    check_number("batch size", batch_size, 1)
+    check_number("workers", num_workers, 0)
     timing = Timing([], 0, 0.0, batch_size)
     start = time.perf_counter()
     results = {ev.data.name: evaluate_set(runner, ev, batch_size, num_workers, timing, progress) for ev in sets}

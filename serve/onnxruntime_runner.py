@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.artifact import read_onnx_spec
+from common.artifact import ArtifactError, read_onnx_spec
 from serve.runner import Runner
 
 # TensorRT or CUDA execution providers when the installed build has them, else the CPU.
@@ -31,6 +31,12 @@ class OnnxRuntimeRunner(Runner):
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
         self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
         self.providers = self.session.get_providers()  # what was really enabled (a missing EP only warns)
+        graph_io = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
+        if graph_io != ([self.spec.input_name], [self.spec.output_name]):
+            raise ArtifactError(
+                f"{path}: its graph has inputs {graph_io[0]} and outputs {graph_io[1]}, its metadata says "
+                f"{self.spec.input_name!r} -> {self.spec.output_name!r}"
+            )
 
     def _infer(self, images: torch.Tensor) -> np.ndarray:
         feed = images.detach().cpu().numpy()

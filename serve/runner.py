@@ -13,11 +13,11 @@ import numpy as np
 import torch
 
 from common.artifact import ArtifactSpec
-from common.errors import UserError
 
 
-class RunnerInputError(UserError):
-    """Images that the artifact cannot take."""
+class RunnerInputError(ValueError):
+    """Images that the artifact cannot take. Not a UserError: the evaluator preprocesses images from the runner's
+    own spec, so a mismatch there is a bug and keeps its traceback; library callers get this one clear message."""
 
 
 class Runner(ABC):

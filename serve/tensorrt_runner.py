@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from common.artifact import ArtifactError, EngineInfo, read_engine_sidecar
+from common.errors import OptionError
 from common.tensorrt_compat import TensorRTUnavailable, capturing_logger, gpu_identity, import_tensorrt
-from serve.runner import Runner, RunnerInputError
+from serve.runner import Runner
 
 if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
     import tensorrt as trt
@@ -85,7 +86,7 @@ class TensorRTRunner(Runner):
     def _run(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to("cuda", torch.float32, non_blocking=True).contiguous()
         if not self.context.set_input_shape(self.input_name, tuple(x.shape)):
-            raise RunnerInputError(
+            raise OptionError(
                 f"batch of {len(x)} is outside the engine's profile (batch {self.min_batch}..{self.max_batch}); "
                 "rebuild with another --min-batch/--max-batch"
             )

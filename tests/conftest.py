@@ -38,12 +38,9 @@ def tiny_folder(tmp_path, benchmark_root) -> Path:
 @pytest.fixture(scope="session")
 def builtin_onnx(tmp_path_factory):
     """The zero-shot built-in classifier exported to FP32 ONNX, and its artifact spec."""
-    from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec
-    from common.classifier import zero_shot_classifier
-    from common.suites import builtin_classnames
     from export.onnx_export import export_onnx
+    from serve.torch_runner import TorchRunner
 
-    names = builtin_classnames()
-    model, meta = zero_shot_classifier("builtin", None, list(names), list(names.values()), list(DEFAULT_TEMPLATES))
-    spec = ArtifactSpec(classifier=meta)
-    return export_onnx(model, spec, tmp_path_factory.mktemp("builtin-onnx") / "model.onnx"), spec
+    zero_shot = TorchRunner.builtin_zero_shot("cpu")
+    path = tmp_path_factory.mktemp("builtin-onnx") / "model.onnx"
+    return export_onnx(zero_shot.model, zero_shot.spec, path), zero_shot.spec

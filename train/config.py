@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from common.artifact import DEFAULT_TEMPLATES
-from common.run import DataSource
+from common.artifact import DEFAULT_TEMPLATES, check_templates
+from common.errors import check_choice, check_number
+from common.run import CheckpointError, DataSource
+from common.transforms import AUGMENTATIONS
+from common.typed_json import from_json
 from common.world import BUILTIN
 from train.losses import LossConfig
 
@@ -14,6 +17,7 @@ from train.losses import LossConfig
 PAPER_LR = 1e-5
 # The built-in model is tiny and was pretrained in minutes at 2e-3; 1e-5 would barely move it in a short run.
 RECOMMENDED_LR = {BUILTIN: 3e-4}
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: auto is bf16 autocast on CUDA, fp32 on CPU
 
 
 @dataclass
@@ -45,6 +49,22 @@ class TrainConfig:
     strict: bool = False
     log_every: int = 10
 
+    def __post_init__(self) -> None:
+        """Every training option is checked here, once, before anything is loaded or written."""
+        for name in ("epochs", "batch_size", "accum_steps", "log_every"):
+            check_number(name, getattr(self, name), 1)
+        if self.max_steps is not None:
+            check_number("max_steps", self.max_steps, 1)
+        check_number("num_workers", self.num_workers, 0)
+        if self.lr is not None:
+            check_number("lr", self.lr, 0, above=True)
+        check_number("weight_decay", self.weight_decay, 0)
+        check_number("warmup_fraction", self.warmup_fraction, 0, 1)
+        check_number("val_fraction", self.val_fraction, 0, 1, above=True)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("augmentation", self.augment, AUGMENTATIONS)
+        check_templates(self.templates)
+
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else RECOMMENDED_LR.get(self.model, PAPER_LR)
 
@@ -57,9 +77,6 @@ class TrainConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        kwargs["loss"] = LossConfig(**data.get("loss", {}))
-        kwargs["betas"] = tuple(data.get("betas", (0.9, 0.98)))
-        return cls(**kwargs)
+    def from_dict(cls, data: dict[str, Any], where: str = "training config") -> TrainConfig:
+        """The config saved in run.json, every field's type checked (a damaged one is a CheckpointError)."""
+        return from_json(cls, data, where, CheckpointError)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from common.errors import OptionError, check_choice
+from common.errors import check_choice, check_number
 from train.methods import LOSSES
 
 WEIGHT_FORMS = ("xerm", "official")
@@ -33,10 +33,10 @@ class LossConfig:
     def __post_init__(self) -> None:
         check_choice("loss", self.kind, LOSSES)
         check_choice("ProReg weight form", self.weight_form, WEIGHT_FORMS)
-        if not 0.0 <= self.kd_alpha <= 1.0:
-            raise OptionError(f"kd_alpha must lie in [0, 1], got {self.kd_alpha}")
-        if self.temperature <= 0:
-            raise OptionError(f"temperature must be positive, got {self.temperature}")
+        check_number("kd_alpha", self.kd_alpha, 0, 1)
+        check_number("temperature", self.temperature, 0, above=True)
+        check_number("alpha", self.alpha, 0)
+        check_number("gamma", self.gamma, 0, above=True)
 
 
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common.checkpoint import CheckpointError
-from common.run import LATEST, RUN_FILE, RUNS_ROOT, Run
+from common.run import LATEST, RUN_FILE, RUNS_ROOT, CheckpointError, Run
 from train.config import TrainConfig
 
 
@@ -35,7 +34,7 @@ def point_latest(run_dir: Path, root: Path = RUNS_ROOT) -> None:
 
 def config_to_resume(run: Run, given: TrainConfig | None) -> TrainConfig:
     """The run's own config; a `given` one must match it, or the resumed run would not be the run that started."""
-    saved = TrainConfig.from_dict(run.record.train_config)
+    saved = TrainConfig.from_dict(run.record.train_config, f"{run.path / RUN_FILE}: train_config")
     if given is not None:
         theirs, ours = saved.to_dict(), given.to_dict()
         differ = sorted(k for k in theirs if theirs[k] != ours.get(k))

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from common.checkpoint import CheckpointError, load_weights, save_weights, weights_step
+from common.checkpoint import load_weights, save_weights, weights_step
 from common.classifier import ClipClassifier, zero_shot_classifier
 from common.data import Batch, ImageDataset, make_loader
 from common.errors import OptionError
@@ -32,6 +32,7 @@ from common.run import (
     METRICS_FILE,
     STATE_FILE,
     BestCheckpoint,
+    CheckpointError,
     Run,
     RunData,
     RunProgress,
@@ -43,6 +44,7 @@ from common.suites import TrainData, resolve_train_data
 from common.transforms import eval_transform, train_transform
 from train.config import TrainConfig
 from train.losses import compute_loss, total_loss
+from train.methods import LOSSES
 from train.metrics_log import MetricsLog
 from train.run_dirs import check_unused, config_to_resume, fresh_run_dir, point_latest
 
@@ -181,7 +183,7 @@ def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:
 @torch.no_grad()
 def precompute_teacher_logits(s: Session) -> None:
     """Without augmentation every epoch shows the teacher the same images: run it once, index by sample."""
-    if s.cfg.augment != "none" or s.cfg.loss.kind == "ce" or not s.cfg.teacher_cache:
+    if s.cfg.augment != "none" or not LOSSES[s.cfg.loss.kind].uses_teacher or not s.cfg.teacher_cache:
         return
     start = time.time()
     plain = ImageDataset(s.data.resolved.train, eval_transform(s.record.classifier.preprocess), s.cfg.strict)
@@ -196,7 +198,7 @@ def precompute_teacher_logits(s: Session) -> None:
 
 
 def teacher_logits(s: Session, batch: Batch, images: torch.Tensor) -> torch.Tensor | None:
-    if s.cfg.loss.kind == "ce":
+    if not LOSSES[s.cfg.loss.kind].uses_teacher:
         return None
     if s.data.teacher_logits is not None:
         return s.data.teacher_logits[batch.indices].to(s.device)
@@ -325,7 +327,12 @@ def restore(s: Session, previous: RunRecord) -> None:
     """Loads last weights, optimizer state and position from the run directory for --resume."""
     m = s.models
     m.student.load_state_dict(load_weights(s.out / LAST_WEIGHTS))
-    state = torch.load(s.out / STATE_FILE, weights_only=True)
+    if not (s.out / STATE_FILE).is_file():
+        raise CheckpointError(f"cannot resume {s.out}: no {STATE_FILE} (the run never saved its optimizer state)")
+    try:
+        state = torch.load(s.out / STATE_FILE, weights_only=True)
+    except Exception as err:  # truncated or foreign: torch's unpickler raises many kinds (IndexError, EOFError, ...)
+        raise CheckpointError(f"cannot resume {s.out}: unreadable {STATE_FILE} ({err})".splitlines()[0]) from err
     m.optimizer.load_state_dict(state["optimizer"])
     m.scheduler.load_state_dict(state["scheduler"])
     if state.get("scaler"):

@@ -45,7 +45,7 @@ def test_quantized_model_is_symmetric_qdq_and_runs(builtin_onnx, tmp_path):
 
 def test_int8_options_are_checked_once_with_clear_errors():
     with pytest.raises(OptionError, match="at least 16 images"):
-        Int8Options(size=8)
+        Int8Options(n_images=8)
     with pytest.raises(OptionError, match="unknown calibration method 'magic'"):
         Int8Options(method="magic")
     with pytest.raises(OptionError, match=r"unknown INT8 part\(s\) to keep in FP32 'neck'"):
@@ -62,3 +62,17 @@ def test_bad_calibration_input(tmp_path, builtin_onnx):
     np.save(wrong, np.zeros((32, 3, 32, 32), np.float32))
     with pytest.raises(DataError, match=r"shape \[32, 3, 32, 32\]; the model takes \[N, 3, 64, 64\]"):
         load_calibration_array(wrong, meta)
+
+
+def test_unreadable_calibration_arrays_are_data_errors(tmp_path, builtin_onnx):
+    meta = builtin_onnx[1].classifier
+    with pytest.raises(DataError, match="no such calibration array"):
+        load_calibration_array(tmp_path / "missing.npy", meta)
+    junk = tmp_path / "junk.npy"
+    junk.write_bytes(b"not numpy at all")
+    with pytest.raises(DataError, match="cannot read calibration array"):
+        load_calibration_array(junk, meta)
+    labels = tmp_path / "labels.npy"
+    np.save(labels, np.zeros((32, 3, 64, 64), np.int64))
+    with pytest.raises(DataError, match="must hold floating-point images"):
+        load_calibration_array(labels, meta)

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def _fails_with(args, message, tmp_path):
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr  # no blank lines either
     assert message in lines[0], lines[0]
     assert "Traceback" not in result.output
 
@@ -131,3 +131,39 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(common.suites, "resolve_eval_sets", broken)
     result = CliRunner().invoke(app, ["eval", "--checkpoint", "builtin"])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "batch_size must be a finite number at least 1, got 0"),
+        (["--accum-steps", "0"], "accum_steps must be a finite number at least 1"),
+        (["--workers", "-1"], "num_workers must be a finite number at least 0, got -1"),
+        (["--lr", "-1"], "lr must be a finite number above 0"),
+        (["--lr", "nan"], "lr must be a finite number above 0, got nan"),
+        (["--epochs", "0"], "epochs must be a finite number at least 1, got 0"),
+        (["--max-steps", "0"], "max_steps must be a finite number at least 1, got 0"),
+        (["--alpha", "inf"], "alpha must be a finite number at least 0, got inf"),
+        (["--precision", "fp8"], "unknown precision 'fp8' (choose from auto, fp32, bf16, fp16)"),
+        (["--device", "cuda:7"], "device 'cuda:7' is not on this machine"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--template", "{0} {1}"], "'{0} {1}' needs exactly one {} for the class name"),
+        (["--template", "a photo"], "'a photo' needs exactly one {}"),
+        (["--template", "{"], "'{' needs exactly one {}"),
+    ],
+)
+def test_bad_training_options_are_one_line_and_write_nothing(tmp_path, args, message):
+    _fails_with(["train", *args, "--out", str(tmp_path / "r")], message, tmp_path)
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "batch size must be a finite number at least 1, got 0"),
+        (["--workers", "-2"], "workers must be a finite number at least 0, got -2"),
+    ],
+)
+def test_bad_evaluation_options_are_one_line(tmp_path, args, message):
+    _fails_with(["eval", "--checkpoint", "builtin", *args, "--out", str(tmp_path / "r.json")], message, tmp_path)
+    assert not (tmp_path / "r.json").exists()

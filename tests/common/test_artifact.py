@@ -250,3 +250,17 @@ def test_sidecar_engine_of_the_wrong_type_is_refused(tmp_path):
     data["engine"]["max_batch"] = "eight"
     sidecar_path(plan).write_text(json.dumps(data))
     _one_line_error(read_engine_sidecar, plan, match=r"engine: max_batch should be int, not str 'eight'")
+
+
+@pytest.mark.parametrize(("key", "value"), [("precision", "fp64"), ("head", "mlp")])
+def test_metadata_with_an_unknown_precision_or_head_is_refused(onnx_path, key, value):
+    data = _spec().to_dict()
+    (data["classifier"] if key == "head" else data)[key] = value
+    _with_metadata(onnx_path, json.dumps(data))
+    _one_line_error(read_onnx_spec, onnx_path, match="metadata: precision .* and head .* must be among")
+
+
+def test_files_from_older_versions_say_what_to_do(onnx_path):
+    flat = {**_spec().classifier.__dict__, "precision": "fp32"}  # the flat layout of proreg-clip before the contract
+    _with_metadata(onnx_path, json.dumps(flat))
+    _one_line_error(read_onnx_spec, onnx_path, match="older versions of proreg-clip cannot be read: export again")

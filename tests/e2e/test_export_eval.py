@@ -184,7 +184,7 @@ def test_tensorrt_engine_matches_onnx_runtime(exported):
 
 def test_export_int8_records_calibration_and_refuses_bad_calibration_data(exported, tmp_path, tiny_folder):
     run, _ = exported
-    options = Int8Options(size=48, method="percentile")
+    options = Int8Options(n_images=48, method="percentile")
     result = export_run(run, tmp_path / "int8", int8=options, parity_n=64, log=lambda m: None)
     calibration = read_onnx_spec(result.onnx["int8"]).calibration
     assert calibration.method == "percentile" and calibration.images == 32  # 48 sampled, fed in whole batches of 32
@@ -193,5 +193,7 @@ def test_export_int8_records_calibration_and_refuses_bad_calibration_data(export
     # A calibration folder with a class missing is refused before anything is written.
     (tiny_folder / "hexagon").rename(tmp_path / "moved")
     with pytest.raises(DataError, match="hexagon"):
-        export_run(run, tmp_path / "out", int8=Int8Options(calib_data=str(tiny_folder), size=16), log=lambda m: None)
+        export_run(
+            run, tmp_path / "out", int8=Int8Options(calib_data=str(tiny_folder), n_images=16), log=lambda m: None
+        )
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

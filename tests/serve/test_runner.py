@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from common.artifact import DEFAULT_TEMPLATES, ArtifactError
+from common.artifact import DEFAULT_TEMPLATES, ArtifactError, write_onnx_spec
 from common.checkpoint import save_weights
 from common.classifier import zero_shot_classifier
 from common.data import load_dataset, read_batch
@@ -168,3 +169,12 @@ def test_open_runner_of_a_run(tmp_path: Path, torch_runner) -> None:
         assert runner.artifact == str(tmp_path) and runner.spec.source_run == str(tmp_path)
         assert runner.spec.classifier == meta
         np.testing.assert_allclose(runner.infer(images), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_onnxruntime_refuses_metadata_that_names_other_tensors(builtin_onnx, tmp_path):
+    path, spec = builtin_onnx
+    other = tmp_path / "renamed.onnx"
+    shutil.copy(path, other)
+    write_onnx_spec(other, spec.derive(input_name="pixels"))
+    with pytest.raises(ArtifactError, match=r"graph has inputs \['image'\] .* metadata says 'pixels' -> 'logits'"):
+        OnnxRuntimeRunner(other)

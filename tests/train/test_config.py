@@ -169,3 +169,11 @@ def test_config_to_resume_names_every_differing_key(tmp_path: Path) -> None:
 
     with pytest.raises(CheckpointError, match=r"settings: lr \(0\.001, the run has 0\.0003\)$"):
         config_to_resume(run, TrainConfig(batch_size=16, max_steps=9, lr=1e-3))
+
+
+def test_a_damaged_saved_config_is_a_checkpoint_error() -> None:
+    saved = TrainConfig().to_dict()
+    with pytest.raises(CheckpointError, match=r"train_config: betas should hold 2 values, not 3"):
+        TrainConfig.from_dict({**saved, "betas": [0.9, 0.98, 0.5]}, "run.json: train_config")
+    with pytest.raises(CheckpointError, match=r"loss\.alpha should be float, not str"):
+        TrainConfig.from_dict({**saved, "loss": {**saved["loss"], "alpha": "1"}}, "run.json: train_config")

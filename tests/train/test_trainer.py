@@ -68,3 +68,9 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     other = TrainConfig(data=str(tiny_folder), max_steps=9, batch_size=32, log_every=1, augment="randaugment")
     with pytest.raises(CheckpointError, match=r"with other settings: batch_size \(32, the run has 16\)"):
         prepare(other, tmp_path / "straight", resume=True)
+    (tmp_path / "straight" / "state.pt").write_bytes(b"truncated")
+    with pytest.raises(CheckpointError, match="unreadable state.pt"):
+        prepare(cfg, tmp_path / "straight", resume=True)
+    (tmp_path / "straight" / "state.pt").unlink()
+    with pytest.raises(CheckpointError, match="no state.pt"):
+        prepare(cfg, tmp_path / "straight", resume=True)
