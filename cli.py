@@ -11,9 +11,10 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -85,12 +86,12 @@ def progress_hook(bar: Progress, prefix: str = "", info: str = "") -> ProgressHo
     return hook
 
 
-def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool) -> Run:
+def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool, overrides: dict[str, Any] | None = None) -> Run:
     """Trains with progress bars; Ctrl-C saves and exits with the command that resumes."""
     from train.trainer import TrainingInterrupted, prepare, run_training
 
     with progress_bar() as bar:  # bad input fails in prepare, before any bar is drawn
-        session = prepare(cfg, out, resume, progress=progress_hook(bar))
+        session = prepare(cfg, out, resume, progress=progress_hook(bar), overrides=overrides)
         task = bar.add_task(f"train {session.cfg.loss.kind}", total=session.total_steps, info="teacher logits")
 
         def on_step(step: int, terms: dict[str, float]) -> None:
@@ -108,6 +109,7 @@ def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool) -> Run:
 
 @app.command("train")
 def train_cmd(
+    ctx: typer.Context,
     model: str = typer.Option(
         BUILTIN, help="open_clip architecture (e.g. ViT-B-32), hf-hub:ORG/REPO, local-dir:PATH, or builtin."
     ),
@@ -138,35 +140,44 @@ def train_cmd(
     precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16."),
     strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
     out: Path | None = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),
-    resume: Path | None = typer.Option(None, help="Continue the interrupted run in this directory, with its config."),
+    resume: Path | None = typer.Option(
+        None,
+        help="Continue the interrupted (or diverged) run in this directory, with its config; only --lr, "
+        "--workers and --device may change.",
+    ),
 ) -> None:
     """Fine-tune an OpenCLIP image encoder with ProReg (or kd / ce) against the fixed text classifier."""
+    with one_line_errors():
+        if resume:  # the run's own config; only what the user typed is passed on, to be honoured or refused
+            typed = {k: v for k, v in ctx.params.items() if k != "resume" and _typed(ctx, k)}
+            do_train(None, resume, resume=True, overrides={CONFIG_NAMES.get(k, k): v for k, v in typed.items()})
+        else:
+            do_train(_train_config(ctx.params), out, resume=False)
+
+
+CONFIG_NAMES = {"workers": "num_workers"}  # train options named otherwise in TrainConfig
+
+
+def _typed(ctx: typer.Context, name: str) -> bool:
+    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _train_config(options: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig the train command's options describe (`options`: typer's parsed values, by name)."""
     from train.config import TrainConfig
     from train.losses import LossConfig
 
-    with one_line_errors():
-        cfg = TrainConfig(
-            model=model,
-            pretrained=pretrained,
-            data=data,
-            val_data=val_data,
-            classnames=str(classnames) if classnames else None,
-            templates=_read_templates(templates_file) if templates_file else list(template),
-            loss=LossConfig(loss, weight_form, alpha, gamma, temperature, kd_alpha),
-            epochs=epochs,
-            max_steps=max_steps,
-            batch_size=batch_size,
-            accum_steps=accum_steps,
-            lr=lr,
-            augment=augment,
-            teacher_cache=teacher_cache,
-            seed=seed,
-            num_workers=workers,
-            device=device,
-            precision=precision,
-            strict=strict,
-        )
-        do_train(None if resume else cfg, resume or out, resume=resume is not None)  # resume: the run's own config
+    o = options
+    loss = LossConfig(o["loss"], o["weight_form"], o["alpha"], o["gamma"], o["temperature"], o["kd_alpha"])
+    same_name = "model pretrained data val_data epochs max_steps batch_size accum_steps lr augment teacher_cache"
+    same_name += " seed device precision strict"
+    return TrainConfig(
+        **{k: o[k] for k in same_name.split()},
+        classnames=str(o["classnames"]) if o["classnames"] else None,
+        templates=_read_templates(o["templates_file"]) if o["templates_file"] else list(o["template"]),
+        loss=loss,
+        num_workers=o["workers"],
+    )
 
 
 def _read_templates(path: Path) -> list[str]:
@@ -175,7 +186,7 @@ def _read_templates(path: Path) -> list[str]:
 
     if not path.is_file():
         raise UserError(f"no such templates file: {path}")
-    lines = [t.strip() for t in path.read_text().splitlines() if t.strip() and not t.startswith("#")]
+    lines = [t.strip() for t in path.read_text(encoding="utf-8-sig").splitlines() if t.strip() and t[0] != "#"]
     check_templates(lines, f"templates file {path}")
     return lines
 
@@ -206,13 +217,17 @@ def eval_cmd(
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     out: Path = typer.Option(Path("report.json"), help="report.json path; report.md and report.png go beside it."),
+    allow_overlap: bool = typer.Option(
+        False, help="Evaluate on images the model was trained on (a warning instead of an error)."
+    ),
 ) -> None:
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
-    from common.errors import OptionError
+    from common.errors import OptionError, check_number
     from common.suites import resolve_eval_sets
     from serve.backends import open_runner
     from serve.evaluate import evaluate, evaluate_against
-    from serve.report import write_report
+    from serve.report import check_report_path, write_report
+    from workflows import check_not_trained_on
 
     with one_line_errors():
         named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine}
@@ -221,10 +236,14 @@ def eval_cmd(
             raise OptionError("give exactly one of --checkpoint, --onnx, --engine")
         if max_drop is not None and not reference:
             raise OptionError("--max-drop needs --reference: the drop is measured against it")
+        if max_drop is not None:
+            check_number("--max-drop", max_drop, 0)
+        check_report_path(out)  # before any work: never over a file that is not a report of ours
         ((backend, source),) = chosen
         runner = open_runner(source, backend)
         ref_runner = open_runner(reference) if reference else None
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
+        check_not_trained_on(runner.spec, sets, allow=allow_overlap, warn=_log)
         with progress_bar() as bar:
             hook = progress_hook(bar, "eval ", runner.backend)
             if ref_runner:
@@ -311,12 +330,15 @@ def pipeline_cmd(
     engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets; print one table."""
     with one_line_errors():
         from calib.int8 import Int8Options
+        from common.errors import check_number
         from common.suites import resolve_eval_sets
         from serve.compare import compare_runners
         from train.config import TrainConfig
         from train.losses import LossConfig
         from workflows import export_run, pipeline_runners
 
+        check_number("--max-drop", max_drop, 0)
+        check_number("--max-drop-int8", max_drop_int8, 0)
         cfg = TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, max_steps=max_steps, seed=seed)
         run = do_train(cfg, None, resume=False)
         exported = export_run(run, fp16=True, int8=Int8Options(), log=_log)

@@ -20,9 +20,11 @@ import numpy as np
 from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import ArtifactSpec
-from common.data import load_dataset
-from common.run import Run, open_run
-from common.suites import TrainData, resolve_eval_sets, resolve_train_data
+from common.data import DataError, load_dataset, shared_images
+from common.errors import UserError
+from common.files import writable_dir
+from common.run import RUN_FILE, Run, open_run
+from common.suites import EvalSet, TrainData, resolve_eval_sets, resolve_train_data
 from common.world import BUILTIN
 from export.fp16 import write_fp16_copy
 from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec, move_onnx, remove_onnx
@@ -101,7 +103,7 @@ def export_run(
     if int8:  # calibration images are read before anything is written: bad calibration input leaves no files
         calibration, source = _calibration_batch(run_data, run.record.data.source.train, spec, int8)
         copies["int8"] = lambda tmp: write_int8_copy(fp32, tmp, spec, calibration, int8, source)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir, "output folder")
     result = ExportResult()
     for precision, write in copies.items():
         final = fp32 if precision == "fp32" else out_dir / f"model.{precision}.onnx"
@@ -126,3 +128,24 @@ def pipeline_runners(
         runners[row] = open_runner(path, backend)
         limits[row] = max_drop_int8 if precision == "int8" else max_drop
     return runners, reference, limits
+
+
+def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool, warn: Log) -> None:
+    """Refuses (or with `allow`, warns about) evaluation sets holding images the model was trained on, when the run
+    it came from is still there to say what those were."""
+    if not spec.source_run or not (Path(spec.source_run) / RUN_FILE).is_file():
+        return
+    try:
+        train = resolve_train_data(open_run(spec.source_run).record.data.source).train
+    except UserError:  # the training data moved or the run changed since: nothing left to compare with
+        return
+    for ev in sets:
+        seen = shared_images(train, ev.data)
+        if seen:
+            message = (
+                f"{len(seen)} of the {len(ev.data.samples)} images of {ev.data.name!r} were in the training data "
+                f"of {spec.source_run} (first: {seen[0]}); accuracy there does not measure generalization"
+            )
+            if not allow:
+                raise DataError(message + "; --allow-overlap to evaluate anyway")
+            warn(f"warning: {message}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from common.data import DataError, LabeledImages, Sample, read_batch
 from common.files import cache_root
 from common.transforms import eval_transform, train_transform
 
+log = logging.getLogger(__name__)
 MIN_IMAGES = 16  # fewer images give activation ranges that depend on which ones were drawn
 
 
@@ -63,10 +65,13 @@ def calibration_images(
     if len(batch.labels) < MIN_IMAGES:
         raise DataError(f"calibration set {data.name!r}: only {len(batch.labels)} readable images")
     images = batch.images.numpy().astype(np.float32)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".tmp.npy")
-    np.save(tmp, images)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + ".tmp.npy")
+        np.save(tmp, images)
+        tmp.replace(path)
+    except OSError as err:  # a read-only cache costs the next export a decode, nothing more
+        log.warning(f"calibration images not cached in {path.parent}: {err.strerror or err}")
     return images
 
 

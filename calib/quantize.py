@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
 from common.graph_scopes import nodes_of_parts
@@ -53,6 +54,7 @@ def quantize_int8(
     # No quant_pre_process: the exporter already folded constants, and that pass drops the name-scope metadata that
     # tells the head from the tower.
     kept = nodes_of_parts(onnx.load(str(src), load_external_data=False).graph, keep_fp32)
+    onnxruntime.disable_telemetry_events()  # the calibrators run ONNX Runtime sessions too
     batches = _Batches(calibration, input_name)
     # The calibrators print progress lines, and the quantizer logs advice to run its pre-processing (see above).
     with contextlib.redirect_stdout(io.StringIO()), quiet_logger():

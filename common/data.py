@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from common.errors import UserError
+from common.images import load_rgb
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
@@ -79,7 +81,7 @@ def read_classnames(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise DataError(f"no such class-names file: {path}")
     names: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -99,7 +101,9 @@ def _images_under(folder: Path) -> list[Path]:
     found = []
     for p in folder.rglob("*"):
         hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
-        if not hidden and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+        # Not only regular files: a FIFO or device named like an image is listed, then skipped and counted as
+        # unreadable when read, instead of silently vanishing (or blocking the loader, were it opened).
+        if not hidden and p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir():
             found.append(p)
     return sorted(found)
 
@@ -134,7 +138,7 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
     if not csv_path.is_file():
         raise DataError(f"no such dataset: {csv_path}")
     rows: list[tuple[int, str, str, str | None]] = []  # (line number, path, label, group)
-    with csv_path.open(newline="", encoding="utf-8") as f:
+    with csv_path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if not header:
@@ -157,6 +161,7 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
             rows.append((reader.line_num, path, label, group or None))
     if not rows:
         raise DataError(f"manifest has no samples: {csv_path}")
+    _refuse_repeats(csv_path, rows)
     if classes is None:
         classes = sorted({label for _, _, label, _ in rows})
     index = {c: i for i, c in enumerate(classes)}
@@ -167,6 +172,30 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
         # Joining an absolute path onto the folder yields the absolute path unchanged.
         samples.append(Sample(csv_path.parent / path, index[label], group_name))
     return LabeledImages(name or csv_path.stem, list(classes), samples)
+
+
+def _refuse_repeats(csv_path: Path, rows: list[tuple[int, str, str, str | None]]) -> None:
+    """A manifest that lists an image twice weighs it twice in training and in every accuracy: refuse it."""
+    first_line: dict[str, int] = {}
+    repeats = []
+    for line, path, _, _ in rows:
+        key = os.path.normpath(csv_path.parent / path)
+        if key in first_line:
+            repeats.append((first_line[key], line, path))
+        else:
+            first_line[key] = line
+    if repeats:
+        a, b, path = repeats[0]
+        raise DataError(
+            f"manifest {csv_path} lists {len(repeats)} image(s) more than once (first: {path} on lines {a} and {b}); "
+            "remove the repeated rows"
+        )
+
+
+def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
+    """The image files that two datasets both hold (by normalized path), in `b`'s order."""
+    in_a = {os.path.normpath(s.path) for s in a.samples}
+    return [s.path for s in b.samples if os.path.normpath(s.path) in in_a]
 
 
 def load_dataset(source: str | Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:
@@ -198,9 +227,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int] | None:
         sample = self.data.samples[i]
         try:
-            with Image.open(sample.path) as im:
-                im.load()  # Image.open is lazy; decoding here is what catches truncated files.
-                rgb = im.convert("RGB")
+            rgb = load_rgb(sample.path)
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
             message = f"image not readable: {sample.path} ({e})"
             if self.strict:

@@ -74,6 +74,8 @@ def _check_source(name: str, pretrained: str | None) -> None:
 
 def load_clip(model: str, pretrained: str | None = None, device: str | torch.device = "cpu") -> LoadedClip:
     """Loads an open_clip model, its tokenizer and its preprocessing config, in eval mode."""
+    if model == BUILTIN and pretrained:
+        raise ModelError(f"the built-in model carries its own weights; --pretrained {pretrained!r} would be ignored")
     name = resolve_model_name(model)
     _check_source(name, pretrained)
     try:

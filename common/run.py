@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.artifact import ClassifierMeta
 from common.errors import UserError
-from common.files import atomic_write_json
+from common.files import atomic_write_json, read_json_lines
 from common.typed_json import from_json
 from common.world import BUILTIN
 
@@ -79,7 +79,7 @@ class RunRecord:
     classifier: ClassifierMeta
     train_config: dict[str, Any]  # the resolved training config; train/ owns its type (TrainConfig)
     data: RunData
-    status: str = "running"  # running | interrupted | finished
+    status: str = "running"  # running | interrupted | diverged | finished
     created: str = ""
     git_commit: str | None = None
     trainable_params: int = 0
@@ -88,6 +88,7 @@ class RunRecord:
     teacher_cache: dict[str, Any] | None = None  # seconds and images of the one teacher pass, when cached
     train_seconds: float = 0.0
     resumed_at_step: int | None = None
+    error: str | None = None  # why a diverged run stopped
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RUN_FORMAT, **asdict(self)}
@@ -107,10 +108,8 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The records of a metrics.jsonl file, in order; [] when there is none yet."""
-    if not Path(path).exists():
-        return []
-    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+    """The records of a metrics.jsonl file, in order; [] when there is none yet; a torn last line is skipped."""
+    return read_json_lines(path)
 
 
 @dataclass(frozen=True)

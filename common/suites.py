@@ -13,7 +13,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames
+from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames, shared_images
 from common.run import DataSource
 from common.world import BUILTIN
 from common.world.suite import ensure_benchmark, split_roles
@@ -80,6 +80,12 @@ def resolve_train_data(source: DataSource) -> TrainData:
             train, val = _stratified_holdout(train, source.val_fraction, source.seed)
     if not train.samples:
         raise DataError(f"training set is empty: {spec}")
+    both = shared_images(train, val)
+    if both:
+        raise DataError(
+            f"{len(both)} image(s) are in both the training and the validation data (first: {both[0]}): the best "
+            "checkpoint would be chosen on images it was trained on"
+        )
     missing = [c for i, c in enumerate(train.classes) if not any(s.label == i for s in train.samples)]
     if missing:
         raise DataError(f"training set has no images of class(es): {', '.join(missing)}")

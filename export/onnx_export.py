@@ -34,7 +34,7 @@ def fp32_spec(run: Run) -> ArtifactSpec:
     return ArtifactSpec(
         classifier=run.classifier,
         precision="fp32",
-        source_run=str(run.path),
+        source_run=str(run.path.resolve()),  # not runs/latest, which moves on
         source_sha256=file_sha256(run.best_weights),
         exporter=f"torch {torch.__version__} dynamo, opset {OPSET}",
     )

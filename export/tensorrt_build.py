@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.artifact import EngineInfo, read_onnx_spec, write_engine_sidecar
-from common.errors import OptionError
+from common.errors import OptionError, check_number
 from common.provenance import file_sha256
 from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt, tensorrt_missing_reason
 from export.onnx_export import ExportError
@@ -32,6 +32,7 @@ class EngineOptions:
     version_compatible: bool = False  # engine runs on later TensorRT versions (embeds the lean runtime)
 
     def __post_init__(self) -> None:
+        check_number("workspace_gib", self.workspace_gib, 0, above=True)
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise OptionError(
                 f"need 1 <= min <= opt <= max batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"

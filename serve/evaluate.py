@@ -13,13 +13,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.data import ImageDataset, make_loader
+from common.data import DataError, ImageDataset, make_loader
 from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
 from common.transforms import eval_transform
 from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
 from serve.runner import Runner
+
+
+class ModelOutputError(UserError):
+    """A model whose logits are not finite: its accuracies would be garbage, so no report is written."""
 
 
 @dataclass
@@ -81,8 +85,10 @@ def evaluate_set(
         done += len(batch.labels) + batch.skipped
         if progress:
             progress(ev.data.name, done, len(dataset))
+    if skipped and not logits:
+        raise DataError(f"none of the {skipped} images of {ev.data.name!r} could be read (see the warnings)")
     n_classes = len(runner.spec.classes)
-    return DatasetResult(
+    result = DatasetResult(
         name=ev.data.name,
         role=ev.role,
         logits=np.concatenate(logits) if logits else np.zeros((0, n_classes), np.float32),
@@ -91,6 +97,13 @@ def evaluate_set(
         group_names=ev.data.groups,
         skipped=skipped,
     )
+    broken = int((~np.isfinite(result.logits)).any(axis=1).sum())
+    if broken:
+        raise ModelOutputError(
+            f"{runner.artifact} gave non-finite logits for {broken} of {len(result.labels)} images of "
+            f"{ev.data.name!r}: the model is broken (a diverged training, or an overflow in reduced precision)"
+        )
+    return result
 
 
 def evaluate(

@@ -29,7 +29,12 @@ class OnnxRuntimeRunner(Runner):
             # ORT 1.31's CPU layout optimizations (ORT_ENABLE_ALL) crash on mixed FP16/FP32 transformer graphs
             # (seen with ViT-B/32); the extended level keeps every fusion but the NCHWc layout rewrite.
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+        ort.disable_telemetry_events()  # no usage data leaves the machine
+        try:
+            self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
+        except Exception as err:  # ORT's own error types (InvalidGraph, NoSuchFile for stripped weights, Fail, ...)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ArtifactError(f"ONNX Runtime cannot load {path}: {first}") from err
         self.providers = self.session.get_providers()  # what was really enabled (a missing EP only warns)
         graph_io = ([i.name for i in self.session.get_inputs()], [o.name for o in self.session.get_outputs()])
         if graph_io != ([self.spec.input_name], [self.spec.output_name]):

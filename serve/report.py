@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
 
-from common.files import atomic_write_json, atomic_write_text
+from common.errors import UserError
+from common.files import atomic_write_json, atomic_write_text, writable_dir
 
 
 def percent(x: float | None) -> str:
@@ -51,7 +53,7 @@ def markdown(report: dict[str, Any]) -> str:
     s = report["summary"]
     t = report["throughput"]
     lines = [
-        f"# Evaluation: {report['backend']} ({report['precision']})",
+        f"{MARKDOWN_TITLE} {report['backend']} ({report['precision']})",
         "",
         f"Artifact: `{report['artifact']}`"
         + (f"; reference: `{report['reference']}`" if report.get("reference") else ""),
@@ -104,9 +106,42 @@ def plot(report: dict[str, Any], path: Path) -> None:
     tmp.replace(path)
 
 
-def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
-    """Writes report.json, and beside it report.md and report.png (same stem); returns the paths written."""
+REPORT_KEYS = {"backend", "artifact", "precision", "datasets", "summary"}
+MARKDOWN_TITLE = "# Evaluation:"
+
+
+def check_report_path(json_path: Path) -> None:
+    """Refuses a report path that would overwrite anything but an earlier report of ours: `--out` names a .json
+    file, and report.md and report.png are written beside it."""
     json_path = Path(json_path)
+    if json_path.suffix.lower() != ".json":
+        raise UserError(f"--out names the report's .json file (report.md and .png go beside it), not {json_path}")
+    for path in (json_path, json_path.with_suffix(".md"), json_path.with_suffix(".png")):
+        if path.is_dir():
+            raise UserError(f"{path} is a folder; the report cannot be written there")
+    if json_path.exists() and not _is_our_report(json_path):
+        raise UserError(f"{json_path} exists and is not a report of ours: refusing to overwrite it")
+    md_path = json_path.with_suffix(".md")
+    if md_path.exists() and not md_path.read_text(errors="replace").startswith(MARKDOWN_TITLE):
+        raise UserError(f"{md_path} exists and is not a report of ours: refusing to overwrite it")
+    if json_path.with_suffix(".png").exists() and not json_path.exists():
+        raise UserError(f"{json_path.with_suffix('.png')} exists without its report: refusing to overwrite it")
+    writable_dir(json_path.parent, "report folder")
+
+
+def _is_our_report(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and REPORT_KEYS <= data.keys()
+
+
+def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
+    """Writes report.json, and beside it report.md and report.png (same stem); returns the paths written. Refuses
+    (UserError) to overwrite files that are not earlier reports."""
+    json_path = Path(json_path)
+    check_report_path(json_path)
     md_path, png_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
     atomic_write_json(json_path, report)
     atomic_write_text(md_path, markdown(report))

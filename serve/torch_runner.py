@@ -25,7 +25,7 @@ class TorchRunner(Runner):
 
     @classmethod
     def from_run(cls, run: Run, device: str = "auto") -> TorchRunner:
-        spec = ArtifactSpec(classifier=run.classifier, source_run=str(run.path))
+        spec = ArtifactSpec(classifier=run.classifier, source_run=str(run.path.resolve()))
         return cls(run.load_classifier(), spec, str(run.path), device)
 
     @classmethod

@@ -1,11 +1,11 @@
-"""metrics.jsonl: one JSON object per line, appended and flushed as written (common.run reads it)."""
+"""metrics.jsonl: one JSON object per line, each appended in one write (common.run reads it)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from common.files import append_json_line, atomic_write_text, strict_json
 from common.run import read_metrics
 
 
@@ -14,10 +14,9 @@ class MetricsLog:
         self.path = Path(path)
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_json_line(self.path, record)
 
     def truncate_after(self, step: int) -> None:
-        """Drops records past `step`; run on resume, since those steps are about to be taken again."""
+        """Drops records past `step` (and a torn last line); run on resume, since those steps are taken again."""
         kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= step]
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(self.path, "".join(strict_json(r, indent=None) + "\n" for r in kept))

@@ -5,9 +5,13 @@ The library's `train(...)` and `cli.py train` go through these alike.
 
 from __future__ import annotations
 
+import os
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+from common.errors import OptionError
 from common.run import LATEST, RUN_FILE, RUNS_ROOT, CheckpointError, Run
 from train.config import TrainConfig
 
@@ -32,13 +36,54 @@ def point_latest(run_dir: Path, root: Path = RUNS_ROOT) -> None:
     tmp.replace(root / LATEST)
 
 
-def config_to_resume(run: Run, given: TrainConfig | None) -> TrainConfig:
-    """The run's own config; a `given` one must match it, or the resumed run would not be the run that started."""
+def config_to_resume(run: Run, given: TrainConfig | None, overrides: dict[str, Any]) -> TrainConfig:
+    """The run's own config, with `overrides` (only RESUME_OVERRIDES) applied; a `given` config must match it but
+    for those, or the resumed run would not be the run that started."""
     saved = TrainConfig.from_dict(run.record.train_config, f"{run.path / RUN_FILE}: train_config")
+    if run.record.status == "finished":
+        raise CheckpointError(f"{run.path} has finished training; nothing to resume")
+    refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if refused:
+        raise OptionError(
+            f"--resume continues {run.path} with its own settings; it can change only "
+            f"{', '.join(RESUME_OVERRIDES)}, not {', '.join(refused)}"
+        )
     if given is not None:
         theirs, ours = saved.to_dict(), given.to_dict()
-        differ = sorted(k for k in theirs if theirs[k] != ours.get(k))
+        differ = sorted(k for k in theirs if theirs[k] != ours.get(k) and k not in RESUME_OVERRIDES)
         if differ:
             shown = ", ".join(f"{k} ({ours.get(k)!r}, the run has {theirs[k]!r})" for k in differ)
             raise CheckpointError(f"cannot resume {run.path} with other settings: {shown}")
-    return saved
+        overrides = {k: getattr(given, k) for k in RESUME_OVERRIDES if ours[k] != theirs[k]} | overrides
+    return replace(saved, **overrides)
+
+
+# What `--resume` may change: the learning rate (to continue a diverged run more gently) and where it runs.
+RESUME_OVERRIDES = ("lr", "num_workers", "device")
+LOCK_FILE = ".lock"
+
+
+class RunLock:
+    """An exclusive lock on a run directory for the life of this process (fcntl.flock on `.lock`).
+
+    The kernel drops the lock when the holder exits, however it exits, so a lock left by a killed process is taken
+    over without anyone deciding it is stale; the pid written inside only names the holder in the error.
+    """
+
+    def __init__(self, run_dir: Path):
+        import fcntl
+
+        self.file = open(Path(run_dir) / LOCK_FILE, "a+")  # noqa: SIM115  # held open for the process's life
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "another process"
+            self.file.close()
+            raise CheckpointError(
+                f"{run_dir} is in use by a training in process {holder}; wait or use another --out"
+            ) from None
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(str(os.getpid()))
+        self.file.flush()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.files import cache_root
+from common.files import cache_root, share_like_umask, writable_dir
 from common.world.scenes import BACKGROUNDS, COLORS, SHAPES, Scene, render
 
 BENCHMARK_VERSION = 1
@@ -90,8 +90,9 @@ def ensure_benchmark(seed: int = 0, splits: tuple[SplitSpec, ...] = SPLITS, root
     target = (root or cache_root()) / f"benchmark-v{BENCHMARK_VERSION}-{_spec_hash(seed, splits)}"
     if (target / "benchmark.json").exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    writable_dir(target.parent, "cache folder (set PROREG_CACHE to move it)")
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    share_like_umask(tmp, directory=True)
     try:
         for index, spec in enumerate(splits):
             _write_split(tmp, spec, seed, index)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from common.artifact import ClassifierMeta
+from common.errors import OptionError
 from common.run import CheckpointError, DataSource, Run, RunData, RunRecord
 from train.config import PAPER_LR, RECOMMENDED_LR, TrainConfig
 from train.losses import LossConfig
@@ -149,16 +150,30 @@ def fake_run(path: Path, cfg: TrainConfig) -> Run:
 def test_config_to_resume_returns_the_saved_config(tmp_path: Path) -> None:
     cfg = TrainConfig(batch_size=16, max_steps=9, augment="randaugment")
     run = fake_run(tmp_path, cfg)
-    assert config_to_resume(run, None) == dataclasses.replace(cfg, lr=3e-4)
-    assert config_to_resume(run, cfg) == dataclasses.replace(cfg, lr=3e-4)  # lr None resolves to the saved 3e-4
-    assert config_to_resume(run, TrainConfig(batch_size=16, max_steps=9, augment="randaugment", lr=3e-4)).lr == 3e-4
+    assert config_to_resume(run, None, {}) == dataclasses.replace(cfg, lr=3e-4)
+    assert config_to_resume(run, cfg, {}) == dataclasses.replace(cfg, lr=3e-4)  # lr None resolves to the saved 3e-4
+    same = TrainConfig(batch_size=16, max_steps=9, augment="randaugment", lr=3e-4)
+    assert config_to_resume(run, same, {}).lr == 3e-4
+
+
+def test_resume_honours_only_lr_workers_and_device(tmp_path: Path) -> None:
+    cfg = TrainConfig(batch_size=16, max_steps=9)
+    run = fake_run(tmp_path, cfg)
+    resumed = config_to_resume(run, None, {"lr": 1e-4, "num_workers": 2, "device": "cpu"})
+    assert resumed == dataclasses.replace(cfg, lr=1e-4, num_workers=2, device="cpu")
+    assert config_to_resume(run, dataclasses.replace(cfg, lr=1e-3), {}).lr == 1e-3  # a gentler (or other) rate
+    with pytest.raises(OptionError, match=r"can change only lr, num_workers, device, not batch_size, epochs$"):
+        config_to_resume(run, None, {"epochs": 3, "batch_size": 8})
+    finished = Run(run.path, dataclasses.replace(run.record, status="finished"))
+    with pytest.raises(CheckpointError, match="has finished training; nothing to resume"):
+        config_to_resume(finished, None, {})
 
 
 def test_config_to_resume_names_every_differing_key(tmp_path: Path) -> None:
     run = fake_run(tmp_path, TrainConfig(batch_size=16, max_steps=9))
     other = TrainConfig(batch_size=32, max_steps=9, seed=1, loss=LossConfig(kind="ce"))
     with pytest.raises(CheckpointError) as info:
-        config_to_resume(run, other)
+        config_to_resume(run, other, {})
     message = str(info.value)
     assert message.startswith(f"cannot resume {tmp_path} with other settings: ")
     assert "batch_size (32, the run has 16)" in message and "seed (1, the run has 0)" in message
@@ -166,9 +181,6 @@ def test_config_to_resume_names_every_differing_key(tmp_path: Path) -> None:
     named = re.findall(r"(?:: |, )(\w+) \(", message)
     assert named == ["batch_size", "loss", "seed"]  # every differing key, sorted, and only those
     assert "\n" not in message
-
-    with pytest.raises(CheckpointError, match=r"settings: lr \(0\.001, the run has 0\.0003\)$"):
-        config_to_resume(run, TrainConfig(batch_size=16, max_steps=9, lr=1e-3))
 
 
 def test_a_damaged_saved_config_is_a_checkpoint_error() -> None:

@@ -1,12 +1,13 @@
 """Real training runs on CPU: few steps on the built-in model, the best checkpoint round trip, exact resume."""
 
+import dataclasses
 import os
 import shutil
 import signal
 
 import pytest
 
-from common.run import CheckpointError, DataSource, open_run
+from common.run import CheckpointError, DataSource, open_run, write_run_record
 from common.suites import EvalSet, resolve_train_data
 from serve.backends import open_runner
 from serve.evaluate import evaluate
@@ -58,6 +59,12 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     assert (tmp_path / "straight" / "last.safetensors").read_bytes() == (
         tmp_path / "resumed" / "last.safetensors"
     ).read_bytes()
+    # A finished run has nothing to resume; the checks below play a run killed while running.
+    with pytest.raises(CheckpointError, match="has finished training"):
+        prepare(cfg, tmp_path / "straight", resume=True)
+    for name in ("straight", "resumed"):
+        record = open_run(tmp_path / name).record
+        write_run_record(tmp_path / name, dataclasses.replace(record, status="running"))
     # Weights from another step than the optimizer state (a kill between the two writes) are refused on resume.
     best_step = open_run(tmp_path / "resumed").record.best.step
     assert best_step != 9  # the best validation came before the last step here

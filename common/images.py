@@ -1,0 +1,59 @@
+"""Decoding an image file into the 8-bit RGB picture the preprocessing expects, whatever mode it was saved in.
+
+`Image.convert("RGB")` alone gets several modes wrong: 16- and 32-bit grayscale (I;16, I) saturate to white, float
+images (F) likewise, transparent pixels of RGBA/LA/PA and of palette images with a transparent color keep whatever
+color lies under them (often black), and a phone photo's EXIF orientation is ignored. Transparent areas are put on
+white, as a viewer shows them; high-bit-depth images are scaled to 8 bits by their format's range.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """I;16* (0..65535), I (32-bit ints: treated as 16-bit data, which is what PNG and TIFF store there) and F
+    (floats in 0..1) as 8-bit grayscale."""
+    values = np.asarray(im, dtype=np.float64)
+    scale = 1.0 / 257.0 if im.mode != "F" else 255.0
+    if im.mode == "F" and values.size and values.max() > 1.0:  # floats already in 0..255
+        scale = 1.0
+    return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """An 8-bit RGB copy of `im`, upright, with transparency composited onto white."""
+    im = ImageOps.exif_transpose(im)
+    if im.mode.startswith("I") or im.mode == "F":
+        im = _to_8bit(im)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+def is_regular_file(path: Path) -> bool:
+    """Whether `path` is a regular file: opening a FIFO or a device would block or read forever."""
+    try:
+        return os.stat(path).st_mode & 0o170000 == 0o100000
+    except OSError:
+        return False
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Decodes the whole file (Image.open is lazy; decoding is what catches truncated files) into 8-bit RGB.
+
+    Raises OSError (and PIL's other decode errors) for files that cannot be read, including non-regular files.
+    """
+    if not is_regular_file(path):
+        raise OSError(f"not a regular file: {path}")
+    with Image.open(path) as im:
+        im.load()
+        return to_rgb(im)

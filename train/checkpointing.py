@@ -1,0 +1,114 @@
+"""Saving and restoring a training session: last weights and optimizer state at every epoch end and on Ctrl-C, the
+best weights on validation, and run.json last (it is the index). A model with non-finite weights is never saved."""
+
+from __future__ import annotations
+
+import torch
+
+from common.checkpoint import load_weights, save_weights, weights_step
+from common.errors import UserError
+from common.run import (
+    BEST_WEIGHTS,
+    LAST_WEIGHTS,
+    STATE_FILE,
+    BestCheckpoint,
+    CheckpointError,
+    RunProgress,
+    RunRecord,
+    write_run_record,
+)
+from train.session import LoopCounters, Session
+
+
+class TrainingDiverged(UserError):
+    """The loss, a gradient or the weights stopped being finite; the last good checkpoint is kept."""
+
+
+def check_finite_weights(s: Session) -> None:
+    bad = [name for name, p in s.models.student.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise TrainingDiverged(diverged_message(s, f"the weights are not finite ({bad[0]})"))
+
+
+def diverged_message(s: Session, what: str) -> str:
+    last = s.record.progress.step if (s.out / LAST_WEIGHTS).exists() else None
+    kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was saved yet"
+    again = (
+        f"resume with a lower lr: python cli.py train --resume {s.out} --lr LR"
+        if last is not None
+        else ("start again with a lower --lr")
+    )
+    return f"training diverged at step {s.counters.step + 1}: {what}; {kept}; {again}"
+
+
+def mark_diverged(s: Session, error: TrainingDiverged) -> None:
+    """Records the stop in run.json without touching the last good weights and state."""
+    if (s.out / LAST_WEIGHTS).exists():
+        s.record.status, s.record.error = "diverged", str(error)
+        write_run_record(s.out, s.record)
+
+
+def save_checkpoint(s: Session, status: str) -> None:
+    """Writes last weights and optimizer state, then run.json, each atomically (run.json last: it is the index)."""
+    check_finite_weights(s)
+    save_weights(s.models.student, s.out / LAST_WEIGHTS, step=s.counters.step)
+    m, c = s.models, s.counters
+    state = {
+        "optimizer": m.optimizer.state_dict(),
+        "scheduler": m.scheduler.state_dict(),
+        "scaler": m.scaler.state_dict(),
+        "position": vars(c),
+    }
+    tmp = s.out / (STATE_FILE + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(s.out / STATE_FILE)
+    s.record.status = status
+    s.record.progress = RunProgress(step=c.step, total_steps=s.total_steps, epoch=c.epoch)
+    s.record.best = BestCheckpoint(step=c.best_step, val_top1=c.best_val_top1)
+    s.record.data.skipped_train_reads, s.record.data.skipped_val = c.skipped, c.val_skipped
+    write_run_record(s.out, s.record)
+
+
+def keep_if_best(s: Session, val_top1: float) -> None:
+    """Saves the student as best.safetensors when `val_top1` beats every earlier validation."""
+    c = s.counters
+    if val_top1 > c.best_val_top1:
+        check_finite_weights(s)
+        c.best_val_top1, c.best_step = val_top1, c.step
+        save_weights(s.models.student, s.out / BEST_WEIGHTS, step=c.step)
+
+
+def restore(s: Session, previous: RunRecord) -> None:
+    """Loads last weights, optimizer state and position from the run directory for --resume."""
+    m = s.models
+    m.student.load_state_dict(load_weights(s.out / LAST_WEIGHTS))
+    if not (s.out / STATE_FILE).is_file():
+        raise CheckpointError(f"cannot resume {s.out}: no {STATE_FILE} (the run never saved its optimizer state)")
+    try:
+        state = torch.load(s.out / STATE_FILE, weights_only=True)
+    except Exception as err:  # truncated or foreign: torch's unpickler raises many kinds (IndexError, EOFError, ...)
+        raise CheckpointError(f"cannot resume {s.out}: unreadable {STATE_FILE} ({err})".splitlines()[0]) from err
+    m.optimizer.load_state_dict(state["optimizer"])
+    m.scheduler.load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        m.scaler.load_state_dict(state["scaler"])
+    s.counters = LoopCounters(**state["position"])
+    # Weights and optimizer state are separate files; a kill between the two writes must not go unnoticed.
+    if weights_step(s.out / LAST_WEIGHTS) != s.counters.step:
+        raise CheckpointError(
+            f"cannot resume {s.out}: {LAST_WEIGHTS} is from step {weights_step(s.out / LAST_WEIGHTS)} but "
+            f"{STATE_FILE} from step {s.counters.step} (the run was killed while saving); start a new run"
+        )
+    s.record.created, s.record.resumed_at_step = previous.created, s.counters.step
+    s.record.train_seconds = previous.train_seconds
+    s.record.teacher_cache = s.record.teacher_cache or previous.teacher_cache
+
+
+def set_base_lr(s: Session, lr: float) -> None:
+    """Makes `lr` the schedule's base rate (on resume, where the optimizer state brought the saved one back) and
+    applies it at the current position of the warmup-cosine schedule."""
+    scheduler = s.models.scheduler
+    scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
+    for group, factor in zip(s.models.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = lr
+        group["lr"] = lr * factor(scheduler.last_epoch)

@@ -1,0 +1,162 @@
+"""What one training run holds while it runs, and how it is built from a TrainConfig (nothing is written here)."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from common.classifier import ClipClassifier, zero_shot_classifier
+from common.data import DataError, ImageDataset, make_loader
+from common.models import pick_device
+from common.progress import ProgressHook
+from common.provenance import git_commit
+from common.run import RunData, RunRecord
+from common.suites import TrainData, resolve_train_data
+from common.transforms import eval_transform, train_transform
+from train.config import TrainConfig
+
+
+class SeededAugment(Dataset):
+    """Draws each item's augmentation from (seed, epoch, index), so resumed runs see the same images."""
+
+    def __init__(self, base: ImageDataset, seed: int):
+        self.base, self.seed, self.epoch = base, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, i: int):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed * 1_000_003 + self.epoch * 100_003 + i)
+            return self.base[i]
+
+
+@dataclass
+class ModelState:
+    """The student the optimizer changes, the frozen teacher it is measured against, and the optimizer's state."""
+
+    student: ClipClassifier
+    teacher: ClipClassifier
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler  # FP16 loss scaling; a no-op unless --precision fp16 on CUDA
+
+
+@dataclass
+class DataState:
+    """The training and validation images, and the teacher's logits when they are computed once."""
+
+    resolved: TrainData
+    train_set: SeededAugment
+    val_set: ImageDataset
+    teacher_logits: torch.Tensor | None = None  # [n_train, C], indexed by sample
+
+
+@dataclass
+class LoopCounters:
+    """Where the step loop stands; saved in state.pt, so a resumed run continues exactly here."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
+    best_val_top1: float = -1.0
+    best_step: int = -1
+    skipped: int = 0  # unreadable training images, counted at every read
+    val_skipped: int = 0  # unreadable validation images in the latest validation pass
+
+
+@dataclass
+class Session:
+    """One training run while it runs."""
+
+    cfg: TrainConfig
+    out: Path
+    device: torch.device
+    total_steps: int
+    models: ModelState
+    data: DataState
+    record: RunRecord  # what run.json will say
+    counters: LoopCounters = field(default_factory=LoopCounters)
+    lock: Any = None  # train.run_dirs.RunLock once the run directory is claimed
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA by default; CPU runs in fp32 (CPU autocast is slower than it saves here)."""
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warmup = max(1, math.ceil(warmup_fraction * total_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device, total: int) -> ModelState:
+    teacher = teacher.to(device).requires_grad_(False)
+    student = copy.deepcopy(teacher).requires_grad_(False)
+    student.visual.requires_grad_(True)
+    params = [p for p in student.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.resolved_lr(), betas=cfg.betas, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, cfg.warmup_fraction))
+    # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
+    return ModelState(student, teacher, optimizer, scheduler, scaler)
+
+
+def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = None) -> Session:
+    """Loads data and models and makes the optimizer; nothing is written yet."""
+    torch.manual_seed(cfg.seed)
+    device = pick_device(cfg.device)
+    resolved = resolve_train_data(cfg.data_source())
+    teacher, meta = zero_shot_classifier(
+        cfg.model, cfg.pretrained, resolved.classes, resolved.prompts, cfg.templates, progress
+    )
+    train_set = SeededAugment(
+        ImageDataset(resolved.train, train_transform(meta.preprocess, cfg.augment), cfg.strict), cfg.seed
+    )
+    val_set = ImageDataset(resolved.val, eval_transform(meta.preprocess), cfg.strict)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.accum_steps)
+    total = cfg.max_steps or cfg.epochs * steps_per_epoch
+    models = _model_state(cfg, teacher, device, total)
+    record = RunRecord(
+        classifier=meta,
+        train_config=cfg.to_dict(),
+        data=RunData(cfg.data_source(), n_train=len(resolved.train.samples), n_val=len(resolved.val.samples)),
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        git_commit=git_commit(),
+        trainable_params=sum(p.numel() for p in models.student.parameters() if p.requires_grad),
+    )
+    for dataset in (train_set.base, val_set):
+        check_some_readable(dataset)
+    return Session(cfg, out, device, total, models, DataState(resolved, train_set, val_set), record)
+
+
+def check_some_readable(dataset: ImageDataset, tries: int = 16) -> None:
+    """Fails before training when none of up to `tries` images spread over the set can be read: a set of only
+    unreadable files would otherwise train forever without a step."""
+    n = len(dataset)
+    picks = sorted({round(i * (n - 1) / max(1, tries - 1)) for i in range(min(tries, n))})
+    if picks and all(dataset[i] is None for i in picks):
+        raise DataError(f"none of {len(picks)} images tried in {dataset.data.name!r} could be read (see the warnings)")
+
+
+def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:
+    return make_loader(dataset, s.cfg.batch_size, order, s.cfg.num_workers, pin_memory=s.device.type == "cuda")
