@@ -8,6 +8,7 @@ python cli.py pipeline                # the README's main job: train, then evalu
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,6 +46,12 @@ app = typer.Typer(
     help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation.",
 )
 console = Console(stderr=True)
+
+
+@app.callback()
+def _setup() -> None:
+    # Library warnings (an unreadable image skipped, a class name cut by the text tower) as plain stderr lines.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", force=True)
 
 
 @contextlib.contextmanager

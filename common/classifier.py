@@ -6,6 +6,8 @@ averaged over templates, renormalized) and tau the temperature CLIP was trained 
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,6 +20,7 @@ from common.progress import ProgressHook
 # Prompts per pass through the text tower. ImageNet's 1,000 classes x 80 templates are 80,000 prompts; in one pass,
 # ViT-B-32's text tower would hold [80000, 77, 2048] MLP activations (50 GB). BENCHMARKS.md has the measured peaks.
 TEXT_BATCH = 256
+log = logging.getLogger(__name__)
 
 
 class ClipClassifier(nn.Module):
@@ -66,11 +69,25 @@ def text_classifier(
     for start in range(0, len(prompts), per_pass):
         chunk = prompts[start : start + per_pass]
         tokens = clip.tokenizer([t.format(p) for p in chunk for t in templates]).to(device)
+        _warn_if_cut(tokens, chunk, len(templates))
         features = clip.model.encode_text(tokens).float()  # type: ignore[operator]  # open_clip CLIP method
         rows.append(average_templates(features.view(len(chunk), len(templates), -1)))
         if progress:
             progress("text classifier", start + len(chunk), len(prompts))
     return torch.cat(rows)
+
+
+def _warn_if_cut(tokens: torch.Tensor, names: list[str], n_templates: int) -> None:
+    """The tokenizer silently cuts a prompt longer than the text tower's context; a prompt that fills it has no
+    padding left at the end, which is how one that may have been cut shows."""
+    full = (tokens[:, -1] != 0).view(len(names), n_templates).any(dim=1)
+    cut = [name for name, is_full in zip(names, full.tolist(), strict=True) if is_full]
+    if cut:
+        log.warning(
+            f"class name(s) too long for the text tower's {tokens.shape[1]}-token context, their prompts are cut: "
+            + ", ".join(repr(c) for c in cut[:5])
+            + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+        )
 
 
 def logit_scale_of(clip: LoadedClip) -> float:

@@ -211,6 +211,22 @@ def load_dataset(source: str | Path, classes: list[str] | None = None, name: str
     raise DataError(f"not a dataset (expected a folder or a .csv manifest): {path}")
 
 
+def check_some_readable(data: LabeledImages, tries: int = 16) -> None:
+    """Fails at once when none of up to `tries` images spread over the set can be read, naming the first error: a
+    set of only unreadable files would otherwise train forever without a step, or evaluate to nothing."""
+    n = len(data.samples)
+    picks = sorted({round(i * (n - 1) / max(1, tries - 1)) for i in range(min(tries, n))})
+    first_error = None
+    for i in picks:
+        try:
+            load_rgb(data.samples[i].path)
+            return
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+            first_error = first_error or f"{data.samples[i].path}: {err}"
+    if picks:
+        raise DataError(f"none of {len(picks)} images tried in {data.name!r} could be read ({first_error})")
+
+
 class ImageDataset(Dataset):
     """Samples as `(image tensor, label, group index, sample index)`; an unreadable image gives None unless strict."""
 

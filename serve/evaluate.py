@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.data import DataError, ImageDataset, make_loader
+from common.data import DataError, ImageDataset, check_some_readable, make_loader
 from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
@@ -71,6 +71,7 @@ class Timing:
 def evaluate_set(
     runner: Runner, ev: EvalSet, batch_size: int, num_workers: int, timing: Timing, progress: ProgressHook | None
 ) -> DatasetResult:
+    check_some_readable(ev.data)
     dataset = ImageDataset(ev.data, eval_transform(runner.spec.classifier.preprocess))
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available())
     logits, labels, groups, skipped, done = [], [], [], 0, 0

@@ -44,3 +44,22 @@ def builtin_onnx(tmp_path_factory):
     zero_shot = TorchRunner.builtin_zero_shot("cpu")
     path = tmp_path_factory.mktemp("builtin-onnx") / "model.onnx"
     return export_onnx(zero_shot.model, zero_shot.spec, path), zero_shot.spec
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a network connection fails the test: no command may reach the network."""
+    import socket
+
+    attempts: list[str] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(repr(args[:2]))
+        raise OSError(f"network access attempted in a test: {args[:2]!r}")
+
+    for name in ("connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    yield attempts
+    assert attempts == [], f"network access attempted: {attempts}"

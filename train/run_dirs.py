@@ -87,3 +87,6 @@ class RunLock:
         self.file.truncate()
         self.file.write(str(os.getpid()))
         self.file.flush()
+
+    def release(self) -> None:
+        self.file.close()  # closing the descriptor drops the flock

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from common.classifier import ClipClassifier, zero_shot_classifier
-from common.data import DataError, ImageDataset, make_loader
+from common.data import ImageDataset, check_some_readable, make_loader
 from common.models import pick_device
 from common.progress import ProgressHook
 from common.provenance import git_commit
@@ -144,18 +144,9 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
         git_commit=git_commit(),
         trainable_params=sum(p.numel() for p in models.student.parameters() if p.requires_grad),
     )
-    for dataset in (train_set.base, val_set):
-        check_some_readable(dataset)
+    for data in (resolved.train, resolved.val):
+        check_some_readable(data)
     return Session(cfg, out, device, total, models, DataState(resolved, train_set, val_set), record)
-
-
-def check_some_readable(dataset: ImageDataset, tries: int = 16) -> None:
-    """Fails before training when none of up to `tries` images spread over the set can be read: a set of only
-    unreadable files would otherwise train forever without a step."""
-    n = len(dataset)
-    picks = sorted({round(i * (n - 1) / max(1, tries - 1)) for i in range(min(tries, n))})
-    if picks and all(dataset[i] is None for i in picks):
-        raise DataError(f"none of {len(picks)} images tried in {dataset.data.name!r} could be read (see the warnings)")
 
 
 def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:

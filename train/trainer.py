@@ -199,13 +199,17 @@ def prepare(
     out = Path(out)
     s = build_session(cfg, out, progress)
     writable_dir(out, "run directory")
-    s.lock = RunLock(out)  # held until the process ends: a second training into `out` is refused
-    if not resume:
-        check_unused(out)  # another process may have started here while this one was loading
-    if previous is not None:
-        restore(s, previous)
-        set_base_lr(s, cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was
-        MetricsLog(out / METRICS_FILE).truncate_after(s.counters.step)  # lines past the checkpoint come again
+    s.lock = RunLock(out)  # held until training ends: a second training into `out` is refused
+    try:
+        if not resume:
+            check_unused(out)  # another process may have started here while this one was loading
+        if previous is not None:
+            restore(s, previous)
+            set_base_lr(s, cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was
+            MetricsLog(out / METRICS_FILE).truncate_after(s.counters.step)  # lines past the checkpoint come again
+    except BaseException:
+        s.lock.release()
+        raise
     return s
 
 
@@ -218,6 +222,9 @@ def run_training(s: Session, on_step: StepCallback | None = None) -> Run:
     except TrainingDiverged as error:
         mark_diverged(s, error)
         raise
+    finally:
+        if s.lock:
+            s.lock.release()
 
 
 def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:

@@ -268,3 +268,29 @@ def test_loader_order_follows_generator_seed(tmp_path: Path) -> None:
     assert order(7) == (first, 1)
     assert order(8)[0] != first
     assert order(None)[0] == [i for i in range(12) if i != 5]
+
+
+def test_manifest_with_repeated_rows_is_refused_with_counts(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png"):
+        write_png(tmp_path / name)
+    (tmp_path / "m.csv").write_text("path,label\na.png,x\nb.png,y\n./a.png,x\nb.png,y\n")
+    with pytest.raises(DataError, match=r"lists 2 image\(s\) more than once \(first: \./a\.png on lines 2 and 4\)"):
+        load_manifest(tmp_path / "m.csv")
+
+
+def test_files_with_a_utf8_byte_order_mark(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("\ufeffpath,label\na.png,x\n", encoding="utf-8")  # as Excel saves CSV
+    assert load_manifest(tmp_path / "m.csv").classes == ["x"]
+    (tmp_path / "names.txt").write_text("\ufeffx,Ex\n", encoding="utf-8")
+    assert read_classnames(tmp_path / "names.txt") == {"x": "Ex"}
+
+
+def test_training_and_validation_data_must_not_share_images(tiny_folder: Path) -> None:
+    from common.run import DataSource
+    from common.suites import resolve_train_data
+
+    with pytest.raises(DataError, match=r"60 image\(s\) are in both the training and the validation data"):
+        resolve_train_data(DataSource(train=str(tiny_folder), val=str(tiny_folder)))
+    held_out = resolve_train_data(DataSource(train=str(tiny_folder)))  # the stratified split never shares
+    assert not set(held_out.train.samples) & set(held_out.val.samples)

@@ -34,7 +34,8 @@ def test_cli_train_then_eval_contract(tmp_path):
     assert report_path.with_suffix(".md").exists() and report_path.with_suffix(".png").stat().st_size > 1000
 
 
-def test_pipeline_main_job_runs_end_to_end(tmp_path, monkeypatch):
+def test_pipeline_main_job_runs_end_to_end_without_the_network(tmp_path, monkeypatch, no_network):
+    """Train, export (FP32, FP16, INT8) and evaluate every artifact, with every network connection refused."""
     monkeypatch.chdir(tmp_path)  # the pipeline writes runs/ under the working directory
     result = CliRunner().invoke(app, ["pipeline", "--max-steps", "3"])
     assert result.exit_code == 0, result.output

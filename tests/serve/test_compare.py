@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import itertools
 import json
 import math
@@ -15,10 +16,11 @@ import pytest
 import torch
 
 from common.artifact import ArtifactSpec, ClassifierMeta
-from common.data import read_batch
+from common.data import DataError, read_batch
 from common.suites import EvalSet, builtin_classnames, resolve_eval_sets
 from common.transforms import eval_transform
 from serve.compare import compare_runners, comparison_rows
+from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate
 from serve.runner import Runner
 
@@ -311,3 +313,35 @@ def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
         (tmp_path / str(k)).mkdir()
         verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0}, tmp_path / str(k))["same"]["gate"])
     assert verdicts[0]["passed"] == verdicts[1]["passed"]
+
+
+class BrokenRunner(FakeRunner):
+    """Gives NaN logits for the first image of every batch: a diverged model, or an overflow in FP16."""
+
+    def _infer(self, images: torch.Tensor) -> np.ndarray:
+        logits = super()._infer(images)
+        logits[0] = np.nan
+        return logits
+
+
+def test_non_finite_logits_fail_the_evaluation_instead_of_a_garbage_report(tmp_path, spec, eval_sets) -> None:
+    weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
+    broken = BrokenRunner("model.fp16.onnx", spec, weight)
+    with pytest.raises(
+        ModelOutputError, match=r"model\.fp16\.onnx gave non-finite logits for 2 of 18 images of 'held'"
+    ):
+        evaluate(broken, eval_sets, batch_size=16)  # 18 images in batches of 16: two batches, two NaN rows
+    runners = {"ref": FakeRunner("ref", spec, weight), "b": broken}
+    with pytest.raises(ModelOutputError):
+        compare_runners(runners, eval_sets, "ref", {"b": 1.0}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()  # no report of a broken model
+
+
+def test_a_set_of_only_unreadable_images_fails_instead_of_reporting_nothing(tmp_path, spec, eval_sets) -> None:
+    for sample in eval_sets[0].data.samples:
+        sample_copy = tmp_path / sample.path.name
+        sample_copy.write_bytes(b"garbage")
+    eval_sets[0].data.samples = [dataclasses.replace(s, path=tmp_path / s.path.name) for s in eval_sets[0].data.samples]
+    runner = FakeRunner("ref", spec, np.ones((3, len(spec.classes))))
+    with pytest.raises(DataError, match=r"none of 16 images tried in 'held' could be read"):
+        evaluate(runner, eval_sets)
