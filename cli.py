@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
-from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -166,7 +165,10 @@ CONFIG_NAMES = {"workers": "num_workers"}  # train options named otherwise in Tr
 
 
 def _typed(ctx: typer.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    """Whether the user gave option `name` (rather than its default). Compared by name: typer bundles its own copy
+    of click, whose ParameterSource is not click's."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 def _train_config(options: dict[str, Any]) -> TrainConfig:
@@ -267,6 +269,7 @@ def eval_cmd(
 
 @app.command("export")
 def export_cmd(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(RUNS_ROOT / LATEST, help="Run directory to export (its best checkpoint)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also model.fp16.onnx: FP16 tower; norms, softmax, head FP32."),
     int8: bool = typer.Option(False, "--int8", help="Also model.int8.onnx: symmetric INT8 Q/DQ from calibration."),
@@ -293,9 +296,14 @@ def export_cmd(
     optionally FP16 and INT8 copies; TensorRT engines from each when TensorRT and a GPU are present."""
     with one_line_errors():
         from calib.int8 import Int8Options
+        from common.errors import OptionError
         from export.tensorrt_build import EngineOptions
         from workflows import export_run
 
+        needs_int8 = [f"--{k.replace('_', '-')}" for k in ("calib_data", "calib_size", "calib_method", "int8_keep")]
+        typed = [flag for flag in needs_int8 if _typed(ctx, flag[2:].replace("-", "_"))]
+        if typed and not int8:
+            raise OptionError(f"{', '.join(typed)}: only with --int8, whose copy these options configure")
         engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)
         keep = tuple(part for part in int8_keep.split(",") if part)
         int8_options = Int8Options(calib_data, calib_size, calib_method, keep) if int8 else None
@@ -372,15 +380,21 @@ def pretrain_builtin_cmd(
     out: Path = typer.Option(None, help="Output folder; default: the committed common/world/assets/builtin."),
 ) -> None:
     """Re-create the built-in model: contrastive pretraining from scratch on the procedural world (CPU, minutes)."""
+    from common.errors import check_number
     from common.world.model import BUILTIN_DIR
     from train.pretrain_builtin import PretrainConfig, pretrain_builtin
 
-    cfg = PretrainConfig(steps=steps, seed=seed)
-    with progress_bar() as bar:
-        task = bar.add_task("pretrain builtin", total=steps, info="rendering corpus")
-        info = pretrain_builtin(
-            cfg, out or BUILTIN_DIR, on_step=lambda s, loss: bar.update(task, completed=s + 1, info=f"loss {loss:.3f}")
-        )
+    with one_line_errors():
+        check_number("--steps", steps, 1)
+        check_number("--seed", seed, 0, 2**63 - 1)
+        cfg = PretrainConfig(steps=steps, seed=seed)
+        with progress_bar() as bar:
+            task = bar.add_task("pretrain builtin", total=steps, info="rendering corpus")
+            info = pretrain_builtin(
+                cfg,
+                out or BUILTIN_DIR,
+                on_step=lambda s, loss: bar.update(task, completed=s + 1, info=f"loss {loss:.3f}"),
+            )
     console.print(f"wrote {out or BUILTIN_DIR} in {info['seconds']} s")
 
 

@@ -320,5 +320,6 @@ def _ignore_ctrl_c(worker_id: int) -> None:
 
 def read_batch(data: LabeledImages, transform: Callable[[Image.Image], torch.Tensor]) -> Batch:
     """Every image of a (small) dataset as one in-memory Batch; unreadable ones are skipped and counted."""
+    check_some_readable(data)
     dataset = ImageDataset(data, transform)
     return collate_skipping([dataset[i] for i in range(len(dataset))])

@@ -71,7 +71,15 @@ def resolve_train_data(source: DataSource) -> TrainData:
         names = builtin_classnames() if spec == BUILTIN else None
     classes = list(names) if names else None
     if spec == BUILTIN:
+        if source.val:
+            raise DataError(
+                f"the built-in benchmark brings its own validation split; --val-data {source.val} would be ignored"
+            )
         train, val = _builtin_split("train", classes), _builtin_split("val", classes)
+    elif spec.startswith(f"{BUILTIN}:"):
+        raise DataError(
+            f"training data {spec}: the built-in benchmark trains on its own train split; use --data builtin"
+        )
     else:
         train = load_dataset(spec, classes=classes)
         if source.val:

@@ -33,9 +33,12 @@ class EngineOptions:
 
     def __post_init__(self) -> None:
         check_number("workspace_gib", self.workspace_gib, 0, above=True)
+        if self.timing_cache is not None and self.timing_cache.exists() and not self.timing_cache.is_file():
+            raise OptionError(f"--timing-cache {self.timing_cache} is not a file")
         if not 1 <= self.min_batch <= self.opt_batch <= self.max_batch:
             raise OptionError(
-                f"need 1 <= min <= opt <= max batch, got {self.min_batch}, {self.opt_batch}, {self.max_batch}"
+                "the TensorRT profile needs 1 <= --min-batch <= --opt-batch <= --max-batch, got "
+                f"{self.min_batch}, {self.opt_batch}, {self.max_batch}"
             )
 
 

@@ -56,6 +56,7 @@ class TrainConfig:
         if self.max_steps is not None:
             check_number("max_steps", self.max_steps, 1)
         check_number("num_workers", self.num_workers, 0)
+        check_number("seed", self.seed, 0, 2**63 - 1)  # what torch's generators take
         if self.lr is not None:
             check_number("lr", self.lr, 0, above=True)
         check_number("weight_decay", self.weight_decay, 0)

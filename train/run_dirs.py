@@ -73,20 +73,30 @@ class RunLock:
     def __init__(self, run_dir: Path):
         import fcntl
 
-        self.file = open(Path(run_dir) / LOCK_FILE, "a+")  # noqa: SIM115  # held open for the process's life
+        path = Path(run_dir) / LOCK_FILE
+        self.path, self.created = path, not path.exists()
+        self.file = open(path, "a+")  # noqa: SIM115  # held open while training runs
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.file.seek(0)
-            holder = self.file.read().strip() or "another process"
+            pid = self.file.read().strip()
             self.file.close()
+            holder = f" (process {pid})" if pid else ""
             raise CheckpointError(
-                f"{run_dir} is in use by a training in process {holder}; wait or use another --out"
+                f"{run_dir} is in use by another training{holder}; wait or use another --out"
             ) from None
+
+    def claim(self) -> None:
+        """Writes this process's id into the lock file, for another process's error message; called once the run
+        is ready to train, so a refused resume changes nothing."""
         self.file.seek(0)
         self.file.truncate()
         self.file.write(str(os.getpid()))
         self.file.flush()
 
-    def release(self) -> None:
-        self.file.close()  # closing the descriptor drops the flock
+    def release(self, discard: bool = False) -> None:
+        """Closes the descriptor, which drops the flock; `discard` removes a lock file this lock created."""
+        self.file.close()
+        if discard and self.created:
+            self.path.unlink(missing_ok=True)

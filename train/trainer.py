@@ -208,8 +208,9 @@ def prepare(
             set_base_lr(s, cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was
             MetricsLog(out / METRICS_FILE).truncate_after(s.counters.step)  # lines past the checkpoint come again
     except BaseException:
-        s.lock.release()
+        s.lock.release(discard=True)
         raise
+    s.lock.claim()
     return s
 
 

@@ -53,3 +53,14 @@ def test_text_classifier_in_bounded_passes_equals_one_pass(builtin_clip):
     assert [r[1] for r in reports] == list(range(1, 9)) and {(r[0], r[2]) for r in reports} == {("text classifier", 8)}
     # More templates than a pass holds still goes one class at a time.
     torch.testing.assert_close(text_classifier(builtin_clip, names, templates, batch_size=3), whole, atol=1e-5, rtol=0)
+
+
+def test_class_names_too_long_for_the_text_tower_are_named(builtin_clip, caplog):
+    long = "a remarkably long and winding name of a class that no sixteen token context can hold"
+    text_classifier(builtin_clip, ["star", long], ["a photo of a {}"])
+    assert [r.getMessage() for r in caplog.records] == [
+        f"class name(s) too long for the text tower's 16-token context, their prompts are cut: {long!r}"
+    ]
+    caplog.clear()
+    text_classifier(builtin_clip, ["star", "circle"], ["a photo of a {}"])
+    assert caplog.records == []
