@@ -17,7 +17,7 @@ from serve.evaluate import evaluate
 from train.checkpointing import TrainingDiverged, save_checkpoint
 from train.config import TrainConfig
 from train.losses import LossConfig
-from train.trainer import prepare, run_training, train
+from train.trainer import prepare, train
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,9 @@ def test_a_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_resumes(tmp_
     assert all(np.isfinite(r.logits).all() for r in results.values()) and report["datasets"]["tiny-val"]["n"] > 0
     # Resume after the stop, more gently; the run then finishes where it was headed.
     monkeypatch.undo()
-    resumed = run_training(prepare(None, out, resume=True, overrides={"lr": 1e-4}))
+    result = CliRunner().invoke(app, ["train", "--resume", str(out), "--lr", "1e-4"])  # as the error says
+    assert result.exit_code == 0, result.output
+    resumed = open_run(out)
     assert resumed.record.status == "finished" and resumed.record.progress.step == 9
     assert resumed.record.train_config["lr"] == 1e-4 and resumed.record.error is None
     steps = [r["step"] for r in resumed.metrics() if "loss" in r]
