@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -62,7 +63,7 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except UserError as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -178,10 +179,10 @@ def _train_config(options: dict[str, Any]) -> TrainConfig:
 
     o = options
     loss = LossConfig(o["loss"], o["weight_form"], o["alpha"], o["gamma"], o["temperature"], o["kd_alpha"])
-    same_name = "model pretrained data val_data epochs max_steps batch_size accum_steps lr augment teacher_cache"
-    same_name += " seed device precision strict"
+    same_name: tuple[str, ...] = ("model", "pretrained", "data", "val_data", "epochs", "max_steps", "batch_size")
+    same_name += ("accum_steps", "lr", "augment", "teacher_cache", "seed", "device", "precision", "strict")
     return TrainConfig(
-        **{k: o[k] for k in same_name.split()},
+        **{k: o[k] for k in same_name},
         classnames=str(o["classnames"]) if o["classnames"] else None,
         templates=_read_templates(o["templates_file"]) if o["templates_file"] else list(o["template"]),
         loss=loss,
@@ -192,10 +193,12 @@ def _train_config(options: dict[str, Any]) -> TrainConfig:
 def _read_templates(path: Path) -> list[str]:
     from common.artifact import check_templates
     from common.errors import UserError
+    from common.files import read_text_file
 
     if not path.is_file():
         raise UserError(f"no such templates file: {path}")
-    lines = [t.strip() for t in path.read_text(encoding="utf-8-sig").splitlines() if t.strip() and t[0] != "#"]
+    text = read_text_file(path, "templates file")
+    lines = [t.strip() for t in text.splitlines() if t.strip() and not t.startswith("#")]
     check_templates(lines, f"templates file {path}")
     return lines
 
@@ -231,10 +234,11 @@ def eval_cmd(
     ),
 ) -> None:
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
-    from common.errors import OptionError, check_number
+    from common.errors import OptionError
     from common.suites import resolve_eval_sets
     from serve.backends import open_runner
     from serve.evaluate import evaluate, evaluate_against
+    from serve.metrics import check_max_drop
     from serve.report import check_report_path, write_report
     from workflows import check_not_trained_on
 
@@ -246,13 +250,13 @@ def eval_cmd(
         if max_drop is not None and not reference:
             raise OptionError("--max-drop needs --reference: the drop is measured against it")
         if max_drop is not None:
-            check_number("--max-drop", max_drop, 0)
+            check_max_drop(max_drop, "--max-drop")
         check_report_path(out)  # before any work: never over a file that is not a report of ours
         ((backend, source),) = chosen
         runner = open_runner(source, backend)
         ref_runner = open_runner(reference) if reference else None
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
-        check_not_trained_on(runner.spec, sets, allow=allow_overlap, warn=_log)
+        check_not_trained_on(runner.spec, sets, allow=allow_overlap)
         with progress_bar() as bar:
             hook = progress_hook(bar, "eval ", runner.backend)
             if ref_runner:
@@ -300,8 +304,8 @@ def export_cmd(
         from export.tensorrt_build import EngineOptions
         from workflows import export_run
 
-        needs_int8 = [f"--{k.replace('_', '-')}" for k in ("calib_data", "calib_size", "calib_method", "int8_keep")]
-        typed = [flag for flag in needs_int8 if _typed(ctx, flag[2:].replace("-", "_"))]
+        int8_only = {"calib_data": "--calib-data", "calib_size": "--calib-size", "calib_method": "--calib-method"}
+        typed = [flag for name, flag in {**int8_only, "int8_keep": "--int8-keep"}.items() if _typed(ctx, name)]
         if typed and not int8:
             raise OptionError(f"{', '.join(typed)}: only with --int8, whose copy these options configure")
         engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)
@@ -317,7 +321,7 @@ def export_cmd(
 
 
 def _log(message: str) -> None:
-    console.print(message, highlight=False, soft_wrap=True)
+    console.print(message, highlight=False, soft_wrap=True, markup=False)  # paths may hold [brackets]
 
 
 def _print_comparison(reports: dict) -> None:
@@ -345,15 +349,15 @@ def pipeline_cmd(
     engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets; print one table."""
     with one_line_errors():
         from calib.int8 import Int8Options
-        from common.errors import check_number
         from common.suites import resolve_eval_sets
         from serve.compare import compare_runners
+        from serve.metrics import check_max_drop
         from train.config import TrainConfig
         from train.losses import LossConfig
         from workflows import export_run, pipeline_runners
 
-        check_number("--max-drop", max_drop, 0)
-        check_number("--max-drop-int8", max_drop_int8, 0)
+        check_max_drop(max_drop, "--max-drop")
+        check_max_drop(max_drop_int8, "--max-drop-int8")
         cfg = TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, max_steps=max_steps, seed=seed)
         run = do_train(cfg, None, resume=False)
         exported = export_run(run, fp16=True, int8=Int8Options(), log=_log)
@@ -380,13 +384,10 @@ def pretrain_builtin_cmd(
     out: Path = typer.Option(None, help="Output folder; default: the committed common/world/assets/builtin."),
 ) -> None:
     """Re-create the built-in model: contrastive pretraining from scratch on the procedural world (CPU, minutes)."""
-    from common.errors import check_number
     from common.world.model import BUILTIN_DIR
     from train.pretrain_builtin import PretrainConfig, pretrain_builtin
 
     with one_line_errors():
-        check_number("--steps", steps, 1)
-        check_number("--seed", seed, 0, 2**63 - 1)
         cfg = PretrainConfig(steps=steps, seed=seed)
         with progress_bar() as bar:
             task = bar.add_task("pretrain builtin", total=steps, info="rendering corpus")

@@ -11,6 +11,7 @@ images), and only then renamed into place: a failed export leaves nothing half-w
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from serve.runner import Runner
 from serve.torch_runner import TorchRunner
 
 Log = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -130,7 +132,7 @@ def pipeline_runners(
     return runners, reference, limits
 
 
-def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool, warn: Log) -> None:
+def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool) -> None:
     """Refuses (or with `allow`, warns about) evaluation sets holding images the model was trained on, when the run
     it came from is still there to say what those were."""
     if not spec.source_run or not (Path(spec.source_run) / RUN_FILE).is_file():
@@ -148,4 +150,4 @@ def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool, w
             )
             if not allow:
                 raise DataError(message + "; --allow-overlap to evaluate anyway")
-            warn(f"warning: {message}")
+            log.warning(message)

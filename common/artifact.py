@@ -11,6 +11,7 @@ malformed one, is an ArtifactError naming the file.
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -33,8 +34,9 @@ def check_templates(templates: list[str] | tuple[str, ...], where: str = "prompt
         raise UserError(f"{where}: none given")
     for template in templates:
         try:
-            ok = template.count("{}") == 1 and template.format("x") != template
-        except (IndexError, KeyError, ValueError):
+            fields = [f for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+            ok = fields == [""] and "{}" in template  # one bare {} (not {0}, {x}, {:>5} or an escaped {{}})
+        except ValueError:  # a lone { or }
             ok = False
         if not ok:
             raise UserError(f"{where}: {template!r} needs exactly one {{}} for the class name and no other braces")

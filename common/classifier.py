@@ -69,7 +69,7 @@ def text_classifier(
     for start in range(0, len(prompts), per_pass):
         chunk = prompts[start : start + per_pass]
         tokens = clip.tokenizer([t.format(p) for p in chunk for t in templates]).to(device)
-        _warn_if_cut(tokens, chunk, len(templates))
+        _warn_if_cut(tokens, chunk, len(templates), _pad_id(clip.tokenizer))
         features = clip.model.encode_text(tokens).float()  # type: ignore[operator]  # open_clip CLIP method
         rows.append(average_templates(features.view(len(chunk), len(templates), -1)))
         if progress:
@@ -77,10 +77,16 @@ def text_classifier(
     return torch.cat(rows)
 
 
-def _warn_if_cut(tokens: torch.Tensor, names: list[str], n_templates: int) -> None:
+def _pad_id(tokenizer: object) -> int:
+    """The padding token: 0 for open_clip's own tokenizers, the wrapped tokenizer's for Hugging Face ones."""
+    pad = getattr(getattr(tokenizer, "tokenizer", None), "pad_token_id", None)
+    return int(pad) if pad is not None else 0
+
+
+def _warn_if_cut(tokens: torch.Tensor, names: list[str], n_templates: int, pad_id: int) -> None:
     """The tokenizer silently cuts a prompt longer than the text tower's context; a prompt that fills it has no
     padding left at the end, which is how one that may have been cut shows."""
-    full = (tokens[:, -1] != 0).view(len(names), n_templates).any(dim=1)
+    full = (tokens[:, -1] != pad_id).view(len(names), n_templates).any(dim=1)
     cut = [name for name, is_full in zip(names, full.tolist(), strict=True) if is_full]
     if cut:
         log.warning(

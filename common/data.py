@@ -15,7 +15,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from common.errors import UserError
-from common.images import load_rgb
+from common.files import read_text_file
+from common.images import UnreadableImage, load_rgb
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
@@ -81,7 +82,7 @@ def read_classnames(path: Path) -> dict[str, str]:
     if not path.is_file():
         raise DataError(f"no such class-names file: {path}")
     names: dict[str, str] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
+    for number, line in enumerate(read_text_file(path, "class-names file").splitlines(), start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
@@ -137,7 +138,28 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataError(f"no such dataset: {csv_path}")
-    rows: list[tuple[int, str, str, str | None]] = []  # (line number, path, label, group)
+    try:
+        rows = _manifest_rows(csv_path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"manifest {csv_path} is not UTF-8 CSV text ({err})") from err
+    if not rows:
+        raise DataError(f"manifest has no samples: {csv_path}")
+    _refuse_repeats(csv_path, rows)
+    if classes is None:
+        classes = sorted({label for _, _, label, _ in rows})
+    index = {c: i for i, c in enumerate(classes)}
+    samples: list[Sample] = []
+    for line, path, label, group_name in rows:
+        if label not in index:
+            raise DataError(f"manifest {csv_path} line {line}: unknown label {label!r} (known: {', '.join(classes)})")
+        # Joining an absolute path onto the folder yields the absolute path unchanged.
+        samples.append(Sample(csv_path.parent / path, index[label], group_name))
+    return LabeledImages(name or csv_path.stem, list(classes), samples)
+
+
+def _manifest_rows(csv_path: Path) -> list[tuple[int, str, str, str | None]]:
+    """(line number, path, label, group) of every non-blank row, with the header checked."""
+    rows = []
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
@@ -159,19 +181,7 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
                 raise DataError(f"manifest {csv_path} line {reader.line_num}: empty path or label")
             group = row[i_group].strip() if i_group is not None else ""
             rows.append((reader.line_num, path, label, group or None))
-    if not rows:
-        raise DataError(f"manifest has no samples: {csv_path}")
-    _refuse_repeats(csv_path, rows)
-    if classes is None:
-        classes = sorted({label for _, _, label, _ in rows})
-    index = {c: i for i, c in enumerate(classes)}
-    samples: list[Sample] = []
-    for line, path, label, group_name in rows:
-        if label not in index:
-            raise DataError(f"manifest {csv_path} line {line}: unknown label {label!r} (known: {', '.join(classes)})")
-        # Joining an absolute path onto the folder yields the absolute path unchanged.
-        samples.append(Sample(csv_path.parent / path, index[label], group_name))
-    return LabeledImages(name or csv_path.stem, list(classes), samples)
+    return rows
 
 
 def _refuse_repeats(csv_path: Path, rows: list[tuple[int, str, str, str | None]]) -> None:
@@ -193,9 +203,18 @@ def _refuse_repeats(csv_path: Path, rows: list[tuple[int, str, str, str | None]]
 
 
 def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
-    """The image files that two datasets both hold (by normalized path), in `b`'s order."""
-    in_a = {os.path.normpath(s.path) for s in a.samples}
-    return [s.path for s in b.samples if os.path.normpath(s.path) in in_a]
+    """The image files that two datasets both hold, in `b`'s order. Paths are compared with their folders resolved
+    (relative spellings and symlinked folders match); folders are resolved once each, not once per image."""
+    folders: dict[str, str] = {}
+
+    def real(path: Path) -> str:
+        folder, name = os.path.split(os.path.abspath(path))
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        return os.path.join(folders[folder], name)
+
+    in_a = {real(s.path) for s in a.samples}
+    return [s.path for s in b.samples if real(s.path) in in_a]
 
 
 def load_dataset(source: str | Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:
@@ -221,7 +240,7 @@ def check_some_readable(data: LabeledImages, tries: int = 16) -> None:
         try:
             load_rgb(data.samples[i].path)
             return
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+        except UnreadableImage as err:
             first_error = first_error or f"{data.samples[i].path}: {err}"
     if picks:
         raise DataError(f"none of {len(picks)} images tried in {data.name!r} could be read ({first_error})")
@@ -244,7 +263,7 @@ class ImageDataset(Dataset):
         sample = self.data.samples[i]
         try:
             rgb = load_rgb(sample.path)
-        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as e:
+        except UnreadableImage as e:
             message = f"image not readable: {sample.path} ({e})"
             if self.strict:
                 raise DataError(message) from e

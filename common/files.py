@@ -12,21 +12,34 @@ from typing import Any
 from common.errors import UserError
 
 
+def read_text_file(path: Path, what: str) -> str:
+    """A user's text file (class names, templates), UTF-8 with or without a byte-order mark; UserError otherwise."""
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UserError(f"{what} {path} is not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise UserError(f"cannot read {what} {path}: {err.strerror or err}") from err
+
+
 def cache_root() -> Path:
     """Where generated data lives (the built-in benchmark, calibration tensors): $PROREG_CACHE, else
     ~/.cache/proreg-clip."""
     return Path(os.environ.get("PROREG_CACHE", Path.home() / ".cache" / "proreg-clip"))
 
 
-def _umask() -> int:
-    mask = os.umask(0)  # the only way to read it; set straight back
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set straight back, once, at import (before any thread starts)
     os.umask(mask)
     return mask
 
 
+UMASK = _read_umask()
+
+
 def share_like_umask(path: Path, directory: bool = False) -> None:
     """Gives a file or folder made by mkstemp/mkdtemp (0600/0700) the permissions a plain open/mkdir would have."""
-    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+    os.chmod(path, (0o777 if directory else 0o666) & ~UMASK)
 
 
 def strict_json(data: Any, indent: int | None = 2) -> str:
@@ -78,6 +91,18 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
                 break
             raise UserError(f"{path} line {number} is not JSON ({err}); the file was changed by hand?") from err
     return records
+
+
+def check_creatable(path: Path, what: str) -> None:
+    """Without creating anything: UserError unless `path` is a writable folder or could be created as one."""
+    path = Path(path).absolute()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        if existing == path:
+            raise UserError(f"{what} {path} is a file, not a folder")
+        raise UserError(f"cannot create {what} {path}: {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot create {what} {path}: {existing} is not writable")
 
 
 def writable_dir(path: Path, what: str) -> Path:

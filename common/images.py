@@ -8,11 +8,15 @@ white, as a viewer shows them; high-bit-depth images are scaled to 8 bits by the
 
 from __future__ import annotations
 
+import logging
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
+
+log = logging.getLogger(__name__)
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
@@ -25,18 +29,35 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(values * scale), 0, 255).astype(np.uint8), mode="L")
 
 
+def _upright(im: Image.Image) -> Image.Image:
+    """Applies the EXIF orientation; a damaged EXIF block (a corrupt phone photo) leaves the picture as stored."""
+    try:
+        return ImageOps.exif_transpose(im)
+    except (SyntaxError, ValueError, TypeError, KeyError, struct.error) as err:  # PIL's EXIF parser raises these
+        log.warning(f"EXIF orientation of {getattr(im, 'filename', 'an image') or 'an image'} unreadable ({err})")
+        return im
+
+
 def to_rgb(im: Image.Image) -> Image.Image:
     """An 8-bit RGB copy of `im`, upright, with transparency composited onto white."""
-    im = ImageOps.exif_transpose(im)
+    im = _upright(im)
     if im.mode.startswith("I") or im.mode == "F":
         im = _to_8bit(im)
-    if im.mode == "P" and "transparency" in im.info:
+    if "transparency" in im.info:  # a transparent palette entry, or a tRNS color in an L or RGB PNG
         im = im.convert("RGBA")
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+    if im.mode in ("RGBA", "LA", "PA", "RGBa"):
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
     return im.convert("RGB")
+
+
+class UnreadableImage(OSError):
+    """A file that does not decode as an image (truncated, not an image, not a regular file)."""
+
+
+# What PIL raises for a file it cannot decode; anything else raised while converting is a bug of ours.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, Image.DecompressionBombError)
 
 
 def is_regular_file(path: Path) -> bool:
@@ -50,10 +71,14 @@ def is_regular_file(path: Path) -> bool:
 def load_rgb(path: Path) -> Image.Image:
     """Decodes the whole file (Image.open is lazy; decoding is what catches truncated files) into 8-bit RGB.
 
-    Raises OSError (and PIL's other decode errors) for files that cannot be read, including non-regular files.
+    Raises UnreadableImage for a file that cannot be decoded, including a non-regular one.
     """
     if not is_regular_file(path):
-        raise OSError(f"not a regular file: {path}")
-    with Image.open(path) as im:
+        raise UnreadableImage(f"not a regular file: {path}")
+    try:
+        im = Image.open(path)
         im.load()
+    except _DECODE_ERRORS as err:
+        raise UnreadableImage(str(err) or type(err).__name__) from err
+    with im:
         return to_rgb(im)

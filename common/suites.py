@@ -94,7 +94,8 @@ def resolve_train_data(source: DataSource) -> TrainData:
             f"{len(both)} image(s) are in both the training and the validation data (first: {both[0]}): the best "
             "checkpoint would be chosen on images it was trained on"
         )
-    missing = [c for i, c in enumerate(train.classes) if not any(s.label == i for s in train.samples)]
+    present = {s.label for s in train.samples}
+    missing = [c for i, c in enumerate(train.classes) if i not in present]
     if missing:
         raise DataError(f"training set has no images of class(es): {', '.join(missing)}")
     prompts = [names[c] if names else c.replace("_", " ") for c in train.classes]

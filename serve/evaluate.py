@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.data import DataError, ImageDataset, check_some_readable, make_loader
+from common.data import ImageDataset, check_some_readable, make_loader
 from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
@@ -86,8 +86,6 @@ def evaluate_set(
         done += len(batch.labels) + batch.skipped
         if progress:
             progress(ev.data.name, done, len(dataset))
-    if skipped and not logits:
-        raise DataError(f"none of the {skipped} images of {ev.data.name!r} could be read (see the warnings)")
     n_classes = len(runner.spec.classes)
     result = DatasetResult(
         name=ev.data.name,

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from common.errors import check_number
+
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float | None:
     """Fraction of samples whose label is among the k highest logits (k capped at the number of classes)."""
@@ -59,9 +61,15 @@ def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | No
     return out
 
 
+def check_max_drop(max_drop_pp: float, what: str = "max_drop_pp") -> None:
+    """A gate's limit: a finite number of percentage points, at least 0 (checked before any evaluation runs)."""
+    check_number(what, max_drop_pp, 0)
+
+
 def gate(agreements: dict[str, dict[str, float | None]], max_drop_pp: float) -> dict[str, Any]:
     """Passes when no dataset's top-1 dropped by more than `max_drop_pp` percentage points (sets without images
     have no drop)."""
+    check_max_drop(max_drop_pp)
     worst = worst_of(agreements, "top1_drop_pp", max) or 0.0
     return {"max_drop_pp": max_drop_pp, "worst_drop_pp": worst, "passed": bool(worst <= max_drop_pp)}
 

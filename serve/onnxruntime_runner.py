@@ -6,10 +6,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from onnxruntime.capi import onnxruntime_pybind11_state as _ort_errors
 
 from common.artifact import ArtifactError, read_onnx_spec
 from serve.runner import Runner
 
+# ONNX Runtime's own error types (pybind classes that derive from Exception directly), raised for a file it cannot
+# load; anything else raised while setting up the session is a bug of ours and keeps its traceback.
+ORT_LOAD_ERRORS = tuple(
+    getattr(_ort_errors, name)
+    for name in (
+        "Fail",
+        "InvalidArgument",
+        "NoSuchFile",
+        "NoModel",
+        "InvalidProtobuf",
+        "InvalidGraph",
+        "RuntimeException",
+        "NotImplemented",
+        "EPFail",
+        "ModelLoaded",
+    )
+    if hasattr(_ort_errors, name)
+)
 # TensorRT or CUDA execution providers when the installed build has them, else the CPU.
 PREFERRED_ORT_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
 
@@ -32,7 +51,7 @@ class OnnxRuntimeRunner(Runner):
         ort.disable_telemetry_events()  # no usage data leaves the machine
         try:
             self.session = ort.InferenceSession(str(path), sess_options=options, providers=wanted)
-        except Exception as err:  # ORT's own error types (InvalidGraph, NoSuchFile for stripped weights, Fail, ...)
+        except ORT_LOAD_ERRORS as err:  # e.g. NoSuchFile for stripped weights, InvalidGraph, InvalidProtobuf
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise ArtifactError(f"ONNX Runtime cannot load {path}: {first}") from err
         self.providers = self.session.get_providers()  # what was really enabled (a missing EP only warns)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.files import atomic_write_json, atomic_write_text, writable_dir
+from common.files import atomic_write_json, atomic_write_text, check_creatable, writable_dir
 
 
 def percent(x: float | None) -> str:
@@ -126,7 +126,7 @@ def check_report_path(json_path: Path) -> None:
         raise UserError(f"{md_path} exists and is not a report of ours: refusing to overwrite it")
     if json_path.with_suffix(".png").exists() and not json_path.exists():
         raise UserError(f"{json_path.with_suffix('.png')} exists without its report: refusing to overwrite it")
-    writable_dir(json_path.parent, "report folder")
+    check_creatable(json_path.parent, "report folder")
 
 
 def _is_our_report(path: Path) -> bool:
@@ -142,6 +142,7 @@ def write_report(report: dict[str, Any], json_path: Path) -> list[Path]:
     (UserError) to overwrite files that are not earlier reports."""
     json_path = Path(json_path)
     check_report_path(json_path)
+    writable_dir(json_path.parent, "report folder")
     md_path, png_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
     atomic_write_json(json_path, report)
     atomic_write_text(md_path, markdown(report))

@@ -31,21 +31,30 @@ def check_finite_weights(s: Session) -> None:
 
 
 def diverged_message(s: Session, what: str) -> str:
-    last = s.record.progress.step if (s.out / LAST_WEIGHTS).exists() else None
-    kept = f"the last good checkpoint (step {last}) is kept" if last is not None else "no checkpoint was saved yet"
-    again = (
+    stopped = f"training diverged at step {s.counters.step + 1}: {what}"
+    if s.saved_step is None:
+        return f"{stopped}; no checkpoint was saved yet; start again with a lower --lr"
+    return (
+        f"{stopped}; the last good checkpoint (step {s.saved_step}) is kept; "
         f"resume with a lower lr: python cli.py train --resume {s.out} --lr LR"
-        if last is not None
-        else ("start again with a lower --lr")
     )
-    return f"training diverged at step {s.counters.step + 1}: {what}; {kept}; {again}"
 
 
 def mark_diverged(s: Session, error: TrainingDiverged) -> None:
-    """Records the stop in run.json without touching the last good weights and state."""
-    if (s.out / LAST_WEIGHTS).exists():
+    """Records the stop in run.json (whose position is the last good checkpoint's) without touching its weights."""
+    if s.saved_step is not None:
         s.record.status, s.record.error = "diverged", str(error)
         write_run_record(s.out, s.record)
+
+
+def record_position(s: Session) -> None:
+    """What run.json says about progress, the best step and unreadable images, from the loop's counters; called
+    whenever the counters match the files on disk (a save, a restore)."""
+    c = s.counters
+    s.record.progress = RunProgress(step=c.step, total_steps=s.total_steps, epoch=c.epoch)
+    s.record.best = BestCheckpoint(step=c.best_step, val_top1=c.best_val_top1)
+    s.record.data.skipped_train_reads, s.record.data.skipped_val = c.skipped, c.val_skipped
+    s.saved_step = c.step
 
 
 def save_checkpoint(s: Session, status: str) -> None:
@@ -62,10 +71,8 @@ def save_checkpoint(s: Session, status: str) -> None:
     tmp = s.out / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(s.out / STATE_FILE)
-    s.record.status = status
-    s.record.progress = RunProgress(step=c.step, total_steps=s.total_steps, epoch=c.epoch)
-    s.record.best = BestCheckpoint(step=c.best_step, val_top1=c.best_val_top1)
-    s.record.data.skipped_train_reads, s.record.data.skipped_val = c.skipped, c.val_skipped
+    s.record.status, s.record.error = status, None
+    record_position(s)
     write_run_record(s.out, s.record)
 
 
@@ -81,18 +88,25 @@ def keep_if_best(s: Session, val_top1: float) -> None:
 def restore(s: Session, previous: RunRecord) -> None:
     """Loads last weights, optimizer state and position from the run directory for --resume."""
     m = s.models
-    m.student.load_state_dict(load_weights(s.out / LAST_WEIGHTS))
+    weights = load_weights(s.out / LAST_WEIGHTS)
     if not (s.out / STATE_FILE).is_file():
         raise CheckpointError(f"cannot resume {s.out}: no {STATE_FILE} (the run never saved its optimizer state)")
     try:
         state = torch.load(s.out / STATE_FILE, weights_only=True)
     except Exception as err:  # truncated or foreign: torch's unpickler raises many kinds (IndexError, EOFError, ...)
         raise CheckpointError(f"cannot resume {s.out}: unreadable {STATE_FILE} ({err})".splitlines()[0]) from err
-    m.optimizer.load_state_dict(state["optimizer"])
-    m.scheduler.load_state_dict(state["scheduler"])
-    if state.get("scaler"):
-        m.scaler.load_state_dict(state["scaler"])
-    s.counters = LoopCounters(**state["position"])
+    try:  # a file of another run, model or version: missing keys, other shapes
+        m.student.load_state_dict(weights)
+        m.optimizer.load_state_dict(state["optimizer"])
+        m.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):
+            m.scaler.load_state_dict(state["scaler"])
+        s.counters = LoopCounters(**state["position"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"cannot resume {s.out}: its {STATE_FILE} or {LAST_WEIGHTS} is not this run's ({detail})"
+        ) from err
     # Weights and optimizer state are separate files; a kill between the two writes must not go unnoticed.
     if weights_step(s.out / LAST_WEIGHTS) != s.counters.step:
         raise CheckpointError(
@@ -102,6 +116,7 @@ def restore(s: Session, previous: RunRecord) -> None:
     s.record.created, s.record.resumed_at_step = previous.created, s.counters.step
     s.record.train_seconds = previous.train_seconds
     s.record.teacher_cache = s.record.teacher_cache or previous.teacher_cache
+    record_position(s)
 
 
 def set_base_lr(s: Session, lr: float) -> None:

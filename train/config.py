@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from common.artifact import DEFAULT_TEMPLATES, check_templates
@@ -17,6 +18,8 @@ from train.losses import LossConfig
 PAPER_LR = 1e-5
 # The built-in model is tiny and was pretrained in minutes at 2e-3; 1e-5 would barely move it in a short run.
 RECOMMENDED_LR = {BUILTIN: 3e-4}
+# Seeds are mixed into per-epoch and per-image seeds (seed * 1_000_003 + ...), which must stay within torch's 64 bits.
+MAX_SEED = 2**32 - 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: auto is bf16 autocast on CUDA, fp32 on CPU
 
 
@@ -50,13 +53,16 @@ class TrainConfig:
     log_every: int = 10
 
     def __post_init__(self) -> None:
-        """Every training option is checked here, once, before anything is loaded or written."""
+        """Every training option is checked here, once, before anything is loaded or written; paths to data are made
+        absolute, so the run can be resumed and exported from any working directory."""
+        self.data = _absolute(self.data) or self.data
+        self.val_data, self.classnames = _absolute(self.val_data), _absolute(self.classnames)
         for name in ("epochs", "batch_size", "accum_steps", "log_every"):
             check_number(name, getattr(self, name), 1)
         if self.max_steps is not None:
             check_number("max_steps", self.max_steps, 1)
         check_number("num_workers", self.num_workers, 0)
-        check_number("seed", self.seed, 0, 2**63 - 1)  # what torch's generators take
+        check_number("seed", self.seed, 0, MAX_SEED)
         if self.lr is not None:
             check_number("lr", self.lr, 0, above=True)
         check_number("weight_decay", self.weight_decay, 0)
@@ -81,3 +87,8 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any], where: str = "training config") -> TrainConfig:
         """The config saved in run.json, every field's type checked (a damaged one is a CheckpointError)."""
         return from_json(cls, data, where, CheckpointError)
+
+
+def _absolute(spec: str | None) -> str | None:
+    """A path that exists, made absolute; anything else (builtin, a suite spec, a missing path) as given."""
+    return str(Path(spec).resolve()) if spec and spec != BUILTIN and Path(spec).exists() else spec

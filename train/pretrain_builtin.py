@@ -20,11 +20,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from common.errors import check_number
 from common.files import atomic_write_text
 from common.provenance import git_commit
 from common.world.model import BUILTIN_DIR, BUILTIN_MODEL_CFG, BUILTIN_PREPROCESS_CFG
 from common.world.scenes import caption, random_scene, render
 from common.world.suite import IMAGE_SIZE
+from train.config import MAX_SEED
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,10 @@ class PretrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.1
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_number("steps", self.steps, 1)
+        check_number("seed", self.seed, 0, MAX_SEED)
 
 
 def render_corpus(cfg: PretrainConfig) -> tuple[torch.Tensor, list]:

@@ -97,6 +97,6 @@ class RunLock:
 
     def release(self, discard: bool = False) -> None:
         """Closes the descriptor, which drops the flock; `discard` removes a lock file this lock created."""
-        self.file.close()
         if discard and self.created:
-            self.path.unlink(missing_ok=True)
+            self.path.unlink(missing_ok=True)  # while still locked: no one else can be holding this file
+        self.file.close()

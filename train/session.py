@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -23,6 +22,7 @@ from common.run import RunData, RunRecord
 from common.suites import TrainData, resolve_train_data
 from common.transforms import eval_transform, train_transform
 from train.config import TrainConfig
+from train.run_dirs import RunLock
 
 
 class SeededAugment(Dataset):
@@ -86,7 +86,8 @@ class Session:
     data: DataState
     record: RunRecord  # what run.json will say
     counters: LoopCounters = field(default_factory=LoopCounters)
-    lock: Any = None  # train.run_dirs.RunLock once the run directory is claimed
+    lock: RunLock | None = None  # once the run directory is claimed
+    saved_step: int | None = None  # the step of the checkpoint on disk (saved or restored), if any
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:

@@ -2,8 +2,9 @@
 
 Data order and augmentation are drawn from (seed, epoch, index), and the optimizer, scheduler and position are
 checkpointed at every epoch end and on Ctrl-C, so a resumed run takes exactly the steps an uninterrupted run takes.
-A loss or gradient that stops being finite ends training with TrainingDiverged, keeping the last good checkpoint.
-`prepare` does everything that can fail on bad input; `run_training` then trains; `train` does both.
+A loss or gradient that stops being finite, or weights about to be saved that are not, end training with
+TrainingDiverged, keeping the last good checkpoint. `prepare` does everything that can fail on bad input;
+`run_training` then trains; `train` does both.
 """
 
 from __future__ import annotations
@@ -203,6 +204,7 @@ def prepare(
     try:
         if not resume:
             check_unused(out)  # another process may have started here while this one was loading
+            (out / METRICS_FILE).unlink(missing_ok=True)  # left by a run that stopped before its first checkpoint
         if previous is not None:
             restore(s, previous)
             set_base_lr(s, cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was

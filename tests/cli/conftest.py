@@ -125,6 +125,8 @@ def build_world(root: Path, benchmark_root: Path) -> Path:
     unknown-label.csv      a manifest with a pentagon row (unknown with --classnames classnames.txt)
     classnames.txt         fine;  classnames-dup.txt: circle twice;  classnames-missing.txt: no hexagon
     templates.txt          fine;  templates-bad.txt: "{x} photo";  templates-empty.txt: comments only
+    latin1.csv, classnames-latin1.txt, templates-latin1.txt: text in Latin-1, not UTF-8
+    run-state-foreign/     run-running whose state.pt is another program's (a plain dict of other keys)
     calib-shape.npy        float32 [20, 3, 32, 32];  calib-garbage.npy: random bytes;  calib-int.npy: int64 images;
     calib-few.npy          float32 [4, 3, 64, 64]
     corrupt.onnx           random bytes;  nometa.onnx: model.onnx without metadata;  badjson.onnx: metadata not
@@ -171,6 +173,9 @@ def _runs(root: Path) -> Path:
     save_file(state, str(five), metadata={"step": "2"})
     _truncate(_copy_run(run, root / "run-best-truncated") / "best.safetensors")
     (_copy_run(run, root / "run-no-best") / "best.safetensors").unlink()
+    import torch
+
+    torch.save({"epoch": 3, "model": {}}, _copy_run(running, root / "run-state-foreign") / "state.pt")
     return run
 
 
@@ -203,6 +208,10 @@ def _data(root: Path, benchmark_root: Path, rng: np.random.Generator) -> None:
     (root / "templates.txt").write_text("a photo of a {}\na drawing of a {}\n")
     (root / "templates-bad.txt").write_text("a photo of a {}\n{x} photo\n")
     (root / "templates-empty.txt").write_text("# no templates here\n\n")
+    # Text in another encoding than UTF-8 (Latin-1, as old Windows tools save it)
+    (root / "latin1.csv").write_bytes("path,label\nimages/circle/caf\xe9.png,circle\n".encode("latin-1"))
+    (root / "classnames-latin1.txt").write_bytes("circle,cercle\nsquare,carr\xe9\n".encode("latin-1"))
+    (root / "templates-latin1.txt").write_bytes("une photo d'un {} \xe0 voir\n".encode("latin-1"))
 
     # Calibration arrays
     np.save(root / "calib-shape.npy", rng.standard_normal((20, 3, 32, 32)).astype(np.float32))

@@ -12,6 +12,12 @@ SMALL = ["--data", f"{W}/images"]  # 60 images: should a case not be refused, it
 ZERO_SHOT = ["--checkpoint", "builtin"]
 
 CASES = [
+    # a bad input with --out in folders that do not exist yet: refused before the folders are made
+    (
+        "out-in-new-folders",
+        ["--onnx", f"{W}/nope.onnx", "--out", "new/sub/r.json"],
+        f"no such ONNX file: {W}/nope.onnx",
+    ),
     # which artifact
     ("no-artifact", [], "give exactly one of --checkpoint, --onnx, --engine"),
     ("checkpoint-and-onnx", [*ZERO_SHOT, "--onnx", ONNX], "give exactly one of --checkpoint, --onnx, --engine"),

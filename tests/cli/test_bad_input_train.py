@@ -55,8 +55,18 @@ CASES = [
     pytest.param(
         "seed-huge",
         [*FAST, "--seed", "99999999999999999999999"],
-        "seed must be a finite number at least 0 and at most 9223372036854775807",
+        "seed must be a finite number at least 0 and at most 4294967295",
         id="seed-huge",
+    ),
+    ("template-escaped-braces", [*FAST, "--template", "a photo of {{}}"], "'a photo of {{}}' needs exactly one {}"),
+    ("templates-file-latin1", [*FAST, "--templates-file", f"{W}/templates-latin1.txt"], "is not UTF-8 text"),
+    ("classnames-latin1", [*FAST, "--classnames", f"{W}/classnames-latin1.txt"], "is not UTF-8 text"),
+    ("manifest-latin1", ["--data", f"{W}/latin1.csv", "--max-steps", "1"], f"manifest {W}/latin1.csv is not UTF-8"),
+    ("data-path-with-brackets", ["--data", "/tmp/[/x]", "--max-steps", "1"], "no such dataset: /tmp/[/x]"),
+    (
+        "resume-foreign-state",
+        ["--resume", f"{COPY}/run-state-foreign"],
+        "state.pt or last.safetensors is not this run's",
     ),
     # choices
     ("loss-unknown", [*FAST, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce)"),

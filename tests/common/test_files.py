@@ -12,8 +12,12 @@ from common.world.suite import SplitSpec, ensure_benchmark
 
 
 @pytest.fixture
-def umask_022():
+def umask_022(monkeypatch):
+    """A team's umask, 022; common.files reads the umask once, at import (reading it means setting it)."""
+    import common.files
+
     old = os.umask(0o022)
+    monkeypatch.setattr(common.files, "UMASK", 0o022)
     yield
     os.umask(old)
 
@@ -25,7 +29,9 @@ def mode(path):
 def test_atomic_writes_respect_the_umask(tmp_path, umask_022):
     atomic_write_text(tmp_path / "a.txt", "x")
     assert mode(tmp_path / "a.txt") == 0o644  # mkstemp alone would leave 0600: unreadable to the team
-    os.umask(0o077)
+    import common.files
+
+    common.files.UMASK = 0o077  # restored by the fixture's monkeypatch
     atomic_write_text(tmp_path / "b.txt", "x")
     assert mode(tmp_path / "b.txt") == 0o600  # a private umask stays private
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]  # no temporary files left

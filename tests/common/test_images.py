@@ -1,10 +1,11 @@
 """Every image mode decodes to the 8-bit RGB picture a viewer shows; files that are not regular are skipped."""
 
 import os
+import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from common.data import DataError, ImageDataset, LabeledImages, Sample, check_some_readable, load_image_folder
 from common.images import load_rgb
@@ -84,3 +85,24 @@ def test_a_set_of_only_unreadable_files_fails_at_once(tmp_path):
         check_some_readable(data)
     Image.new("RGB", (4, 4)).save(tmp_path / "19.png")  # one good image is enough to go on (and count the rest)
     check_some_readable(data)
+
+
+def test_a_damaged_exif_block_keeps_the_picture_as_stored(tmp_path, caplog):
+    # Big-endian TIFF header, then an IFD of 2 entries: ImageWidth typed as text ("desc", which PIL cannot write
+    # back when it rotates) and Orientation 6. Pillow decodes the pixels, but exif_transpose raises struct.error.
+    exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x02"
+    exif += b"\x01\x00\x00\x02\x00\x00\x00\x05\x00\x00\x00\x26"  # ImageWidth, ASCII, 5 bytes at offset 38
+    exif += b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00"  # Orientation, SHORT, 6
+    exif += b"\x00\x00\x00\x00desc\x00"
+    Image.new("RGB", (8, 4), (255, 0, 0)).save(tmp_path / "photo.jpg", exif=exif)
+    with pytest.raises(struct.error):
+        ImageOps.exif_transpose(Image.open(tmp_path / "photo.jpg"))  # what a bare decode would crash on
+    assert load_rgb(tmp_path / "photo.jpg").size == (8, 4)  # decoded as stored, not a crash
+    assert "EXIF orientation of" in caplog.text
+
+
+def test_a_transparent_color_in_an_rgb_png_is_composited_onto_white(tmp_path):
+    im = Image.new("RGB", (4, 4), (0, 0, 0))
+    im.save(tmp_path / "trns.png", transparency=(0, 0, 0))  # tRNS: black means transparent
+    assert Image.open(tmp_path / "trns.png").info.get("transparency") == (0, 0, 0)
+    assert pixel(tmp_path / "trns.png") == (255, 255, 255)

@@ -190,3 +190,24 @@ def test_report_json_stays_strict_json_with_an_empty_dataset(tmp_path: Path) -> 
     report["summary"] = summarize(report["datasets"])
     write_report(report, tmp_path / "report.json")
     _strict_json((tmp_path / "report.json").read_text())
+
+
+def test_report_path_is_a_json_file_that_never_replaces_a_users_file(tmp_path: Path) -> None:
+    from common.errors import UserError
+    from serve.report import check_report_path
+
+    with pytest.raises(UserError, match=r"--out names the report's \.json file .*, not .*report\.md"):
+        check_report_path(tmp_path / "report.md")
+    (tmp_path / "notes.json").write_text('{"mine": 1}')
+    with pytest.raises(UserError, match=r"notes\.json exists and is not a report of ours"):
+        check_report_path(tmp_path / "notes.json")
+    (tmp_path / "doc.md").write_text("# My notes\n")
+    with pytest.raises(UserError, match=r"doc\.md exists and is not a report of ours"):
+        check_report_path(tmp_path / "doc.json")
+    (tmp_path / "chart.png").write_bytes(b"\x89PNG")
+    with pytest.raises(UserError, match=r"chart\.png exists without its report"):
+        check_report_path(tmp_path / "chart.json")
+    write_report(make_report(), tmp_path / "r.json")
+    check_report_path(tmp_path / "r.json")  # an earlier report of ours may be replaced
+    check_report_path(tmp_path / "new" / "sub" / "r.json")
+    assert not (tmp_path / "new").exists()  # checking creates nothing

@@ -17,7 +17,7 @@ from serve.evaluate import evaluate
 from train.checkpointing import TrainingDiverged, save_checkpoint
 from train.config import TrainConfig
 from train.losses import LossConfig
-from train.trainer import prepare, train
+from train.trainer import prepare, run_training, train
 
 pytestmark = pytest.mark.slow
 
@@ -100,3 +100,30 @@ def test_a_diverging_run_from_the_command_line(tmp_path):
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: training diverged at step "), result.stderr
     assert not (out / "run.json").exists()  # it diverged before its first checkpoint: nothing to keep
+
+
+def test_a_resumed_run_that_diverges_again_still_names_its_last_good_checkpoint(tmp_path, tiny_folder, monkeypatch):
+    out = tmp_path / "run"
+    break_at(monkeypatch, 6, "loss")
+    with pytest.raises(TrainingDiverged):
+        train(config(tiny_folder), out)
+    before = open_run(out).record
+    monkeypatch.undo()
+    break_at(monkeypatch, 1, "loss")  # the first step after resuming, step 5, breaks again
+    with pytest.raises(TrainingDiverged, match=r"at step 5: .*the last good checkpoint \(step 4\) is kept"):
+        run_training(prepare(None, out, resume=True, overrides={"lr": 1e-4}))
+    after = open_run(out).record
+    assert after.status == "diverged" and after.progress == before.progress and after.best == before.best
+    assert after.progress.step == 4 and after.progress.total_steps == 9
+
+
+def test_a_new_run_where_one_stopped_before_its_first_checkpoint_starts_clean(tmp_path):
+    out = tmp_path / "run"
+    diverging = ["train", "--lr", "1e4", "--loss", "ce", "--max-steps", "40", "--out", str(out)]
+    assert CliRunner().invoke(app, diverging).exit_code == 2
+    assert (out / "metrics.jsonl").exists() and not (out / "run.json").exists()
+    result = CliRunner().invoke(app, ["train", "--loss", "ce", "--max-steps", "2", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [r["step"] for r in open_run(out).metrics() if "loss" in r] == [
+        1
+    ]  # logged: step 1; none of the stopped attempt
