@@ -3,6 +3,7 @@
 - `export_run`: a run directory -> model.onnx, verified against the torch model with a serve runner; optionally the
   FP16 copy (export) and the INT8 copy (calib), each verified the same way; TensorRT engines where possible.
 - `pipeline_runners`: the runners the main job compares: zero-shot, the fine-tuned torch model and every artifact.
+- `check_not_trained_on`: evaluation sets must not hold images of the run the model came from (train meets serve).
 
 Every file is written under a temporary name, checked (onnx.checker, then parity with the torch model on real task
 images), and only then renamed into place: a failed export leaves nothing half-written behind.
