@@ -304,8 +304,8 @@ def export_cmd(
         from export.tensorrt_build import EngineOptions
         from workflows import export_run
 
-        int8_only = {"calib_data": "--calib-data", "calib_size": "--calib-size", "calib_method": "--calib-method"}
-        typed = [flag for name, flag in {**int8_only, "int8_keep": "--int8-keep"}.items() if _typed(ctx, name)]
+        int8_only = ("calib_data", "calib_size", "calib_method", "int8_keep")
+        typed = ["--" + name.replace("_", "-") for name in int8_only if _typed(ctx, name)]
         if typed and not int8:
             raise OptionError(f"{', '.join(typed)}: only with --int8, whose copy these options configure")
         engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)

@@ -65,15 +65,21 @@ def text_classifier(
     """
     device = next(clip.model.parameters()).device
     per_pass = max(1, batch_size // len(templates))
-    rows = []
+    rows, cut = [], []
     for start in range(0, len(prompts), per_pass):
         chunk = prompts[start : start + per_pass]
         tokens = clip.tokenizer([t.format(p) for p in chunk for t in templates]).to(device)
-        _warn_if_cut(tokens, chunk, len(templates), _pad_id(clip.tokenizer))
+        cut += _cut_names(tokens, chunk, len(templates), _pad_id(clip.tokenizer))
         features = clip.model.encode_text(tokens).float()  # type: ignore[operator]  # open_clip CLIP method
         rows.append(average_templates(features.view(len(chunk), len(templates), -1)))
         if progress:
             progress("text classifier", start + len(chunk), len(prompts))
+    if cut:  # one warning for the whole classifier, not one a pass
+        log.warning(
+            f"class name(s) too long for the text tower's {tokens.shape[1]}-token context, their prompts are cut: "
+            + ", ".join(repr(c) for c in cut[:5])
+            + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
+        )
     return torch.cat(rows)
 
 
@@ -83,17 +89,11 @@ def _pad_id(tokenizer: object) -> int:
     return int(pad) if pad is not None else 0
 
 
-def _warn_if_cut(tokens: torch.Tensor, names: list[str], n_templates: int, pad_id: int) -> None:
-    """The tokenizer silently cuts a prompt longer than the text tower's context; a prompt that fills it has no
-    padding left at the end, which is how one that may have been cut shows."""
+def _cut_names(tokens: torch.Tensor, names: list[str], n_templates: int, pad_id: int) -> list[str]:
+    """The names whose prompts the tokenizer may have cut: it silently cuts a prompt longer than the text tower's
+    context, and a prompt that fills it has no padding left at the end, which is how one that may be cut shows."""
     full = (tokens[:, -1] != pad_id).view(len(names), n_templates).any(dim=1)
-    cut = [name for name, is_full in zip(names, full.tolist(), strict=True) if is_full]
-    if cut:
-        log.warning(
-            f"class name(s) too long for the text tower's {tokens.shape[1]}-token context, their prompts are cut: "
-            + ", ".join(repr(c) for c in cut[:5])
-            + (f" and {len(cut) - 5} more" if len(cut) > 5 else "")
-        )
+    return [name for name, is_full in zip(names, full.tolist(), strict=True) if is_full]
 
 
 def logit_scale_of(clip: LoadedClip) -> float:

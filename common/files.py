@@ -95,10 +95,11 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
 
 def check_creatable(path: Path, what: str) -> None:
     """Without creating anything: UserError unless `path` is a writable folder or could be created as one."""
-    path = Path(path).absolute()
-    existing = next(p for p in (path, *path.parents) if p.exists())
+    path = Path(path)  # named as given in messages
+    absolute = path.absolute()
+    existing = next(p for p in (absolute, *absolute.parents) if p.exists())
     if not existing.is_dir():
-        if existing == path:
+        if existing == absolute:
             raise UserError(f"{what} {path} is a file, not a folder")
         raise UserError(f"cannot create {what} {path}: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -106,14 +107,12 @@ def check_creatable(path: Path, what: str) -> None:
 
 
 def writable_dir(path: Path, what: str) -> Path:
-    """Creates `path` (and its parents) if needed; UserError naming `what` when it is a file or cannot be written."""
+    """Creates `path` (and its parents) if needed; UserError naming `what` when it is a file or cannot be written
+    (check_creatable, then the mkdir, which can still fail where permission bits do not tell, as under /proc)."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {path} is a file, not a folder")
+    check_creatable(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise UserError(f"cannot create {what} {path}: {err.strerror or err}") from err
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {path} is not writable")
     return path

@@ -64,3 +64,9 @@ def test_class_names_too_long_for_the_text_tower_are_named(builtin_clip, caplog)
     caplog.clear()
     text_classifier(builtin_clip, ["star", "circle"], ["a photo of a {}"])
     assert caplog.records == []
+
+
+def test_cut_class_names_are_named_in_one_warning_whatever_the_passes(builtin_clip, caplog):
+    long = ["a remarkably long and winding name of a class that no context can hold", "another name " * 6]
+    text_classifier(builtin_clip, [long[0], "star", long[1]], ["a photo of a {}"], batch_size=1)  # three passes
+    assert len(caplog.records) == 1 and all(repr(name) in caplog.records[0].getMessage() for name in long)
