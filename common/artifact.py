@@ -42,8 +42,10 @@ def check_templates(templates: list[str] | tuple[str, ...], where: str = "prompt
             raise UserError(f"{where}: {template!r} needs exactly one {{}} for the class name and no other braces")
 
 
-# "text": logits = tau * normalize(f(x)) @ W^T with W the fixed class-prompt embeddings (ProReg, kd, ce).
-HEAD_KINDS = ("text",)
+# On the normalized image features f: "text", tau f W^T with W the fixed class-prompt embeddings; "trainable", the
+# class vectors (from W, renormalized each pass) and tau learned; "linear", a free f A^T + b (TeS). common.classifier.
+HEAD_KINDS = ("text", "trainable", "linear")
+HEAD_INITS = ("text", "random")  # where a linear head starts: the text classifier (tau W, b = 0) or at random
 
 
 class ArtifactError(UserError):

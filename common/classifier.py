@@ -1,18 +1,21 @@
-"""The CLIP classifier: an image tower and the fixed text classifier, built zero-shot or from saved weights.
+"""The CLIP classifier: an image tower and a head on its normalized features, built zero-shot or from saved weights.
 
-logits = tau * normalize(f(x)) @ W^T, with W the class-prompt text embeddings (each template's embedding normalized,
-averaged over templates, renormalized) and tau the temperature CLIP was trained with.
+The zero-shot head is the fixed text classifier, logits = tau * normalize(f(x)) @ W^T, with W the class-prompt text
+embeddings (each template's embedding normalized, averaged over templates, renormalized) and tau the temperature
+CLIP was trained with. Fine-tuning may train a head instead (HEAD_KINDS): the text classifier's class vectors and
+scale, or a free linear layer (TeS); every head starts from W, so a fine-tuned model starts as the zero-shot one.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.artifact import ClassifierMeta
+from common.artifact import HEAD_KINDS, ClassifierMeta
 from common.errors import UserError
 from common.models import LoadedClip, build_visual, load_clip
 from common.progress import ProgressHook
@@ -23,25 +26,92 @@ TEXT_BATCH = 256
 log = logging.getLogger(__name__)
 
 
-class ClipClassifier(nn.Module):
-    """Image tower plus fixed text classifier: logits = tau * normalize(f(x)) @ W^T."""
+class TextHead(nn.Module):
+    """The fixed text classifier: tau * f @ W^T (f the normalized image features)."""
 
-    class_weights: torch.Tensor
+    weight: torch.Tensor
     logit_scale: torch.Tensor
 
-    def __init__(self, visual: nn.Module, class_weights: torch.Tensor, logit_scale: float):
+    def __init__(self, weight: torch.Tensor, logit_scale: float):
         super().__init__()
-        self.visual = visual
-        self.register_buffer("class_weights", class_weights.detach().clone().float())
+        self.register_buffer("weight", weight.detach().clone().float())
         self.register_buffer("logit_scale", torch.tensor(float(logit_scale)))
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        # Logits reach ~100 (tau), so this matmul stays FP32 whatever the tower runs in.
+        return self.logit_scale * features @ self.weight.t()
+
+
+class TrainableTextHead(nn.Module):
+    """ProReg's released head: class vectors initialised from W and renormalized every forward pass, and a learned
+    logit scale (in log space, as CLIP learns it): exp(s) * f @ normalize(V)^T."""
+
+    def __init__(self, weight: torch.Tensor, logit_scale: float):
+        super().__init__()
+        self.weight = nn.Parameter(weight.detach().clone().float())
+        self.log_logit_scale = nn.Parameter(torch.tensor(math.log(logit_scale)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.log_logit_scale.exp() * features @ F.normalize(self.weight, dim=-1).t()
+
+
+class LinearHead(nn.Module):
+    """A free linear classifier on the normalized features, f @ A^T + b: TeS's vision head `fc`. Initialised from
+    the text classifier (A = tau W, b = 0) it starts as the zero-shot model; else at random, like nn.Linear."""
+
+    def __init__(self, weight: torch.Tensor, logit_scale: float, init: str = "text"):
+        super().__init__()
+        self.weight = nn.Parameter(logit_scale * weight.detach().clone().float())
+        self.bias = nn.Parameter(torch.zeros(weight.shape[0]))
+        if init == "random":
+            reference = nn.Linear(weight.shape[1], weight.shape[0])
+            self.weight.data.copy_(reference.weight.data)
+            self.bias.data.copy_(reference.bias.data)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features @ self.weight.t() + self.bias
+
+
+HEADS: dict[str, type[nn.Module]] = {"text": TextHead, "trainable": TrainableTextHead, "linear": LinearHead}
+assert tuple(HEADS) == HEAD_KINDS, "common.artifact.HEAD_KINDS names the heads built here"
+
+
+def make_head(kind: str, text_weights: torch.Tensor, logit_scale: float, init: str = "text") -> nn.Module:
+    """A head of `kind` (one of HEAD_KINDS) starting from the text classifier `text_weights` [C, D] and tau; a
+    linear head may start at random instead (`init`)."""
+    if kind == "linear":
+        return LinearHead(text_weights, logit_scale, init)
+    if init != "text":
+        raise ValueError(f"a {kind} head starts from the text classifier, not {init!r}")
+    return HEADS[kind](text_weights, logit_scale)
+
+
+class ClipClassifier(nn.Module):
+    """Image tower plus head on its normalized features; the default head is the fixed text classifier,
+    logits = tau * normalize(f(x)) @ W^T."""
+
+    def __init__(
+        self,
+        visual: nn.Module,
+        class_weights: torch.Tensor,
+        logit_scale: float,
+        head: str = "text",
+        init: str = "text",
+    ):
+        super().__init__()
+        self.visual = visual
+        self.head_kind = head
+        self.head = make_head(head, class_weights, logit_scale, init)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The image tower's normalized embedding, in FP32."""
         pooled = self.visual(images)
         if isinstance(pooled, tuple):  # towers with output_tokens (CoCa) return (pooled, tokens)
             pooled = pooled[0]
-        features = F.normalize(pooled.float(), dim=-1)
-        # Logits reach ~100 (tau), so this matmul stays FP32 whatever the tower runs in.
-        return self.logit_scale * features @ self.class_weights.t()
+        return F.normalize(pooled.float(), dim=-1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))
 
 
 def average_templates(text_features: torch.Tensor) -> torch.Tensor:
@@ -128,12 +198,13 @@ def zero_shot_classifier(
 
 
 def classifier_from_state(meta: ClassifierMeta, state: dict[str, torch.Tensor], where: str) -> ClipClassifier:
-    """Rebuilds a classifier of the architecture `meta` describes and loads `state` (from `where`) into it."""
+    """Rebuilds a classifier of the architecture and head `meta` describes and loads `state` (from `where`)."""
     visual = build_visual(meta.model_config, meta.preprocess)
     try:
-        if tuple(state["class_weights"].shape[:1]) != (len(meta.classes),):
-            raise RuntimeError(f"{state['class_weights'].shape[0]} class vectors for {len(meta.classes)} classes")
-        model = ClipClassifier(visual, state["class_weights"], float(state["logit_scale"]))
+        weight = state["head.weight"]
+        if tuple(weight.shape[:1]) != (len(meta.classes),):
+            raise RuntimeError(f"{weight.shape[0]} class vectors for {len(meta.classes)} classes")
+        model = ClipClassifier(visual, torch.zeros_like(weight), meta.logit_scale, head=meta.head)
         model.load_state_dict(state)
     except (KeyError, RuntimeError) as err:  # missing tensors, other shapes: weights of another model
         detail = " ".join(line.strip() for line in str(err).splitlines() if line.strip())

@@ -21,7 +21,7 @@ from common.world import BUILTIN
 if TYPE_CHECKING:  # torch-heavy; imported where a classifier is loaded, so the CLI starts fast
     from common.classifier import ClipClassifier
 
-RUN_FORMAT = "proreg-clip-run/2"
+RUN_FORMAT = "proreg-clip-run/3"  # 3: the head is a module (head.weight, ...); WiSE-FT runs
 RUN_FILE = "run.json"
 BEST_WEIGHTS = "best.safetensors"
 LAST_WEIGHTS = "last.safetensors"

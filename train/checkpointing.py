@@ -68,6 +68,8 @@ def save_checkpoint(s: Session, status: str) -> None:
         "scaler": m.scaler.state_dict(),
         "position": vars(c),
     }
+    if m.projection:  # TeS's projection trains with the model but is not part of it
+        state["projection"] = m.projection.state_dict()
     tmp = s.out / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(s.out / STATE_FILE)
@@ -101,6 +103,8 @@ def restore(s: Session, previous: RunRecord) -> None:
         m.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             m.scaler.load_state_dict(state["scaler"])
+        if m.projection:
+            m.projection.load_state_dict(state["projection"])
         s.counters = LoopCounters(**state["position"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
@@ -120,10 +124,11 @@ def restore(s: Session, previous: RunRecord) -> None:
 
 
 def set_base_lr(s: Session, lr: float) -> None:
-    """Makes `lr` the schedule's base rate (on resume, where the optimizer state brought the saved one back) and
-    applies it at the current position of the warmup-cosine schedule."""
+    """Makes `lr` the encoder's base rate, and the head's its multiple (on resume, where the optimizer state brought
+    the saved ones back), applied at the current position of each group's schedule."""
     scheduler = s.models.scheduler
-    scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
-    for group, factor in zip(s.models.optimizer.param_groups, scheduler.lr_lambdas, strict=True):
-        group["initial_lr"] = lr
-        group["lr"] = lr * factor(scheduler.last_epoch)
+    groups = s.models.optimizer.param_groups
+    scheduler.base_lrs = [lr * group.get("lr_scale", 1.0) for group in groups]
+    for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * factor(scheduler.last_epoch)

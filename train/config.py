@@ -6,13 +6,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.artifact import DEFAULT_TEMPLATES, check_templates
-from common.errors import check_choice, check_number
+from common.artifact import DEFAULT_TEMPLATES, HEAD_INITS, check_templates
+from common.errors import OptionError, check_choice, check_number
 from common.run import CheckpointError, DataSource
 from common.transforms import AUGMENTATIONS
 from common.typed_json import from_json
 from common.world import BUILTIN
 from train.losses import LossConfig
+from train.methods import LOSSES
 
 # The ProReg recipe's encoder learning rate, tuned for CLIPs pretrained on hundreds of millions of pairs.
 PAPER_LR = 1e-5
@@ -32,6 +33,12 @@ class TrainConfig:
     classnames: str | None = None
     templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
     loss: LossConfig = field(default_factory=LossConfig)
+    head: str | None = None  # common.artifact.HEAD_KINDS; None: the loss's first (text, or linear for tes)
+    head_init: str = "text"  # a linear head's start: the text classifier or random
+    head_lr_scale: float = 100.0  # a trainable head's (and TeS's projection's) learning rate over the encoder's
+    # LP-FT: the first share of the steps fits the head alone (encoder frozen), the rest fine-tunes everything,
+    # each phase with its own warmup and decay. 0: plain fine-tuning.
+    lp_fraction: float = 0.0
     epochs: int = 10
     max_steps: int | None = None  # optimizer steps; overrides epochs when given
     batch_size: int = 64
@@ -71,6 +78,25 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("augmentation", self.augment, AUGMENTATIONS)
         check_templates(self.templates)
+        self._check_head()
+
+    def _check_head(self) -> None:
+        method = LOSSES[self.loss.kind]
+        self.head = self.head or method.heads[0]
+        if self.head not in method.heads:
+            raise OptionError(
+                f"head {self.head!r} does not go with loss {self.loss.kind!r}, which trains a {' or '.join(method.heads)} head"
+            )
+        check_choice("head init", self.head_init, HEAD_INITS)
+        if self.head_init != "text" and self.head != "linear":
+            raise OptionError(f"--head-init {self.head_init}: only a linear head can start anywhere but the text classifier")
+        check_number("head_lr_scale", self.head_lr_scale, 0, above=True)
+        check_number("lp_fraction", self.lp_fraction, 0, 1)
+        if self.lp_fraction >= 1 or (self.lp_fraction > 0 and self.head == "text"):
+            raise OptionError(
+                f"--lp-fraction {self.lp_fraction}: LP-FT fits a trainable head first, then fine-tunes: it needs "
+                "--head trainable or linear and a fraction below 1"
+            )
 
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else RECOMMENDED_LR.get(self.model, PAPER_LR)

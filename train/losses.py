@@ -1,6 +1,7 @@
-"""The fine-tuning objectives: conventional (ce), fixed-trade-off distillation (kd) and ProReg.
+"""The fine-tuning objectives: conventional (ce), fixed-trade-off distillation (kd), ProReg and TeS.
 
-Notation as in DESIGN.md: student logits s, teacher (zero-shot) logits z, labels y, temperature T.
+Notation as in DESIGN.md: student logits s, teacher (zero-shot) logits z, labels y, temperature T; for TeS, the
+projection's cosine logits against the fixed text classifier u (before dividing by its temperature).
 Every loss returns named terms; the trainer sums the keys ending in `_loss` and logs all of them.
 """
 
@@ -28,6 +29,11 @@ class LossConfig:
     gamma: float = 1.0  # ProReg xerm form: exponent on the cross-entropies
     temperature: float = 1.0
     kd_alpha: float = 0.5  # kd: fixed share of the KL term
+    # TeS (its authors' defaults): the text distribution's share in the reference q, the text loss's weight, and
+    # the temperature of the projection's cosine logits.
+    tes_lv: float = 0.2
+    tes_lt: float = 0.4
+    tes_tau: float = 0.03
     eps: float = 1e-8
 
     def __post_init__(self) -> None:
@@ -37,6 +43,9 @@ class LossConfig:
         check_number("temperature", self.temperature, 0, above=True)
         check_number("alpha", self.alpha, 0)
         check_number("gamma", self.gamma, 0, above=True)
+        check_number("tes_lv", self.tes_lv, 0, 1)
+        check_number("tes_lt", self.tes_lt, 0)
+        check_number("tes_tau", self.tes_tau, 0, above=True)
 
 
 def distillation_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -64,10 +73,35 @@ def proreg_weight(ce: torch.Tensor, ce_teacher: torch.Tensor, form: str, gamma: 
     raise ValueError(f"unknown ProReg weight form {form!r}")
 
 
+def tes_terms(cfg: LossConfig, student: torch.Tensor, text_cosines: torch.Tensor, labels: torch.Tensor):
+    """TeS: u = text_cosines / tau; q = stopgrad(lv softmax(u) + (1 - lv) onehot(y));
+    L = CE_soft(fc(h), q) + lt CE(u, y)."""
+    u = text_cosines / cfg.tes_tau
+    with torch.no_grad():
+        q = cfg.tes_lv * F.softmax(u.detach(), dim=-1)
+        q[torch.arange(len(labels), device=labels.device), labels] += 1 - cfg.tes_lv
+    text_ce = F.cross_entropy(u, labels)
+    return {
+        "vision_loss": -(q * F.log_softmax(student, dim=-1)).sum(dim=-1).mean(),
+        "text_loss": cfg.tes_lt * text_ce,
+        "ce": F.cross_entropy(student.detach(), labels),
+        "text_ce": text_ce.detach(),
+    }
+
+
 def compute_loss(
-    cfg: LossConfig, student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor
+    cfg: LossConfig,
+    student: torch.Tensor,
+    teacher: torch.Tensor | None,
+    labels: torch.Tensor,
+    text_cosines: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The named loss terms for one batch. `teacher` may be None only for `ce`."""
+    """The named loss terms for one batch. `teacher` (zero-shot logits) is needed by proreg and kd,
+    `text_cosines` (TeS's projection against the text classifier, g(h) W^T) by tes."""
+    if cfg.kind == "tes":
+        if text_cosines is None:
+            raise ValueError("loss 'tes' needs the projection's text cosines")
+        return tes_terms(cfg, student, text_cosines, labels)
     ce = F.cross_entropy(student, labels, reduction="none")
     if cfg.kind == "ce":
         return {"ce_loss": ce.mean()}

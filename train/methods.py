@@ -9,10 +9,18 @@ from dataclasses import dataclass
 class Method:
     description: str
     uses_teacher: bool  # needs the frozen zero-shot model's logits (cached once when nothing is augmented)
+    heads: tuple[str, ...] = ("text", "trainable", "linear")  # the heads it can train (common.artifact.HEAD_KINDS)
+    uses_text_projection: bool = False  # trains TeS's projection head g (training only, never exported)
 
 
 LOSSES = {
     "proreg": Method("ProReg: CE plus KL to the zero-shot teacher, mixed per sample by an adaptive weight", True),
     "kd": Method("CE plus KL to the zero-shot teacher with a fixed trade-off (--kd-alpha)", True),
     "ce": Method("conventional fine-tuning: cross-entropy only", False),
+    "tes": Method(
+        "TeS: a linear vision head trained on a reference distribution from the fixed text classifier",
+        False,
+        heads=("linear",),
+        uses_text_projection=True,
+    ),
 }

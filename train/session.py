@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from common.classifier import ClipClassifier, zero_shot_classifier
@@ -22,6 +24,7 @@ from common.run import RunData, RunRecord
 from common.suites import TrainData, resolve_train_data
 from common.transforms import eval_transform, train_transform
 from train.config import TrainConfig
+from train.methods import LOSSES
 from train.run_dirs import RunLock
 
 
@@ -40,15 +43,34 @@ class SeededAugment(Dataset):
             return self.base[i]
 
 
+class TextProjection(nn.Module):
+    """TeS's projection g: Linear-BN-ReLU-Linear from the image features to the text width, L2-normalized. It
+    trains the tower through the text classifier and is never exported."""
+
+    def __init__(self, in_dim: int, text_dim: int):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.Linear(in_dim, in_dim), nn.BatchNorm1d(in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, text_dim)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.layers(features), dim=-1)
+
+
 @dataclass
 class ModelState:
     """The student the optimizer changes, the frozen teacher it is measured against, and the optimizer's state."""
 
     student: ClipClassifier
-    teacher: ClipClassifier
+    teacher: ClipClassifier  # the zero-shot model; its head holds the fixed text classifier W
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler  # FP16 loss scaling; a no-op unless --precision fp16 on CUDA
+    projection: TextProjection | None = None  # TeS only
+    frozen_encoder_steps: int = 0  # LP-FT: the encoder trains only from this step on
+
+    def text_weights(self) -> torch.Tensor:
+        return self.teacher.head.weight  # type: ignore[return-value]  # a TextHead's buffer
 
 
 @dataclass
@@ -110,16 +132,48 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
     return factor
 
 
+def lp_ft_schedule(total: int, frozen: int, warmup_fraction: float, encoder: bool) -> Callable[[int], float]:
+    """LP-FT's learning-rate factors: the encoder's is 0 for the `frozen` linear-probing steps, then warms up and
+    decays over the rest; the head's warms up and decays over the probing steps, then again over the rest. With
+    nothing frozen both are one warmup-cosine over `total`."""
+    probe, tune = warmup_cosine(max(1, frozen), warmup_fraction), warmup_cosine(total - frozen, warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step >= frozen:
+            return tune(step - frozen)
+        return 0.0 if encoder else probe(step)
+
+    return factor
+
+
+def _student(cfg: TrainConfig, teacher: ClipClassifier) -> ClipClassifier:
+    """The model to fine-tune: a copy of the zero-shot tower with the configured head, started from W."""
+    text = teacher.head
+    student = ClipClassifier(
+        copy.deepcopy(teacher.visual), text.weight, float(text.logit_scale), cfg.head or "text", cfg.head_init
+    )
+    return student.to(text.weight.device).requires_grad_(True)  # a fixed text head's tensors are buffers
+
+
 def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device, total: int) -> ModelState:
     teacher = teacher.to(device).requires_grad_(False)
-    student = copy.deepcopy(teacher).requires_grad_(False)
-    student.visual.requires_grad_(True)
-    params = [p for p in student.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.resolved_lr(), betas=cfg.betas, weight_decay=cfg.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(total, cfg.warmup_fraction))
+    student = _student(cfg, teacher)
+    projection = None
+    if LOSSES[cfg.loss.kind].uses_text_projection:
+        width = teacher.head.weight.shape[1]
+        projection = TextProjection(int(width), int(width)).to(device)  # CLIP's towers share the embedding width
+    lr = cfg.resolved_lr()
+    head = [p for p in student.head.parameters()] + (list(projection.parameters()) if projection else [])
+    groups = [{"params": list(student.visual.parameters()), "lr": lr, "lr_scale": 1.0}]
+    if head:
+        groups.append({"params": head, "lr": lr * cfg.head_lr_scale, "lr_scale": cfg.head_lr_scale})
+    optimizer = torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    frozen = round(cfg.lp_fraction * total)
+    factors = [lp_ft_schedule(total, frozen, cfg.warmup_fraction, encoder=i == 0) for i in range(len(groups))]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
-    return ModelState(student, teacher, optimizer, scheduler, scaler)
+    return ModelState(student, teacher, optimizer, scheduler, scaler, projection, frozen)
 
 
 def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = None) -> Session:
@@ -130,6 +184,7 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
     teacher, meta = zero_shot_classifier(
         cfg.model, cfg.pretrained, resolved.classes, resolved.prompts, cfg.templates, progress
     )
+    meta.head = cfg.head or meta.head
     train_set = SeededAugment(
         ImageDataset(resolved.train, train_transform(meta.preprocess, cfg.augment), cfg.strict), cfg.seed
     )

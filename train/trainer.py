@@ -89,17 +89,29 @@ def validate(s: Session) -> float:
     return correct / max(1, seen)
 
 
+def set_train_mode(s: Session) -> None:
+    """Training mode, with the encoder frozen during LP-FT's linear-probing steps (no gradients are computed for
+    it, and AdamW leaves parameters without gradients alone)."""
+    m = s.models
+    m.student.train()
+    m.student.visual.requires_grad_(s.counters.step >= m.frozen_encoder_steps)
+    if m.projection:
+        m.projection.train()
+
+
 def optimizer_step(s: Session, micro_batches: list[Batch]) -> dict[str, float]:
     """One optimizer step over `micro_batches` (gradient accumulation); returns the averaged loss terms and their
     sum as "loss"."""
     m = s.models
-    m.student.train()
+    set_train_mode(s)
     sums: dict[str, float] = {}
     for batch in micro_batches:
         images, labels = batch.images.to(s.device), batch.labels.to(s.device)
         with autocast(s.device, s.cfg.precision):
-            student = m.student(images).float()
-        terms = compute_loss(s.cfg.loss, student, teacher_logits(s, batch, images), labels)
+            features = m.student.features(images)
+            student = m.student.head(features).float()
+            cosines = m.projection(features).float() @ m.text_weights().t() if m.projection else None
+        terms = compute_loss(s.cfg.loss, student, teacher_logits(s, batch, images), labels, cosines)
         terms["loss"] = total_loss(terms)  # "loss" does not end in LOSS_SUFFIX, so it is not summed again
         if not torch.isfinite(terms["loss"]):
             raise TrainingDiverged(diverged_message(s, f"the loss is {terms['loss'].item()}"))

@@ -169,7 +169,7 @@ def _runs(root: Path) -> Path:
     _edit_run_json(_copy_run(running, root / "run-json-nokey"), lambda d: d.pop("train_config"))
     five = _copy_run(run, root / "run-best-5rows") / "best.safetensors"
     state = load_file(str(five))
-    state["class_weights"] = state["class_weights"][:5].contiguous()
+    state["head.weight"] = state["head.weight"][:5].contiguous()
     save_file(state, str(five), metadata={"step": "2"})
     _truncate(_copy_run(run, root / "run-best-truncated") / "best.safetensors")
     (_copy_run(run, root / "run-no-best") / "best.safetensors").unlink()

@@ -33,7 +33,7 @@ CASES = [
     (
         "checkpoint-run-json-other-format",
         ["--checkpoint", f"{W}/run-json-format"],
-        "not a proreg-clip-run/2 record (format 'proreg-clip-run/1')",
+        "not a proreg-clip-run/3 record (format 'proreg-clip-run/1')",
     ),
     (
         "checkpoint-run-json-missing-key",

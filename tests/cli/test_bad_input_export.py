@@ -27,7 +27,7 @@ CASES = [
     (
         "run-json-other-format",
         ["--checkpoint", f"{W}/run-json-format"],
-        f"{W}/run-json-format/run.json: not a proreg-clip-run/2 record (format 'proreg-clip-run/1')",
+        f"{W}/run-json-format/run.json: not a proreg-clip-run/3 record (format 'proreg-clip-run/1')",
     ),
     (
         "run-json-missing-key",

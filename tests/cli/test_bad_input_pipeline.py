@@ -15,7 +15,7 @@ CASES = [
     ("epochs-not-a-number", [*ONE_STEP, "--epochs", "ten"], usage("--epochs")),
     ("max-steps-0", ["--max-steps", "0"], "max_steps must be a finite number at least 1, got 0"),
     ("max-steps-negative", ["--max-steps", "-2"], "max_steps must be a finite number at least 1, got -2"),
-    ("loss-unknown", [*ONE_STEP, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce)"),
+    ("loss-unknown", [*ONE_STEP, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes)"),
     ("max-drop-negative", [*ONE_STEP, "--max-drop", "-1"], "--max-drop must be a finite number at least 0, got -1.0"),
     ("max-drop-nan", [*ONE_STEP, "--max-drop", "nan"], "--max-drop must be a finite number at least 0, got nan"),
     ("max-drop-inf", [*ONE_STEP, "--max-drop", "inf"], "--max-drop must be a finite number at least 0, got inf"),

@@ -69,7 +69,7 @@ CASES = [
         "state.pt or last.safetensors is not this run's",
     ),
     # choices
-    ("loss-unknown", [*FAST, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce)"),
+    ("loss-unknown", [*FAST, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes)"),
     ("weight-form-unknown", [*FAST, "--weight-form", "magic"], "unknown ProReg weight form 'magic'"),
     ("augment-unknown", [*FAST, "--augment", "autoaugment"], "unknown augmentation 'autoaugment'"),
     (
@@ -255,7 +255,7 @@ CASES = [
     (
         "resume-run-json-other-format",
         ["--resume", f"{COPY}/run-json-format"],
-        "not a proreg-clip-run/2 record (format 'proreg-clip-run/1')",
+        "not a proreg-clip-run/3 record (format 'proreg-clip-run/1')",
     ),
     (
         "resume-run-json-missing-key",

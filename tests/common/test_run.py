@@ -112,8 +112,8 @@ def without(data: dict, key: str) -> dict:
         ("", r"^corrupt .*run\.json: Expecting value"),
         ("[1, 2]", r"^corrupt .*run\.json: not a JSON object$"),
         ('"a string"', r"^corrupt .*run\.json: not a JSON object$"),
-        (json.dumps({**make_record().to_dict(), "format": "proreg-clip-run/1"}), "not a proreg-clip-run/2 record"),
-        (json.dumps(without(make_record().to_dict(), "format")), r"not a proreg-clip-run/2 record \(format None\)"),
+        (json.dumps({**make_record().to_dict(), "format": "proreg-clip-run/1"}), "not a proreg-clip-run/3 record"),
+        (json.dumps(without(make_record().to_dict(), "format")), r"not a proreg-clip-run/3 record \(format None\)"),
         (json.dumps(without(make_record().to_dict(), "classifier")), r"classifier is missing$"),
         (json.dumps(without(make_record().to_dict(), "data")), r"data is missing$"),
         (json.dumps(without(make_record().to_dict(), "train_config")), r"train_config is missing$"),
@@ -251,14 +251,14 @@ def test_load_classifier_refuses_weights_of_another_model(tmp_path: Path, zero_s
     state = {k: v.clone() for k, v in model.state_dict().items()}
     visual = next(k for k in state if k.startswith("visual.") and state[k].ndim == 2)
     if change == "drop logit_scale":
-        del state["logit_scale"]
+        del state["head.logit_scale"]
     elif change == "drop a visual tensor":
         del state[visual]
     else:
         state[visual] = torch.zeros(state[visual].shape[0] + 1, state[visual].shape[1])
     run = run_with_state(tmp_path, meta, state)
     detail = {
-        "drop logit_scale": "'logit_scale'",
+        "drop logit_scale": 'Missing key.*"head.logit_scale"',
         "drop a visual tensor": "Missing key",
         "reshape a visual tensor": "size mismatch",
     }
@@ -272,7 +272,7 @@ def test_load_classifier_refuses_weights_of_another_model(tmp_path: Path, zero_s
 def test_load_classifier_refuses_class_weights_for_other_classes(tmp_path: Path, zero_shot) -> None:
     model, meta = zero_shot
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    state["class_weights"] = state["class_weights"][:5]
+    state["head.weight"] = state["head.weight"][:5]
     assert len(meta.classes) == 6
     run = run_with_state(tmp_path, meta, state)
     with pytest.raises(UserError, match="do not fit the classifier .*: 5 class vectors for 6 classes"):

@@ -104,7 +104,7 @@ def test_gate_fails_on_a_perturbed_model_and_passes_on_the_true_one(exported, tm
     bad = tmp_path / "perturbed"
     shutil.copytree(run, bad)
     state = load_file(str(bad / "best.safetensors"))
-    state["class_weights"] = state["class_weights"][[1, 0, 2, 3, 4, 5]].contiguous()  # circle <-> square
+    state["head.weight"] = state["head.weight"][[1, 0, 2, 3, 4, 5]].contiguous()  # circle <-> square
     save_file(state, str(bad / "best.safetensors"))
     common = ["--data", "builtin:id_test", "--reference", str(run), "--max-drop", "1.0"]
     failed = CliRunner().invoke(app, ["eval", "--checkpoint", str(bad), *common, "--out", str(tmp_path / "bad.json")])
