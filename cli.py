@@ -35,9 +35,11 @@ from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
 from common.world import BUILTIN
 from train.methods import LOSSES
+from train.recipes import RECIPES, RECOMMENDED
 
 if TYPE_CHECKING:
     from train.config import TrainConfig
+    from workflows import WiseSweep
 
 app = typer.Typer(
     add_completion=False,
@@ -128,12 +130,30 @@ def train_cmd(
     classnames: Path | None = typer.Option(None, help="Class-names file: 'label[,display name]' per line."),
     template: list[str] = typer.Option(list(DEFAULT_TEMPLATES), help="Prompt template with {} (repeatable)."),
     templates_file: Path | None = typer.Option(None, help="File with one prompt template per line."),
+    recipe: str | None = typer.Option(
+        None,
+        help=f"A named recipe ({', '.join(RECIPES)}; NAME+wise[ALPHA] adds WiSE-FT). Default: {RECOMMENDED}, the "
+        "recommended one (README), unless a method option (--loss, --head, ...) is given.",
+    ),
     loss: str = typer.Option("proreg", help=" | ".join(f"{k}: {m.description}" for k, m in LOSSES.items()) + "."),
     weight_form: str = typer.Option("xerm", help="ProReg weight: xerm (paper formula) | official (authors' code)."),
     alpha: float = typer.Option(1.0, help="ProReg: weight of the KL term."),
     gamma: float = typer.Option(1.0, help="ProReg xerm: exponent on the cross-entropies."),
     temperature: float = typer.Option(1.0, help="Distillation temperature T."),
     kd_alpha: float = typer.Option(0.5, help="kd: fixed share of the KL term."),
+    tes_lv: float = typer.Option(0.2, help="TeS: share of the text distribution in the reference q (0..1)."),
+    tes_lt: float = typer.Option(0.4, help="TeS: weight of the projection's loss against the text classifier."),
+    tes_tau: float = typer.Option(0.03, help="TeS: temperature of the projection's cosine logits."),
+    head: str | None = typer.Option(
+        None,
+        help="text (fixed text classifier) | trainable (initialised from it, renormalized, learned scale) | "
+        "linear (free f A^T + b, TeS's head); default: text, linear for tes.",
+    ),
+    head_init: str = typer.Option("text", help="Linear head's start: text (zero-shot) | random."),
+    head_lr_scale: float = typer.Option(100.0, help="Trainable head's learning rate over the encoder's."),
+    lp_fraction: float = typer.Option(
+        0.0, help="LP-FT: share of the steps that fit the head with the encoder frozen before fine-tuning all."
+    ),
     epochs: int = typer.Option(10, help="Epochs (the paper's recipe uses 10)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps (overrides --epochs)."),
     batch_size: int = typer.Option(64),
@@ -159,7 +179,8 @@ def train_cmd(
             typed = {k: v for k, v in ctx.params.items() if k != "resume" and _typed(ctx, k)}
             do_train(None, resume, resume=True, overrides={CONFIG_NAMES.get(k, k): v for k, v in typed.items()})
         else:
-            do_train(_train_config(ctx.params), out, resume=False)
+            typed = {k for k in ctx.params if _typed(ctx, k)}
+            do_train(_train_config(ctx.params, typed), out, resume=False)
 
 
 CONFIG_NAMES = {"workers": "num_workers"}  # train options named otherwise in TrainConfig
@@ -172,22 +193,35 @@ def _typed(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-def _train_config(options: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig the train command's options describe (`options`: typer's parsed values, by name)."""
+LOSS_OPTIONS = ("weight_form", "alpha", "gamma", "temperature", "kd_alpha", "tes_lv", "tes_lt", "tes_tau")
+METHOD_OPTIONS = ("loss", *LOSS_OPTIONS, "head", "head_init", "head_lr_scale", "lp_fraction")
+
+
+def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
+    """The TrainConfig the train command's options describe (`options`: typer's parsed values, by name; `typed`:
+    the names the user gave). A recipe (--recipe, else the recommended one when no method option was typed) sets
+    the method; method options typed beside it change its settings."""
     from train.config import TrainConfig
     from train.losses import LossConfig
+    from train.recipes import RECOMMENDED, recipe_config
 
     o = options
-    loss = LossConfig(o["loss"], o["weight_form"], o["alpha"], o["gamma"], o["temperature"], o["kd_alpha"])
     same_name: tuple[str, ...] = ("model", "pretrained", "data", "val_data", "epochs", "max_steps", "batch_size")
     same_name += ("accum_steps", "lr", "augment", "teacher_cache", "seed", "device", "precision", "strict")
-    return TrainConfig(
+    common = {
         **{k: o[k] for k in same_name},
-        classnames=str(o["classnames"]) if o["classnames"] else None,
-        templates=_read_templates(o["templates_file"]) if o["templates_file"] else list(o["template"]),
-        loss=loss,
-        num_workers=o["workers"],
-    )
+        "classnames": str(o["classnames"]) if o["classnames"] else None,
+        "templates": _read_templates(o["templates_file"]) if o["templates_file"] else list(o["template"]),
+        "num_workers": o["workers"],
+    }
+    recipe = o["recipe"] or (None if typed & set(METHOD_OPTIONS) else RECOMMENDED)
+    if recipe:
+        loss = {("kind" if k == "loss" else k): o[k] for k in ("loss", *LOSS_OPTIONS) if k in typed}
+        method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction") if k in typed}
+        return recipe_config(recipe, loss, **common, **method)
+    loss_config = LossConfig(o["loss"], **{k: o[k] for k in LOSS_OPTIONS})
+    method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction")}
+    return TrainConfig(**common, **method, loss=loss_config)
 
 
 def _read_templates(path: Path) -> list[str]:
@@ -375,6 +409,163 @@ def pipeline_cmd(
     if failed:
         console.print(f"[red]accuracy gate failed[/red]: {', '.join(failed)}")
         raise typer.Exit(1)
+
+
+def _alphas(text: str) -> list[float]:
+    """'0.5' or '0,0.1,...,1' -> the alphas, each checked to lie in [0, 1]."""
+    from common.errors import OptionError
+    from train.wise import check_alpha
+
+    try:
+        alphas = [float(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise OptionError(f"--alpha {text!r}: give numbers in [0, 1], comma-separated") from None
+    if not alphas:
+        raise OptionError("--alpha: give at least one number in [0, 1]")
+    for alpha in alphas:
+        check_alpha(alpha)
+    return sorted(set(alphas))
+
+
+WISE_ALPHAS = ",".join(f"{a / 10:g}" for a in range(11))
+
+
+@app.command("wise")
+def wise_cmd(
+    checkpoint: Path = typer.Option(RUNS_ROOT / LATEST, help="Fine-tuned run directory."),
+    alpha: str = typer.Option(
+        WISE_ALPHAS,
+        help="Weight of the fine-tuned model, in [0, 1]; several (comma-separated) sweep: each is evaluated and the "
+        "best on validation is written, with a table and an ID-vs-OOD plot.",
+    ),
+    base: Path | None = typer.Option(
+        None, help="Interpolate towards this run (same architecture and classes) instead of the zero-shot model."
+    ),
+    data: list[str] = typer.Option(
+        [], help="Sets the sweep reports (as eval --data); default: the built-in ID and OOD sets for built-in runs."
+    ),
+    out: Path | None = typer.Option(None, help="New run directory; default: CHECKPOINT-wise[ALPHA] beside it."),
+    batch_size: int = typer.Option(256),
+) -> None:
+    """WiSE-FT: interpolate a fine-tuned run with its zero-shot model, theta = (1 - a) theta_0 + a theta_ft, into a
+    run directory that export, eval and pipeline take like any run (no inference cost)."""
+    with one_line_errors():
+        from common.run import open_run
+        from common.suites import resolve_eval_sets
+        from train.wise import write_wise_run
+        from workflows import check_not_trained_on, wise_sweep
+
+        alphas = _alphas(alpha)
+        run = open_run(checkpoint)
+        base_run = open_run(base) if base else None
+        target = out or run.path.resolve().with_name(
+            run.path.resolve().name + (f"-wise{alphas[0]:g}" if len(alphas) == 1 else "-wise")
+        )
+        if len(alphas) == 1:
+            written = write_wise_run(run, alphas[0], target, base_run)
+            console.print(f"wrote {written.path} (alpha {alphas[0]:g})")
+            return
+        builtin_run = run.record.data.source.train == BUILTIN
+        sets = resolve_eval_sets(data, run.classifier.classes) if data or builtin_run else []
+        from common.artifact import ArtifactSpec
+
+        check_not_trained_on(ArtifactSpec(classifier=run.classifier, source_run=str(run.path)), sets, allow=False)
+        with progress_bar() as bar:
+            written, sweep = wise_sweep(run, alphas, target, sets, base_run, batch_size, progress_hook(bar, "wise "))
+    _print_sweep(sweep)
+    console.print(f"wrote {written.path} (alpha {sweep.chosen:g}: {sweep.rule}), wise-sweep.json/.md/.png in it")
+
+
+def _print_sweep(sweep: WiseSweep) -> None:
+    from serve.report import percent
+
+    sets = list(sweep.rows[0]["top1"])
+    table = Table(title="WiSE-FT along alpha: top-1 %")
+    for head in ["alpha", "val", *sets, "OOD mean"]:
+        table.add_column(head, justify="right")
+    for r in sweep.rows:
+        mark = " *" if r["alpha"] == sweep.chosen else ""
+        table.add_row(
+            f"{r['alpha']:g}{mark}",
+            percent(r["val_top1"]),
+            *(percent(r["top1"][n]) for n in sets),
+            percent(r["ood_top1_mean"]),
+        )
+    Console(width=160).print(table)
+
+
+def _numbers(text: str, option: str, kind: type = float) -> list:
+    """'0,1,2' -> the numbers of an option that takes a comma-separated list."""
+    from common.errors import OptionError
+
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise OptionError(f"{option} {text!r}: give comma-separated {kind.__name__}s") from None
+    if not values:
+        raise OptionError(f"{option}: give at least one value")
+    return values
+
+
+@app.command("compare")
+def compare_cmd(
+    methods: str = typer.Option(",".join(RECIPES), help=f"Recipes to train, comma-separated ({', '.join(RECIPES)})."),
+    seeds: str = typer.Option("0,1,2", help="Seeds, comma-separated: every method is trained once per seed."),
+    data: str = typer.Option(BUILTIN, help="Training data (as train --data)."),
+    eval_data: list[str] = typer.Option(
+        [], help="ID and OOD sets the methods are chosen on (as eval --data); default: the built-in ones."
+    ),
+    holdout: list[str] = typer.Option(
+        [], help="Shifts reported apart, tuned for by nobody; default for built-in data: builtin-holdout."
+    ),
+    alpha: str = typer.Option("0.25,0.5,0.75", help="WiSE-FT alphas evaluated per run (besides 0 and 1)."),
+    wise_alpha: float = typer.Option(0.5, help="The leaderboard's fixed-alpha WiSE-FT row."),
+    epochs: int = typer.Option(10),
+    max_steps: int | None = typer.Option(None, help="Stop each training after this many steps (a quick look)."),
+    out: Path = typer.Option(RUNS_ROOT / "compare", help="Folder for the runs (cells/) and the leaderboard."),
+) -> None:
+    """Train each method over seeds on the same data (sweeping each method's main knob, chosen on validation),
+    evaluate each with its WiSE-FT curve, and write leaderboard.md/.json and the ID-vs-OOD plot. Resumable: a
+    finished (method, knob, seed) cell is not trained or evaluated again."""
+    with one_line_errors():
+        from common.errors import OptionError
+        from common.run import DataSource
+        from common.suites import resolve_eval_sets, resolve_train_data
+        from common.world import BUILTIN_HOLDOUT
+        from train.recipes import WISE_SUFFIX, resolve_recipe
+        from train.wise import check_alpha
+        from workflows import CompareSpec, compare_methods
+
+        names = [m.strip() for m in methods.split(",") if m.strip()]
+        for name in names:
+            if WISE_SUFFIX in name:
+                raise OptionError(f"--methods {name}: every method is measured with WiSE-FT already; name it alone")
+            resolve_recipe(name)
+        check_alpha(wise_alpha)
+        alphas = _alphas(alpha)
+        holdout_specs = holdout or ([BUILTIN_HOLDOUT] if data == BUILTIN else [])
+        classes = resolve_train_data(DataSource(data)).classes  # every set in the label order the runs will have
+        spec = CompareSpec(
+            methods=names,
+            seeds=sorted(set(_numbers(seeds, "--seeds", int))),
+            data=data,
+            sets=resolve_eval_sets(eval_data, classes),
+            holdout=resolve_eval_sets(holdout_specs, classes) if holdout_specs else [],
+            alphas=sorted(set(alphas + [wise_alpha])),
+            fixed_alpha=wise_alpha,
+            train_options={"epochs": epochs, "max_steps": max_steps},
+        )
+        with progress_bar() as bar:
+            task = bar.add_task("compare", total=1, info="")
+
+            def on_cell(done: int, total: int, name: str) -> None:
+                bar.update(task, completed=done, total=total, info=name)
+                if not console.is_terminal:
+                    console.print(f"[{done + 1}/{total}] {name}" if done < total else "leaderboard", markup=False)
+
+            rows = compare_methods(spec, out, on_cell)
+    console.print((out / "leaderboard.md").read_text(), markup=False, highlight=False)
+    console.print(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png ({len(rows)} rows)")
 
 
 @app.command("pretrain-builtin")

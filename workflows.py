@@ -4,6 +4,8 @@
   FP16 copy (export) and the INT8 copy (calib), each verified the same way; TensorRT engines where possible.
 - `pipeline_runners`: the runners the main job compares: zero-shot, the fine-tuned torch model and every artifact.
 - `check_not_trained_on`: evaluation sets must not hold images of the run the model came from (train meets serve).
+- `wise_sweep`: WiSE-FT interpolations of a run (train) evaluated along alpha (serve); the one validation picks is
+  written as a run directory, with the sweep's table and ID-vs-OOD plot beside it.
 
 Every file is written under a temporary name, checked (onnx.checker, then parity with the torch model on real task
 images), and only then renamed into place: a failed export leaves nothing half-written behind.
@@ -12,9 +14,10 @@ images), and only then renamed into place: a failed export leaves nothing half-w
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,17 +27,25 @@ from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import ArtifactSpec
 from common.data import DataError, load_dataset, shared_images
 from common.errors import UserError
-from common.files import writable_dir
+from common.files import atomic_write_json, atomic_write_text, writable_dir
+from common.progress import ProgressHook
 from common.run import RUN_FILE, Run, open_run
 from common.suites import EvalSet, TrainData, resolve_eval_sets, resolve_train_data
+from common.typed_json import from_json
 from common.world import BUILTIN
 from export.fp16 import write_fp16_copy
 from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec, move_onnx, remove_onnx
 from export.tensorrt_build import EngineOptions, build_engines
 from serve.backends import open_runner
+from serve.evaluate import evaluate
+from serve.leaderboard import ZERO_SHOT, AlphaScore, Cell, SetScore, write_leaderboard
 from serve.parity import Parity, check_parity, parity_images
+from serve.report import percent
+from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 from serve.runner import Runner
 from serve.torch_runner import TorchRunner
+from train.recipes import DEFAULT_WISE_ALPHA, knob_settings, recipe_config, resolve_recipe
+from train.wise import base_state, wise_classifier, write_wise_run
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -152,3 +163,186 @@ def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool) -
             if not allow:
                 raise DataError(message + "; --allow-overlap to evaluate anyway")
             log.warning(message)
+
+
+WISE_RULE = "highest validation top-1; ties go to the smaller alpha (closer to the zero-shot model)"
+WISE_SWEEP_FILE = "wise-sweep.json"
+
+
+@dataclass
+class WiseSweep:
+    rows: list[dict]  # per alpha: alpha, val_top1, id_top1, ood_top1_mean, top1 per set (fractions)
+    chosen: float
+    rule: str = WISE_RULE
+
+
+def wise_sweep(
+    run: Run,
+    alphas: list[float],
+    out: Path,
+    sets: list[EvalSet],
+    base: Run | None = None,
+    batch_size: int = 256,
+    progress: ProgressHook | None = None,
+) -> tuple[Run, WiseSweep]:
+    """Evaluates the interpolation at each alpha on the run's validation data and on `sets`; writes the one with
+    the best validation top-1 (WISE_RULE) as the run directory `out`, with wise-sweep.json/.md/.png beside it."""
+    base_weights = base_state(run, base)
+    val = EvalSet(resolve_train_data(run.record.data.source).val, "id")
+    rows = []
+    for i, alpha in enumerate(alphas):
+        model = wise_classifier(run, alpha, base_weights)
+        runner = TorchRunner(model, ArtifactSpec(classifier=run.classifier), f"{run.path} (alpha {alpha:g})")
+        step = f"alpha {alpha:g} ({i + 1}/{len(alphas)})"
+        hook = (lambda n, d, t, step=step: progress(f"{step}: {n}", d, t)) if progress else None
+        val_report, _ = evaluate(runner, [val], batch_size, progress=hook)
+        report, _ = evaluate(runner, sets, batch_size, progress=hook) if sets else ({"datasets": {}, "summary": {}}, {})
+        rows.append(
+            {
+                "alpha": alpha,
+                "val_top1": val_report["summary"]["id_top1"],
+                "id_top1": report["summary"].get("id_top1"),
+                "ood_top1_mean": report["summary"].get("ood_top1_mean"),
+                "top1": {name: d["top1"] for name, d in report["datasets"].items()},
+            }
+        )
+    best = max(rows, key=lambda r: (r["val_top1"], -r["alpha"]))
+    sweep = WiseSweep(rows, best["alpha"])
+    chosen = write_wise_run(run, sweep.chosen, out, base, base_weights, val_top1=best["val_top1"])
+    _write_sweep(sweep, chosen)
+    return chosen, sweep
+
+
+def _write_sweep(sweep: WiseSweep, run: Run) -> None:
+    atomic_write_json(
+        run.path / WISE_SWEEP_FILE, {"chosen_alpha": sweep.chosen, "rule": sweep.rule, "rows": sweep.rows}
+    )
+    sets = list(sweep.rows[0]["top1"])
+    lines = [
+        f"# WiSE-FT sweep of {run.record.wise.finetuned if run.record.wise else run.path}",
+        "",
+        f"Chosen alpha {sweep.chosen:g}: {sweep.rule}.",
+        "",
+        "| alpha | val | " + " | ".join(sets) + " | ID | OOD mean |",
+        "|---" * (len(sets) + 4) + "|",
+    ]
+    for r in sweep.rows:
+        cells = [f"{r['alpha']:g}", percent(r["val_top1"]), *(percent(r["top1"][n]) for n in sets)]
+        lines.append("| " + " | ".join(cells + [percent(r["id_top1"]), percent(r["ood_top1_mean"])]) + " |")
+    atomic_write_text(run.path / "wise-sweep.md", "\n".join(lines) + "\n")
+    if all(r["id_top1"] is not None and r["ood_top1_mean"] is not None for r in sweep.rows):
+        curve = PlotCurve(
+            "WiSE-FT", [PlotPoint(f"{r['alpha']:g}", r["id_top1"], r["ood_top1_mean"]) for r in sweep.rows]
+        )
+        plot_id_vs_ood([], [curve], run.path / "wise-sweep.png", f"WiSE-FT along alpha (chosen {sweep.chosen:g})")
+
+
+COMPARE_SCORES = "compare-scores.json"  # a cell's evaluations, beside its run
+
+
+@dataclass
+class CompareSpec:
+    """What `compare_methods` trains and measures."""
+
+    methods: list[str]  # train.recipes names, without +wise (every method gets its WiSE-FT curve)
+    seeds: list[int]
+    data: str  # training data spec
+    sets: list[EvalSet]  # ID and OOD sets the choice is made on
+    holdout: list[EvalSet]  # shifts nobody tuned for, reported apart
+    alphas: list[float]  # WiSE-FT alphas evaluated per cell, besides 0 (the zero-shot model) and 1 (the cell)
+    fixed_alpha: float = DEFAULT_WISE_ALPHA  # the WiSE-FT row at a fixed alpha
+    train_options: dict = field(default_factory=dict)  # TrainConfig fields for every cell (epochs, max_steps, ...)
+    batch_size: int = 256
+
+
+def compare_cells(spec: CompareSpec) -> list[tuple[str, str, dict, int]]:
+    """(method, knob label, loss settings, seed) for every cell, in training order."""
+    cells = []
+    for name in spec.methods:
+        recipe = resolve_recipe(name)
+        for value in recipe.knob_values or (None,):
+            settings = knob_settings(recipe, value) if value is not None else {}
+            label = ",".join(f"{k}={v:g}" for k, v in settings.items())
+            cells += [(name, label, settings, seed) for seed in spec.seeds]
+    return cells
+
+
+def _trained_cell(out: Path, method: str, settings: dict, seed: int, spec: CompareSpec) -> Run:
+    """The cell's finished run: trained, resumed when an earlier comparison stopped inside it, or as found."""
+    from train.trainer import train
+
+    if (out / RUN_FILE).is_file():
+        run = open_run(out)
+        if run.record.status == "finished":
+            return run
+        return train(None, out, resume=True)
+    cfg = recipe_config(method, settings, seed=seed, data=spec.data, **spec.train_options)
+    return train(cfg, out)
+
+
+def _score(runner: Runner, val: EvalSet, spec: CompareSpec, progress: ProgressHook | None) -> AlphaScore:
+    val_report, _ = evaluate(runner, [val], spec.batch_size, progress=progress)
+    report, _ = evaluate(runner, spec.sets + spec.holdout, spec.batch_size, progress=progress)
+    holdout = {ev.data.name for ev in spec.holdout}
+    return AlphaScore(
+        val_top1=val_report["summary"]["id_top1"],
+        sets={
+            name: SetScore("holdout" if name in holdout else d["role"], d["top1"], d["worst_group_top1"])
+            for name, d in report["datasets"].items()
+        },
+    )
+
+
+def _scored_cell(run: Run, cell: Cell, spec: CompareSpec, progress: ProgressHook | None) -> Cell:
+    """Evaluates the run at alpha 1 and each WiSE-FT alpha, reusing what an earlier comparison stored."""
+    file = run.path / COMPARE_SCORES
+    stored = from_json(dict, json.loads(file.read_text()), str(file), UserError) if file.is_file() else {}
+    wanted = sorted({*spec.alphas, 1.0} - {0.0})
+    names = sorted(ev.data.name for ev in spec.sets + spec.holdout)
+    if stored.get("sets") == names and all(f"{a:g}" in stored["alphas"] for a in wanted):
+        cell.alphas = {float(a): from_json(AlphaScore, s, str(file), UserError) for a, s in stored["alphas"].items()}
+        return cell
+    base = base_state(run, None)
+    val = EvalSet(resolve_train_data(run.record.data.source).val, "id")
+    for alpha in wanted:
+        runner = TorchRunner(wise_classifier(run, alpha, base), ArtifactSpec(classifier=run.classifier), str(run.path))
+        cell.alphas[alpha] = _score(runner, val, spec, progress)
+    atomic_write_json(file, {"sets": names, "alphas": {f"{a:g}": asdict(s) for a, s in cell.alphas.items()}})
+    return cell
+
+
+def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
+    """Trains every (method, knob, seed) cell into out/cells/, evaluates each with its WiSE-FT alphas, and writes
+    leaderboard.md/.json/.png into `out`. A finished cell (run and scores) is not trained or evaluated again."""
+    writable_dir(out, "comparison folder")
+    todo = compare_cells(spec)
+    cells: list[Cell] = []
+    zero_shot: AlphaScore | None = None
+    for i, (method, label, settings, seed) in enumerate(todo):
+        name = f"{method}{'-' + label if label else ''}-s{seed}"
+        if on_cell:
+            on_cell(i, len(todo), name)
+        run = _trained_cell(out / "cells" / name, method, settings, seed, spec)
+        cells.append(_scored_cell(run, Cell(method, label, seed, str(run.path)), spec, None))
+        if zero_shot is None:
+            zero_shot = _zero_shot_score(run, spec, out)
+    if on_cell:
+        on_cell(len(todo), len(todo), "leaderboard")
+    assert zero_shot is not None  # at least one cell: compare_cells of a non-empty spec
+    title = f"{spec.data}: {', '.join(spec.methods)} over seeds {', '.join(map(str, spec.seeds))}"
+    return write_leaderboard(cells, zero_shot, spec.fixed_alpha, out, title)
+
+
+def _zero_shot_score(run: Run, spec: CompareSpec, out: Path) -> AlphaScore:
+    """The zero-shot model (alpha 0 of any cell), evaluated once and stored."""
+    file = out / "zero-shot-scores.json"
+    names = sorted(ev.data.name for ev in spec.sets + spec.holdout)
+    if file.is_file():
+        stored = json.loads(file.read_text())
+        if stored.get("sets") == names:
+            return from_json(AlphaScore, stored["score"], str(file), UserError)
+    model = wise_classifier(run, 0.0, base_state(run, None))
+    val = EvalSet(resolve_train_data(run.record.data.source).val, "id")
+    score = _score(TorchRunner(model, ArtifactSpec(classifier=run.classifier), ZERO_SHOT), val, spec, None)
+    atomic_write_json(file, {"sets": names, "score": asdict(score)})
+    return score

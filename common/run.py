@@ -1,7 +1,8 @@
 """A run directory: the record training writes as run.json, and one typed view of the directory (`open_run`).
 
-Layout: run.json (a RunRecord), best.safetensors (the classifier chosen on validation), last.safetensors and
-state.pt (for resuming), metrics.jsonl (one JSON object per logged step). Every other stage reads a run through
+Layout: run.json (a RunRecord), best.safetensors (the classifier chosen on validation, or its WiSE-FT interpolation,
+with the fine-tuned one kept as finetuned.safetensors), last.safetensors and state.pt (for resuming), metrics.jsonl
+(one JSON object per logged step). Every other stage reads a run through
 `open_run`, once, and passes the Run on; nothing else parses run.json.
 """
 
@@ -25,6 +26,7 @@ RUN_FORMAT = "proreg-clip-run/3"  # 3: the head is a module (head.weight, ...); 
 RUN_FILE = "run.json"
 BEST_WEIGHTS = "best.safetensors"
 LAST_WEIGHTS = "last.safetensors"
+FINETUNED_WEIGHTS = "finetuned.safetensors"  # a recipe with WiSE-FT keeps the un-interpolated model here
 STATE_FILE = "state.pt"
 METRICS_FILE = "metrics.jsonl"
 RUNS_ROOT = Path("runs")  # where fresh runs go, relative to the working directory
@@ -72,6 +74,16 @@ class BestCheckpoint:
     val_top1: float = -1.0
 
 
+@dataclass(frozen=True)
+class WiseInfo:
+    """A WiSE-FT run: its weights are (1 - alpha) base + alpha fine-tuned."""
+
+    alpha: float
+    base: str  # "zero-shot" (the model the run started from) or the base run's directory
+    finetuned: str  # the fine-tuned run's directory, or FINETUNED_WEIGHTS beside the interpolated weights
+    finetuned_sha256: str
+
+
 @dataclass
 class RunRecord:
     """run.json: everything needed to rebuild, resume, export or audit the run."""
@@ -89,6 +101,7 @@ class RunRecord:
     train_seconds: float = 0.0
     resumed_at_step: int | None = None
     error: str | None = None  # why a diverged run stopped
+    wise: WiseInfo | None = None  # set when best.safetensors is a WiSE-FT interpolation
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RUN_FORMAT, **asdict(self)}

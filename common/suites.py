@@ -3,6 +3,8 @@
 A SPEC is one of:
   builtin             the built-in benchmark (training: its train/val splits; evaluation: its ID and OOD tests)
   builtin:SPLIT       one split of it, e.g. builtin:ood_sketch
+  builtin-holdout     the held-out image-shift suite (evaluation only: four OOD sets no method was tuned on)
+  builtin-holdout:SPLIT  one split of it, e.g. builtin-holdout:holdout_jpeg
   [id:|ood:]PATH      an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
                       the prefix gives its role in an evaluation report (default id)
 """
@@ -12,11 +14,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames, shared_images
 from common.run import DataSource
-from common.world import BUILTIN
-from common.world.suite import ensure_benchmark, split_roles
+from common.world import BUILTIN, BUILTIN_HOLDOUT
+from common.world.suite import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
 
 ROLES = ("id", "ood")
 
@@ -35,15 +38,44 @@ class TrainData:
     prompts: list[str]  # display names for the prompt templates, in class order
 
 
-def builtin_classnames() -> dict[str, str]:
-    return read_classnames(ensure_benchmark() / "classnames.txt")
+class BuiltinSuite(NamedTuple):
+    title: str  # what error messages call it
+    splits: tuple[SplitSpec, ...]
 
 
-def _builtin_split(split: str, classes: list[str] | None = None) -> LabeledImages:
-    root = ensure_benchmark()
+# Built-in data spec -> the suite of splits it names.
+BUILTIN_SUITES = {
+    BUILTIN: BuiltinSuite("the built-in benchmark", SPLITS),
+    BUILTIN_HOLDOUT: BuiltinSuite("the built-in holdout suite", HOLDOUT_SPLITS),
+}
+
+
+def _builtin_suite_of(spec: str) -> str | None:
+    """The built-in suite a spec names (`builtin`, `builtin-holdout:holdout_jpeg`, ...), else None."""
+    suite = spec.split(":", 1)[0]
+    return suite if suite in BUILTIN_SUITES else None
+
+
+def builtin_classnames(suite: str = BUILTIN) -> dict[str, str]:
+    return read_classnames(ensure_benchmark(splits=BUILTIN_SUITES[suite].splits) / "classnames.txt")
+
+
+def _builtin_split(split: str, classes: list[str] | None = None, suite: str = BUILTIN) -> LabeledImages:
+    title, splits = BUILTIN_SUITES[suite]
+    root = ensure_benchmark(splits=splits)
     if split not in split_roles(root):
-        raise DataError(f"no split {split!r} in the built-in benchmark ({', '.join(split_roles(root))})")
-    return load_manifest(root / f"{split}.csv", classes=classes or list(builtin_classnames()), name=split)
+        raise DataError(f"no split {split!r} in {title} ({', '.join(split_roles(root))})")
+    return load_manifest(root / f"{split}.csv", classes=classes or list(builtin_classnames(suite)), name=split)
+
+
+def _builtin_eval_sets(spec: str, suite: str, classes: list[str] | None) -> list[EvalSet]:
+    """`SUITE`: its ID and OOD splits; `SUITE:SPLIT`: that split, with its role (id for a train/val split)."""
+    roles = split_roles(ensure_benchmark(splits=BUILTIN_SUITES[suite].splits))
+    if spec == suite:
+        return [EvalSet(_builtin_split(n, classes, suite), r) for n, r in roles.items() if r in ROLES]
+    split = spec.split(":", 1)[1]
+    role = roles.get(split, "id")
+    return [EvalSet(_builtin_split(split, classes, suite), role if role in ROLES else "id")]
 
 
 def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
@@ -76,9 +108,10 @@ def resolve_train_data(source: DataSource) -> TrainData:
                 f"the built-in benchmark brings its own validation split; --val-data {source.val} would be ignored"
             )
         train, val = _builtin_split("train", classes), _builtin_split("val", classes)
-    elif spec.startswith(f"{BUILTIN}:"):
+    elif _builtin_suite_of(spec):
         raise DataError(
-            f"training data {spec}: the built-in benchmark trains on its own train split; use --data builtin"
+            f"training data {spec}: the built-in benchmark trains on its own train split (and {BUILTIN_HOLDOUT} is "
+            f"for evaluation only); use --data {BUILTIN}"
         )
     else:
         train = load_dataset(spec, classes=classes)
@@ -116,13 +149,9 @@ def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> lis
     """Evaluation sets with their roles; `classes` (the model's) fixes the label order of every set."""
     sets: list[EvalSet] = []
     for spec in specs or [BUILTIN]:
-        if spec == BUILTIN:
-            roles = split_roles(ensure_benchmark())
-            sets += [EvalSet(_builtin_split(n, classes), r) for n, r in roles.items() if r in ROLES]
-        elif spec.startswith(f"{BUILTIN}:"):
-            split = spec.split(":", 1)[1]
-            role = split_roles(ensure_benchmark()).get(split, "id")
-            sets.append(EvalSet(_builtin_split(split, classes), role if role in ROLES else "id"))
+        suite = _builtin_suite_of(spec)
+        if suite:
+            sets += _builtin_eval_sets(spec, suite, classes)
         else:
             role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
             data = load_dataset(path)

@@ -25,7 +25,10 @@ class TrainingDiverged(UserError):
 
 
 def check_finite_weights(s: Session) -> None:
-    bad = [name for name, p in s.models.student.named_parameters() if not torch.isfinite(p).all()]
+    named = list(s.models.student.named_parameters())
+    if s.models.projection:
+        named += [(f"projection.{n}", p) for n, p in s.models.projection.named_parameters()]
+    bad = [name for name, p in named if not torch.isfinite(p).all()]
     if bad:
         raise TrainingDiverged(diverged_message(s, f"the weights are not finite ({bad[0]})"))
 

@@ -39,6 +39,9 @@ class TrainConfig:
     # LP-FT: the first share of the steps fits the head alone (encoder frozen), the rest fine-tunes everything,
     # each phase with its own warmup and decay. 0: plain fine-tuning.
     lp_fraction: float = 0.0
+    # WiSE-FT applied when training ends: the run's model becomes (1 - a) zero-shot + a fine-tuned.
+    wise_alpha: float | None = None
+    recipe: str | None = None  # the train.recipes name these settings came from, for the record
     epochs: int = 10
     max_steps: int | None = None  # optimizer steps; overrides epochs when given
     batch_size: int = 64
@@ -84,14 +87,21 @@ class TrainConfig:
         method = LOSSES[self.loss.kind]
         self.head = self.head or method.heads[0]
         if self.head not in method.heads:
+            heads = " or ".join(method.heads)
             raise OptionError(
-                f"head {self.head!r} does not go with loss {self.loss.kind!r}, which trains a {' or '.join(method.heads)} head"
+                f"head {self.head!r} does not go with loss {self.loss.kind!r}, which trains a {heads} head"
             )
         check_choice("head init", self.head_init, HEAD_INITS)
         if self.head_init != "text" and self.head != "linear":
-            raise OptionError(f"--head-init {self.head_init}: only a linear head can start anywhere but the text classifier")
+            raise OptionError(
+                f"--head-init {self.head_init}: only a linear head can start anywhere but the text classifier"
+            )
         check_number("head_lr_scale", self.head_lr_scale, 0, above=True)
         check_number("lp_fraction", self.lp_fraction, 0, 1)
+        if self.wise_alpha is not None:
+            check_number("WiSE-FT alpha", self.wise_alpha, 0, 1)
+            if self.head == "linear" and self.head_init != "text":
+                raise OptionError("WiSE-FT interpolates towards the zero-shot head: a random linear head has none")
         if self.lp_fraction >= 1 or (self.lp_fraction > 0 and self.head == "text"):
             raise OptionError(
                 f"--lp-fraction {self.lp_fraction}: LP-FT fits a trainable head first, then fine-tunes: it needs "

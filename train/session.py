@@ -54,6 +54,13 @@ class TextProjection(nn.Module):
         )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        norm = self.layers[1]
+        if self.training and len(features) < 2:  # BatchNorm cannot take statistics of one image (a last batch
+            norm.eval()  # of one, or one readable image): that batch is normalized with the running ones
+            try:
+                return F.normalize(self.layers(features), dim=-1)
+            finally:
+                norm.train()
         return F.normalize(self.layers(features), dim=-1)
 
 
@@ -168,7 +175,7 @@ def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device
     if head:
         groups.append({"params": head, "lr": lr * cfg.head_lr_scale, "lr_scale": cfg.head_lr_scale})
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    frozen = round(cfg.lp_fraction * total)
+    frozen = min(total - 1, math.floor(cfg.lp_fraction * total))  # at least one step fine-tunes everything
     factors = [lp_ft_schedule(total, frozen, cfg.warmup_fraction, encoder=i == 0) for i in range(len(groups))]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
@@ -203,6 +210,12 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
     for data in (resolved.train, resolved.val):
         check_some_readable(data)
     return Session(cfg, out, device, total, models, DataState(resolved, train_set, val_set), record)
+
+
+def trained_parameters(s: Session) -> list[nn.Parameter]:
+    """Everything the optimizer changes: the student's parameters and TeS's projection's."""
+    extra = list(s.models.projection.parameters()) if s.models.projection else []
+    return list(s.models.student.parameters()) + extra
 
 
 def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:

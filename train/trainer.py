@@ -38,7 +38,8 @@ from train.losses import compute_loss, total_loss
 from train.methods import LOSSES
 from train.metrics_log import MetricsLog
 from train.run_dirs import RunLock, check_unused, config_to_resume, fresh_run_dir, point_latest
-from train.session import Session, autocast, build_session, loader
+from train.session import Session, autocast, build_session, loader, trained_parameters
+from train.wise import interpolate_in_place
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -94,7 +95,10 @@ def set_train_mode(s: Session) -> None:
     it, and AdamW leaves parameters without gradients alone)."""
     m = s.models
     m.student.train()
-    m.student.visual.requires_grad_(s.counters.step >= m.frozen_encoder_steps)
+    probing = s.counters.step < m.frozen_encoder_steps
+    m.student.visual.requires_grad_(not probing)
+    if probing:  # a frozen encoder gives fixed features: BatchNorm uses, and keeps, its running statistics
+        m.student.visual.eval()
     if m.projection:
         m.projection.train()
 
@@ -119,7 +123,7 @@ def optimizer_step(s: Session, micro_batches: list[Batch]) -> dict[str, float]:
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(micro_batches)
     if not m.scaler.is_enabled():  # with FP16 loss scaling, inf gradients are expected: the scaler skips the step
-        norm = torch.nn.utils.clip_grad_norm_(m.student.parameters(), float("inf"))  # measures, clips nothing
+        norm = torch.nn.utils.clip_grad_norm_(trained_parameters(s), float("inf"))  # measures, clips nothing
         if not torch.isfinite(norm):
             raise TrainingDiverged(diverged_message(s, "a gradient is not finite"))
     m.scaler.step(m.optimizer)  # a plain optimizer step unless FP16 loss scaling is on
@@ -260,8 +264,11 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:
             save_checkpoint(s, "running")
     s.record.train_seconds = round(time.time() - start + s.record.train_seconds, 2)
     save_checkpoint(s, "finished")
+    run = Run(s.out, s.record)
+    if s.cfg.wise_alpha is not None:
+        run = interpolate_in_place(run, s.cfg.wise_alpha)
     point_latest(s.out)
-    return Run(s.out, s.record)
+    return run
 
 
 def train(

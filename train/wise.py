@@ -1,0 +1,141 @@
+"""WiSE-FT (Wortsman et al., CVPR 2022): a weight-space ensemble of a fine-tuned model and the model it started from.
+
+theta = (1 - alpha) theta_0 + alpha theta_ft over the image tower and, where it was trained, the head. theta_0 is
+the zero-shot model, rebuilt from what run.json says (model, pretrained weights, prompts, templates), with the
+run's head kind started from the text classifier, or another run of the same architecture and classes (`base`).
+alpha 0 gives theta_0 exactly and alpha 1 theta_ft exactly. The result is a run directory like any other, so export,
+eval and the pipeline take it, and the shipped model costs nothing extra at inference.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from common.checkpoint import load_weights, save_weights
+from common.classifier import ClipClassifier, classifier_from_state, zero_shot_classifier
+from common.errors import OptionError, UserError, check_number
+from common.files import writable_dir
+from common.provenance import file_sha256
+from common.run import BEST_WEIGHTS, FINETUNED_WEIGHTS, RUN_FILE, BestCheckpoint, Run, WiseInfo, write_run_record
+from train.config import TrainConfig
+
+
+def check_alpha(alpha: float) -> None:
+    check_number("alpha", alpha, 0, 1)
+
+
+def finetuned_weights(run: Run) -> Path:
+    """The un-interpolated weights of a run: beside the interpolated ones when a recipe interpolated in place."""
+    kept = run.path / FINETUNED_WEIGHTS
+    return kept if kept.is_file() else run.best_weights
+
+
+def zero_shot_state(run: Run) -> dict[str, torch.Tensor]:
+    """The weights the run started from: its pretrained tower and its head kind started from the text classifier."""
+    meta = run.classifier
+    cfg = TrainConfig.from_dict(run.record.train_config, f"{run.path / RUN_FILE}: train_config")
+    if cfg.head_init != "text":
+        raise OptionError(
+            f"{run.path}: its {meta.head} head started at random, not from the text classifier, so there is no "
+            "zero-shot head to interpolate towards (interpolate with --base RUN instead)"
+        )
+    teacher, _ = zero_shot_classifier(meta.model, meta.pretrained, meta.classes, meta.prompts, meta.templates)
+    text = teacher.head
+    start = ClipClassifier(teacher.visual, text.weight, float(text.logit_scale), head=meta.head)
+    return start.state_dict()
+
+
+def check_compatible(tuned: Run, base: Run) -> None:
+    """Two runs can be interpolated only when their weights mean the same thing: one architecture, preprocessing,
+    class list and head."""
+    a, b = tuned.classifier, base.classifier
+    for what, mine, theirs in (
+        ("architecture", (a.model_config, a.preprocess), (b.model_config, b.preprocess)),
+        ("class list", a.classes, b.classes),
+        ("head", a.head, b.head),
+    ):
+        if mine != theirs:
+            raise UserError(f"cannot interpolate {tuned.path} with {base.path}: their {what} differs")
+
+
+def interpolate(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], alpha: float) -> dict:
+    """(1 - alpha) base + alpha tuned for every floating-point tensor; counters (BatchNorm's) come from `tuned`."""
+    check_alpha(alpha)
+    if base.keys() != tuned.keys():
+        missing = sorted(set(base) ^ set(tuned))
+        raise UserError(f"cannot interpolate weights of different models (tensors {', '.join(missing[:3])} differ)")
+    out = {}
+    for name, t in tuned.items():
+        b = base[name].to(t.device)
+        if b.shape != t.shape:
+            raise UserError(
+                f"cannot interpolate weights of different models ({name}: {tuple(b.shape)} vs {tuple(t.shape)})"
+            )
+        out[name] = (1 - alpha) * b.to(t.dtype) + alpha * t if t.is_floating_point() else t.clone()
+    return out
+
+
+def base_state(run: Run, base: Run | None) -> dict[str, torch.Tensor]:
+    if base is None:
+        return zero_shot_state(run)
+    check_compatible(run, base)
+    return load_weights(finetuned_weights(base))
+
+
+def wise_classifier(run: Run, alpha: float, base: dict[str, torch.Tensor]) -> ClipClassifier:
+    """The interpolated classifier in memory (the sweep evaluates these before one is written)."""
+    tuned = load_weights(finetuned_weights(run))
+    return classifier_from_state(run.classifier, interpolate(base, tuned, alpha), str(run.path))
+
+
+def write_wise_run(
+    run: Run,
+    alpha: float,
+    out: Path,
+    base: Run | None = None,
+    base_weights: dict[str, torch.Tensor] | None = None,
+    val_top1: float | None = None,
+) -> Run:
+    """Writes the interpolated model as a new run directory `out` (best.safetensors and run.json, which names the
+    fine-tuned run, alpha and base); `val_top1`, when measured, becomes its best validation top-1."""
+    check_alpha(alpha)
+    out = Path(out)
+    if out.resolve() == run.path.resolve() or (out / RUN_FILE).exists():
+        raise UserError(f"{out} already holds a run: give a new --out for the interpolated one")
+    weights = base_weights if base_weights is not None else base_state(run, base)
+    model = wise_classifier(run, alpha, weights)
+    writable_dir(out, "output folder")
+    save_weights(model, out / BEST_WEIGHTS, step=run.record.best.step)
+    record = copy.deepcopy(run.record)
+    record.wise = WiseInfo(
+        alpha=alpha,
+        base=str(base.path.resolve()) if base else "zero-shot",
+        finetuned=str(run.path.resolve()),
+        finetuned_sha256=file_sha256(finetuned_weights(run)),
+    )
+    record.status = "finished"
+    record.best = BestCheckpoint(step=run.record.best.step, val_top1=-1.0 if val_top1 is None else val_top1)
+    write_run_record(out, record)
+    return Run(out, record)
+
+
+def interpolate_in_place(run: Run, alpha: float) -> Run:
+    """A recipe with WiSE-FT: the run's model becomes the interpolation with its zero-shot model; the fine-tuned
+    weights stay beside it as finetuned.safetensors."""
+    check_alpha(alpha)
+    base = zero_shot_state(run)  # may refuse: before anything moves
+    kept = run.path / FINETUNED_WEIGHTS
+    if not kept.is_file():
+        run.best_weights.replace(kept)
+    model = wise_classifier(run, alpha, base)
+    save_weights(model, run.best_weights, step=run.record.best.step)
+    record = replace(
+        run.record,
+        wise=WiseInfo(alpha=alpha, base="zero-shot", finetuned=FINETUNED_WEIGHTS, finetuned_sha256=file_sha256(kept)),
+    )
+    write_run_record(run.path, record)
+    return Run(run.path, record)
