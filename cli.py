@@ -150,7 +150,9 @@ def train_cmd(
         "linear (free f A^T + b, TeS's head); default: text, linear for tes.",
     ),
     head_init: str = typer.Option("text", help="Linear head's start: text (zero-shot) | random."),
-    head_lr_scale: float = typer.Option(100.0, help="Trainable head's learning rate over the encoder's."),
+    head_lr_scale: float | None = typer.Option(
+        None, help="Trainable head's learning rate over the encoder's; default 100 (head 1e-3 for builtin)."
+    ),
     lp_fraction: float = typer.Option(
         0.0, help="LP-FT: share of the steps that fit the head with the encoder frozen before fine-tuning all."
     ),

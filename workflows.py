@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ from common.data import DataError, load_dataset, shared_images
 from common.errors import UserError
 from common.files import atomic_write_json, atomic_write_text, writable_dir
 from common.progress import ProgressHook
-from common.run import RUN_FILE, Run, open_run
+from common.run import RUN_FILE, DataSource, Run, open_run
 from common.suites import EvalSet, TrainData, resolve_eval_sets, resolve_train_data
 from common.typed_json import from_json
 from common.world import BUILTIN
@@ -37,7 +37,7 @@ from export.fp16 import write_fp16_copy
 from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec, move_onnx, remove_onnx
 from export.tensorrt_build import EngineOptions, build_engines
 from serve.backends import open_runner
-from serve.evaluate import evaluate
+from serve.evaluate import evaluate, preload
 from serve.leaderboard import ZERO_SHOT, AlphaScore, Cell, SetScore, write_leaderboard
 from serve.parity import Parity, check_parity, parity_images
 from serve.report import percent
@@ -188,7 +188,9 @@ def wise_sweep(
     """Evaluates the interpolation at each alpha on the run's validation data and on `sets`; writes the one with
     the best validation top-1 (WISE_RULE) as the run directory `out`, with wise-sweep.json/.md/.png beside it."""
     base_weights = base_state(run, base)
-    val = EvalSet(resolve_train_data(run.record.data.source).val, "id")
+    preprocess = run.classifier.preprocess
+    val = preload([EvalSet(resolve_train_data(run.record.data.source).val, "id")], preprocess)[0]
+    sets = preload(sets, preprocess)  # decoded once for all alphas
     rows = []
     for i, alpha in enumerate(alphas):
         model = wise_classifier(run, alpha, base_weights)
@@ -303,12 +305,23 @@ def _scored_cell(run: Run, cell: Cell, spec: CompareSpec, progress: ProgressHook
         cell.alphas = {float(a): from_json(AlphaScore, s, str(file), UserError) for a, s in stored["alphas"].items()}
         return cell
     base = base_state(run, None)
-    val = EvalSet(resolve_train_data(run.record.data.source).val, "id")
+    val = _validation_set(run)
     for alpha in wanted:
         runner = TorchRunner(wise_classifier(run, alpha, base), ArtifactSpec(classifier=run.classifier), str(run.path))
         cell.alphas[alpha] = _score(runner, val, spec, progress)
     atomic_write_json(file, {"sets": names, "alphas": {f"{a:g}": asdict(s) for a, s in cell.alphas.items()}})
     return cell
+
+
+@functools.cache
+def _preloaded_validation(source: DataSource, preprocess_json: str) -> EvalSet:
+    data = resolve_train_data(source).val
+    return preload([EvalSet(data, "id")], json.loads(preprocess_json))[0]
+
+
+def _validation_set(run: Run) -> EvalSet:
+    """A run's validation images, decoded once per process for every run with the same data and preprocessing."""
+    return _preloaded_validation(run.record.data.source, json.dumps(run.classifier.preprocess, sort_keys=True))
 
 
 def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
@@ -319,10 +332,16 @@ def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, s
     cells: list[Cell] = []
     zero_shot: AlphaScore | None = None
     for i, (method, label, settings, seed) in enumerate(todo):
-        name = f"{method}{'-' + label if label else ''}-s{seed}"
+        name = f"{method}{'-' + label.replace('=', '').replace(',', '-') if label else ''}-s{seed}"
         if on_cell:
             on_cell(i, len(todo), name)
         run = _trained_cell(out / "cells" / name, method, settings, seed, spec)
+        if i == 0:  # every cell's model takes the same preprocessing: decode the sets once
+            spec = replace(
+                spec,
+                sets=preload(spec.sets, run.classifier.preprocess),
+                holdout=preload(spec.holdout, run.classifier.preprocess),
+            )
         cells.append(_scored_cell(run, Cell(method, label, seed, str(run.path)), spec, None))
         if zero_shot is None:
             zero_shot = _zero_shot_score(run, spec, out)
@@ -342,7 +361,7 @@ def _zero_shot_score(run: Run, spec: CompareSpec, out: Path) -> AlphaScore:
         if stored.get("sets") == names:
             return from_json(AlphaScore, stored["score"], str(file), UserError)
     model = wise_classifier(run, 0.0, base_state(run, None))
-    val = EvalSet(resolve_train_data(run.record.data.source).val, "id")
+    val = _validation_set(run)
     score = _score(TorchRunner(model, ArtifactSpec(classifier=run.classifier), ZERO_SHOT), val, spec, None)
     atomic_write_json(file, {"sets": names, "score": asdict(score)})
     return score

@@ -28,6 +28,9 @@ ROLES = ("id", "ood")
 class EvalSet:
     data: LabeledImages
     role: str  # "id" or "ood"
+    # The set's items decoded and transformed once (serve.evaluate.preload), with the preprocessing they fit.
+    preloaded: list | None = None
+    preloaded_for: dict | None = None
 
 
 @dataclass

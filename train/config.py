@@ -19,6 +19,8 @@ from train.methods import LOSSES
 PAPER_LR = 1e-5
 # The built-in model is tiny and was pretrained in minutes at 2e-3; 1e-5 would barely move it in a short run.
 RECOMMENDED_LR = {BUILTIN: 3e-4}
+# ProReg's released code trains the head at 100x the encoder's rate, 1e-3 with the paper's encoder rate.
+HEAD_LR_SCALE = 100.0
 # Seeds are mixed into per-epoch and per-image seeds (seed * 1_000_003 + ...), which must stay within torch's 64 bits.
 MAX_SEED = 2**32 - 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: auto is bf16 autocast on CUDA, fp32 on CPU
@@ -35,7 +37,9 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     head: str | None = None  # common.artifact.HEAD_KINDS; None: the loss's first (text, or linear for tes)
     head_init: str = "text"  # a linear head's start: the text classifier or random
-    head_lr_scale: float = 100.0  # a trainable head's (and TeS's projection's) learning rate over the encoder's
+    # A trainable head's (and TeS's projection's) learning rate over the encoder's; None: HEAD_LR_SCALE, or for a
+    # model whose encoder rate was raised (RECOMMENDED_LR), what keeps the head at the paper's 100 x 1e-5.
+    head_lr_scale: float | None = None
     # LP-FT: the first share of the steps fits the head alone (encoder frozen), the rest fine-tunes everything,
     # each phase with its own warmup and decay. 0: plain fine-tuning.
     lp_fraction: float = 0.0
@@ -96,7 +100,8 @@ class TrainConfig:
             raise OptionError(
                 f"--head-init {self.head_init}: only a linear head can start anywhere but the text classifier"
             )
-        check_number("head_lr_scale", self.head_lr_scale, 0, above=True)
+        if self.head_lr_scale is not None:
+            check_number("head_lr_scale", self.head_lr_scale, 0, above=True)
         check_number("lp_fraction", self.lp_fraction, 0, 1)
         if self.wise_alpha is not None:
             check_number("WiSE-FT alpha", self.wise_alpha, 0, 1)
@@ -111,12 +116,18 @@ class TrainConfig:
     def resolved_lr(self) -> float:
         return self.lr if self.lr is not None else RECOMMENDED_LR.get(self.model, PAPER_LR)
 
+    def resolved_head_lr_scale(self) -> float:
+        if self.head_lr_scale is not None:
+            return self.head_lr_scale
+        return HEAD_LR_SCALE * PAPER_LR / RECOMMENDED_LR.get(self.model, PAPER_LR)
+
     def data_source(self) -> DataSource:
         return DataSource(self.data, self.val_data, self.classnames, self.val_fraction, self.seed)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["lr"] = self.resolved_lr()
+        out["head_lr_scale"] = self.resolved_head_lr_scale()
         return out
 
     @classmethod

@@ -173,7 +173,8 @@ def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device
     head = [p for p in student.head.parameters()] + (list(projection.parameters()) if projection else [])
     groups = [{"params": list(student.visual.parameters()), "lr": lr, "lr_scale": 1.0}]
     if head:
-        groups.append({"params": head, "lr": lr * cfg.head_lr_scale, "lr_scale": cfg.head_lr_scale})
+        scale = cfg.resolved_head_lr_scale()
+        groups.append({"params": head, "lr": lr * scale, "lr_scale": scale})
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     frozen = min(total - 1, math.floor(cfg.lp_fraction * total))  # at least one step fine-tunes everything
     factors = [lp_ft_schedule(total, frozen, cfg.warmup_fraction, encoder=i == 0) for i in range(len(groups))]

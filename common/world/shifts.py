@@ -14,6 +14,7 @@ from PIL import Image, ImageOps
 
 PIXEL_BLOCK = 4  # 64 px -> 16 px -> 64 px
 OCCLUDER_GREY = (128, 128, 128)
+SHIFTS_VERSION = 2  # part of a shifted split's cache key: raise it whenever a shift changes
 OCCLUDED_FRACTION = (0.15, 0.20)  # of the image, all occluders together (at 25-30% zero-shot was near chance)
 OCCLUDERS = (2, 3)  # how many rectangles, inclusive
 JPEG_QUALITY = 8

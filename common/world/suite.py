@@ -27,7 +27,7 @@ from PIL import Image
 
 from common.files import cache_root, share_like_umask, writable_dir
 from common.world.scenes import BACKGROUNDS, COLORS, SHAPES, Scene, render
-from common.world.shifts import SHIFTS, apply_shift
+from common.world.shifts import SHIFTS, SHIFTS_VERSION, apply_shift
 
 BENCHMARK_VERSION = 1
 IMAGE_SIZE = 64
@@ -115,7 +115,10 @@ def _write_split(root: Path, spec: SplitSpec, seed: int, index: int) -> None:
 
 
 def _spec_dict(spec: SplitSpec) -> dict[str, object]:
-    return {k: v for k, v in asdict(spec).items() if k not in _LATER_FIELD_DEFAULTS or v != _LATER_FIELD_DEFAULTS[k]}
+    out = {k: v for k, v in asdict(spec).items() if k not in _LATER_FIELD_DEFAULTS or v != _LATER_FIELD_DEFAULTS[k]}
+    if spec.shift is not None:  # a change to how a shift draws must not reuse images cached by the old one
+        out["shift_version"] = SHIFTS_VERSION
+    return out
 
 
 def _spec_hash(seed: int, splits: tuple[SplitSpec, ...]) -> str:

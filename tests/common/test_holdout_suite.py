@@ -86,12 +86,13 @@ def test_invert_is_the_colour_negative(small_holdout):
     assert np.array_equal(shifted, 255 - plain)
 
 
-def test_occlude_paints_grey_rectangles_over_a_quarter(small_holdout):
+def test_occlude_paints_grey_rectangles_over_the_target_fraction(small_holdout):
     shifted, plain = _first_pair(small_holdout, "holdout_occlude")
     grey = (shifted == OCCLUDER_GREY).all(axis=-1)
     changed = (shifted != plain).any(axis=-1)
     assert not (changed & ~grey).any()  # only grey was painted
-    assert 0.2 <= changed.mean() <= OCCLUDED_FRACTION[1] and 0.25 <= grey.mean() <= 0.35
+    low, high = OCCLUDED_FRACTION
+    assert low - 0.08 <= changed.mean() <= high and low <= grey.mean() <= high + 0.05
 
 
 def test_occlusion_mask_covers_the_target_fraction_deterministically():
