@@ -1,6 +1,6 @@
 """Command line: fine-tune with ProReg, export, evaluate. A thin layer: it parses options and calls the stages.
 
-python cli.py train                   # ProReg on the built-in benchmark -> runs/<name>, runs/latest
+python cli.py train                   # the recommended recipe on the built-in benchmark -> runs/<name>, runs/latest
 python cli.py eval --checkpoint runs/latest
 python cli.py pipeline                # the README's main job: train, then evaluate it and the zero-shot model
 """
@@ -175,7 +175,8 @@ def train_cmd(
         "--workers and --device may change.",
     ),
 ) -> None:
-    """Fine-tune an OpenCLIP image encoder with ProReg (or kd / ce) against the fixed text classifier."""
+    """Fine-tune an OpenCLIP image encoder: a recipe (the recommended one by default) or a loss (ProReg, TeS, kd,
+    ce) with a head (the fixed text classifier, a trainable one started from it, or a linear one)."""
     with one_line_errors():
         if resume:  # the run's own config; only what the user typed is passed on, to be honoured or refused
             typed = {k: v for k, v in ctx.params.items() if k != "resume" and _typed(ctx, k)}
@@ -374,30 +375,43 @@ def _print_comparison(reports: dict) -> None:
 
 @app.command("pipeline")
 def pipeline_cmd(
-    loss: str = typer.Option("proreg", help=" | ".join(LOSSES) + "."),
+    recipe: str | None = typer.Option(
+        None, help=f"Training recipe ({', '.join(RECIPES)}, NAME+wise[ALPHA]); default: {RECOMMENDED} (README)."
+    ),
+    loss: str | None = typer.Option(None, help=" | ".join(LOSSES) + ": that loss alone, instead of a recipe."),
     epochs: int = typer.Option(10),
     max_steps: int | None = typer.Option(None, help="Stop training after this many steps (a quick smoke run)."),
     seed: int = typer.Option(0),
     max_drop: float = typer.Option(1.0, help="Accuracy-drop gate (pp) for FP32/FP16 artifacts against torch."),
     max_drop_int8: float = typer.Option(1.5, help="Accuracy-drop gate (pp) for INT8 artifacts (see BENCHMARKS.md)."),
 ) -> None:
-    """The main job on the built-in default: fine-tune with ProReg; export FP32, FP16 and INT8 ONNX (and TensorRT
-    engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets; print one table."""
+    """The main job on the built-in default: fine-tune with the recommended recipe; export FP32, FP16 and INT8
+    ONNX (and TensorRT engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets;
+    print one table."""
     with one_line_errors():
         from calib.int8 import Int8Options
+        from common.errors import OptionError
         from common.suites import resolve_eval_sets
         from serve.compare import compare_runners
         from serve.metrics import check_max_drop
         from train.config import TrainConfig
         from train.losses import LossConfig
+        from train.recipes import recipe_config
         from workflows import export_run, pipeline_runners
 
         check_max_drop(max_drop, "--max-drop")
         check_max_drop(max_drop_int8, "--max-drop-int8")
-        cfg = TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, max_steps=max_steps, seed=seed)
+        if recipe and loss:
+            raise OptionError("give --recipe or --loss, not both")
+        options = {"epochs": epochs, "max_steps": max_steps, "seed": seed}
+        if loss:
+            cfg, label = TrainConfig(loss=LossConfig(kind=loss), **options), loss
+        else:
+            label = recipe or RECOMMENDED
+            cfg = recipe_config(label, **options)
         run = do_train(cfg, None, resume=False)
         exported = export_run(run, fp16=True, int8=Int8Options(), log=_log)
-        runners, reference, limits = pipeline_runners(run, loss, exported, max_drop, max_drop_int8)
+        runners, reference, limits = pipeline_runners(run, label, exported, max_drop, max_drop_int8)
         sets = resolve_eval_sets([], runners[reference].spec.classes)
         with progress_bar() as bar:
             reports = compare_runners(runners, sets, reference, limits, run.path, progress=progress_hook(bar, "eval "))
@@ -425,7 +439,7 @@ def _alphas(text: str) -> list[float]:
     if not alphas:
         raise OptionError("--alpha: give at least one number in [0, 1]")
     for alpha in alphas:
-        check_alpha(alpha)
+        check_alpha(alpha, "--alpha")
     return sorted(set(alphas))
 
 
@@ -539,20 +553,29 @@ def compare_cmd(
         from workflows import CompareSpec, compare_methods
 
         names = [m.strip() for m in methods.split(",") if m.strip()]
+        if not names:
+            raise OptionError("--methods: give at least one recipe")
         for name in names:
             if WISE_SUFFIX in name:
                 raise OptionError(f"--methods {name}: every method is measured with WiSE-FT already; name it alone")
             resolve_recipe(name)
-        check_alpha(wise_alpha)
+        check_alpha(wise_alpha, "--wise-alpha")
         alphas = _alphas(alpha)
         holdout_specs = holdout or ([BUILTIN_HOLDOUT] if data == BUILTIN else [])
         classes = resolve_train_data(DataSource(data)).classes  # every set in the label order the runs will have
+        sets = resolve_eval_sets(eval_data, classes)
+        held_out = resolve_eval_sets(holdout_specs, classes) if holdout_specs else []
+        clash = sorted({ev.data.name for ev in sets} & {ev.data.name for ev in held_out})
+        if clash:
+            raise OptionError(
+                f"a tuned and a held-out set are both called {clash[0]!r}: rename one (reports key by name)"
+            )
         spec = CompareSpec(
             methods=names,
             seeds=sorted(set(_numbers(seeds, "--seeds", int))),
             data=data,
-            sets=resolve_eval_sets(eval_data, classes),
-            holdout=resolve_eval_sets(holdout_specs, classes) if holdout_specs else [],
+            sets=sets,
+            holdout=held_out,
             alphas=sorted(set(alphas + [wise_alpha])),
             fixed_alpha=wise_alpha,
             train_options={"epochs": epochs, "max_steps": max_steps},

@@ -14,6 +14,7 @@ images), and only then renamed into place: a failed export leaves nothing half-w
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import ArtifactSpec
 from common.data import DataError, load_dataset, shared_images
-from common.errors import UserError
+from common.errors import OptionError, UserError
 from common.files import atomic_write_json, atomic_write_text, writable_dir
 from common.progress import ProgressHook
 from common.run import RUN_FILE, DataSource, Run, open_run
@@ -38,14 +39,15 @@ from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec,
 from export.tensorrt_build import EngineOptions, build_engines
 from serve.backends import open_runner
 from serve.evaluate import evaluate, preload
-from serve.leaderboard import ZERO_SHOT, AlphaScore, Cell, SetScore, write_leaderboard
+from serve.leaderboard import ZERO_SHOT, AlphaScore, Cell, SetScore, StoredScores, write_leaderboard
 from serve.parity import Parity, check_parity, parity_images
 from serve.report import percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 from serve.runner import Runner
 from serve.torch_runner import TorchRunner
+from train.config import TrainConfig
 from train.recipes import DEFAULT_WISE_ALPHA, knob_settings, recipe_config, resolve_recipe
-from train.wise import base_state, wise_classifier, write_wise_run
+from train.wise import base_state, check_new_run_dir, wise_classifier, write_wise_run
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -187,6 +189,7 @@ def wise_sweep(
 ) -> tuple[Run, WiseSweep]:
     """Evaluates the interpolation at each alpha on the run's validation data and on `sets`; writes the one with
     the best validation top-1 (WISE_RULE) as the run directory `out`, with wise-sweep.json/.md/.png beside it."""
+    check_new_run_dir(run, out)  # before the sweep's minutes of evaluation
     base_weights = base_state(run, base)
     preprocess = run.classifier.preprocess
     val = preload([EvalSet(resolve_train_data(run.record.data.source).val, "id")], preprocess)[0]
@@ -257,34 +260,51 @@ class CompareSpec:
     batch_size: int = 256
 
 
-def compare_cells(spec: CompareSpec) -> list[tuple[str, str, dict, int]]:
-    """(method, knob label, loss settings, seed) for every cell, in training order."""
+@dataclass(frozen=True)
+class CompareCell:
+    method: str
+    knob: str  # e.g. "alpha=2", "" for a method without a knob
+    seed: int
+    config: TrainConfig
+
+    @property
+    def folder(self) -> str:
+        return f"{self.method}{'-' + self.knob.replace('=', '').replace(',', '-') if self.knob else ''}-s{self.seed}"
+
+
+def compare_cells(spec: CompareSpec) -> list[CompareCell]:
+    """Every cell with its training config, in training order; every option is checked here, before anything is
+    written (a bad seed or epoch count is one line, not a half-made comparison folder)."""
+    if not spec.methods or not spec.seeds:
+        raise OptionError("a comparison needs at least one method and one seed")
     cells = []
     for name in spec.methods:
         recipe = resolve_recipe(name)
         for value in recipe.knob_values or (None,):
             settings = knob_settings(recipe, value) if value is not None else {}
             label = ",".join(f"{k}={v:g}" for k, v in settings.items())
-            cells += [(name, label, settings, seed) for seed in spec.seeds]
+            for seed in spec.seeds:
+                cfg = recipe_config(name, settings, seed=seed, data=spec.data, **spec.train_options)
+                cells.append(CompareCell(name, label, seed, cfg))
     return cells
 
 
-def _trained_cell(out: Path, method: str, settings: dict, seed: int, spec: CompareSpec) -> Run:
+def _trained_cell(out: Path, cell: CompareCell) -> Run:
     """The cell's finished run: trained, resumed when an earlier comparison stopped inside it, or as found."""
-    from train.trainer import train
+    from train.trainer import train  # looked up at each call: tests stand in for it
 
     if (out / RUN_FILE).is_file():
         run = open_run(out)
         if run.record.status == "finished":
             return run
         return train(None, out, resume=True)
-    cfg = recipe_config(method, settings, seed=seed, data=spec.data, **spec.train_options)
-    return train(cfg, out)
+    return train(cell.config, out)
 
 
-def _score(runner: Runner, val: EvalSet, spec: CompareSpec, progress: ProgressHook | None) -> AlphaScore:
-    val_report, _ = evaluate(runner, [val], spec.batch_size, progress=progress)
-    report, _ = evaluate(runner, spec.sets + spec.holdout, spec.batch_size, progress=progress)
+def _score(runner: Runner, run: Run, spec: CompareSpec) -> AlphaScore:
+    """One model on the run's validation split and on every set of the comparison."""
+    val_report, _ = evaluate(runner, [_validation_set(run)], spec.batch_size)
+    report, _ = evaluate(runner, spec.sets + spec.holdout, spec.batch_size)
     holdout = {ev.data.name for ev in spec.holdout}
     return AlphaScore(
         val_top1=val_report["summary"]["id_top1"],
@@ -295,21 +315,38 @@ def _score(runner: Runner, val: EvalSet, spec: CompareSpec, progress: ProgressHo
     )
 
 
-def _scored_cell(run: Run, cell: Cell, spec: CompareSpec, progress: ProgressHook | None) -> Cell:
+def _stored(file: Path, names: list[str]) -> dict[float, AlphaScore]:
+    """The scores a comparison stored in `file` for the sets `names`, by alpha; {} when there are none (or they are
+    of other sets)."""
+    if not file.is_file():
+        return {}
+    try:
+        stored = from_json(StoredScores, json.loads(file.read_text()), str(file), UserError)
+    except (json.JSONDecodeError, UserError) as err:  # torn by a kill, or foreign: measured again
+        log.warning(f"{file} is unreadable and is measured again ({str(err).splitlines()[0]})")
+        return {}
+    return {float(a): score for a, score in stored.alphas.items()} if stored.sets == names else {}
+
+
+def _store(file: Path, names: list[str], scores: dict[float, AlphaScore]) -> None:
+    atomic_write_json(file, asdict(StoredScores(names, {f"{a:g}": score for a, score in scores.items()})))
+
+
+def _scored_cell(run: Run, cell: Cell, spec: CompareSpec) -> Cell:
     """Evaluates the run at alpha 1 and each WiSE-FT alpha, reusing what an earlier comparison stored."""
     file = run.path / COMPARE_SCORES
-    stored = from_json(dict, json.loads(file.read_text()), str(file), UserError) if file.is_file() else {}
-    wanted = sorted({*spec.alphas, 1.0} - {0.0})
     names = sorted(ev.data.name for ev in spec.sets + spec.holdout)
-    if stored.get("sets") == names and all(f"{a:g}" in stored["alphas"] for a in wanted):
-        cell.alphas = {float(a): from_json(AlphaScore, s, str(file), UserError) for a, s in stored["alphas"].items()}
-        return cell
-    base = base_state(run, None)
-    val = _validation_set(run)
-    for alpha in wanted:
-        runner = TorchRunner(wise_classifier(run, alpha, base), ArtifactSpec(classifier=run.classifier), str(run.path))
-        cell.alphas[alpha] = _score(runner, val, spec, progress)
-    atomic_write_json(file, {"sets": names, "alphas": {f"{a:g}": asdict(s) for a, s in cell.alphas.items()}})
+    scores = _stored(file, names)
+    wanted = sorted({*spec.alphas, 1.0} - {0.0})
+    if any(alpha not in scores for alpha in wanted):
+        base = base_state(run, None)
+        for alpha in wanted:
+            model = wise_classifier(run, alpha, base)
+            scores[alpha] = _score(
+                TorchRunner(model, ArtifactSpec(classifier=run.classifier), str(run.path)), run, spec
+            )
+        _store(file, names, scores)
+    cell.alphas = {**scores, 0.0: _zero_shot_score(run, spec)}
     return cell
 
 
@@ -327,41 +364,33 @@ def _validation_set(run: Run) -> EvalSet:
 def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
     """Trains every (method, knob, seed) cell into out/cells/, evaluates each with its WiSE-FT alphas, and writes
     leaderboard.md/.json/.png into `out`. A finished cell (run and scores) is not trained or evaluated again."""
-    writable_dir(out, "comparison folder")
     todo = compare_cells(spec)
+    writable_dir(out, "comparison folder")
     cells: list[Cell] = []
-    zero_shot: AlphaScore | None = None
-    for i, (method, label, settings, seed) in enumerate(todo):
-        name = f"{method}{'-' + label.replace('=', '').replace(',', '-') if label else ''}-s{seed}"
+    for i, cell in enumerate(todo):
         if on_cell:
-            on_cell(i, len(todo), name)
-        run = _trained_cell(out / "cells" / name, method, settings, seed, spec)
+            on_cell(i, len(todo), cell.folder)
+        run = _trained_cell(out / "cells" / cell.folder, cell)
         if i == 0:  # every cell's model takes the same preprocessing: decode the sets once
-            spec = replace(
-                spec,
-                sets=preload(spec.sets, run.classifier.preprocess),
-                holdout=preload(spec.holdout, run.classifier.preprocess),
-            )
-        cells.append(_scored_cell(run, Cell(method, label, seed, str(run.path)), spec, None))
-        if zero_shot is None:
-            zero_shot = _zero_shot_score(run, spec, out)
+            preprocess = run.classifier.preprocess
+            spec = replace(spec, sets=preload(spec.sets, preprocess), holdout=preload(spec.holdout, preprocess))
+        cells.append(_scored_cell(run, Cell(cell.method, cell.knob, cell.seed, str(run.path)), spec))
     if on_cell:
         on_cell(len(todo), len(todo), "leaderboard")
-    assert zero_shot is not None  # at least one cell: compare_cells of a non-empty spec
     title = f"{spec.data}: {', '.join(spec.methods)} over seeds {', '.join(map(str, spec.seeds))}"
-    return write_leaderboard(cells, zero_shot, spec.fixed_alpha, out, title)
+    return write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
 
 
-def _zero_shot_score(run: Run, spec: CompareSpec, out: Path) -> AlphaScore:
-    """The zero-shot model (alpha 0 of any cell), evaluated once and stored."""
-    file = out / "zero-shot-scores.json"
+def _zero_shot_score(run: Run, spec: CompareSpec) -> AlphaScore:
+    """The zero-shot model (alpha 0 of any cell) on the run's validation split and the sets, measured once per
+    training-data source (a split drawn with the seed differs between seeds) and stored beside the cells."""
+    source = run.record.data.source
+    key = hashlib.sha256(json.dumps(asdict(source), sort_keys=True).encode()).hexdigest()[:10]
+    file = run.path.parent.parent / f"zero-shot-{key}.json"
     names = sorted(ev.data.name for ev in spec.sets + spec.holdout)
-    if file.is_file():
-        stored = json.loads(file.read_text())
-        if stored.get("sets") == names:
-            return from_json(AlphaScore, stored["score"], str(file), UserError)
-    model = wise_classifier(run, 0.0, base_state(run, None))
-    val = _validation_set(run)
-    score = _score(TorchRunner(model, ArtifactSpec(classifier=run.classifier), ZERO_SHOT), val, spec, None)
-    atomic_write_json(file, {"sets": names, "score": asdict(score)})
-    return score
+    stored = _stored(file, names)
+    if 0.0 not in stored:
+        model = wise_classifier(run, 0.0, base_state(run, None))
+        stored = {0.0: _score(TorchRunner(model, ArtifactSpec(classifier=run.classifier), ZERO_SHOT), run, spec)}
+        _store(file, names, stored)
+    return stored[0.0]

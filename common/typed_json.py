@@ -33,7 +33,9 @@ def _decode(value: Any, hint: Any, path: str) -> Any:
         items = [_decode(v, args[i] if fixed else args[0], f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict and isinstance(value, dict):
-        return value
+        if not args:
+            return value
+        return {k: _decode(v, args[1], f"{path}.{k}") for k, v in value.items()}  # keys are strings in JSON
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint in (int, str, bool) and type(value) is hint:

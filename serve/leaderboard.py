@@ -48,8 +48,18 @@ class AlphaScore:
 
 
 @dataclass
+class StoredScores:
+    """What a comparison stores per cell (and for the zero-shot model): the sets measured and, per alpha, the
+    scores."""
+
+    sets: list[str]
+    alphas: dict[str, AlphaScore]
+
+
+@dataclass
 class Cell:
-    """One trained (method, knob, seed) and its evaluations by alpha (1.0: the fine-tuned model itself)."""
+    """One trained (method, knob, seed) and its evaluations by alpha: 1.0 the fine-tuned model itself, 0.0 the
+    zero-shot model on the cell's own validation split."""
 
     method: str
     knob: str  # "" when the method has no knob
@@ -104,15 +114,13 @@ def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
     chosen = by_knob[knob]
     name, n = chosen[0].method, len(chosen)
 
-    def at(cell: Cell, alpha: float) -> AlphaScore:
-        return zero_shot if alpha == 0 else cell.alphas[alpha]
-
     rows = [Row(name, knob, "1", n, _metrics([c.alphas[1.0] for c in chosen]))]
-    if all(fixed_alpha in c.alphas for c in chosen):
+    if all(fixed_alpha in c.alphas for c in chosen) and fixed_alpha not in (0.0, 1.0):
         rows.append(Row(f"{name}+wise", knob, f"{fixed_alpha:g}", n, _metrics([c.alphas[fixed_alpha] for c in chosen])))
-    picks = [wise_choice({0.0: zero_shot, **c.alphas}) for c in chosen]
+    picks = [wise_choice({0.0: zero_shot, **c.alphas}) for c in chosen]  # a cell's own alpha 0 wins over the default
     alphas = "val: " + ",".join(f"{a:g}" for a in picks)
-    rows.append(Row(f"{name}+wise", knob, alphas, n, _metrics([at(c, a) for c, a in zip(chosen, picks, strict=True)])))
+    scores = [{0.0: zero_shot, **c.alphas}[a] for c, a in zip(chosen, picks, strict=True)]
+    rows.append(Row(f"{name}+wise", knob, alphas, n, _metrics(scores)))
     return rows
 
 
@@ -176,8 +184,9 @@ def plot_rows(cells: list[Cell], rows: list[Row], zero_shot: AlphaScore, path: P
         if r.alpha != "1":
             continue
         chosen = [c for c in cells if c.method == r.name and c.knob == r.knob]
-        alphas = sorted(set.intersection(*(set(c.alphas) for c in chosen)))
-        curve = [_mean_point("0", [zero_shot])] + [_mean_point(f"{a:g}", [c.alphas[a] for c in chosen]) for a in alphas]
+        scores = [{0.0: zero_shot, **c.alphas} for c in chosen]  # a cell's own alpha 0 wins over the default
+        alphas = sorted(set.intersection(*(set(c) for c in scores)))
+        curve = [_mean_point(f"{a:g}", [c[a] for c in scores]) for a in alphas]
         curves.append(PlotCurve(f"{r.name} WiSE-FT", curve))
     plot_id_vs_ood(points, curves, path, title)
 

@@ -69,15 +69,14 @@ def recipe_names() -> list[str]:
 
 def resolve_recipe(name: str) -> Recipe:
     """A recipe by name: a key of RECIPES, optionally with +wise (alpha DEFAULT_WISE_ALPHA) or +wiseALPHA."""
-    match = re.fullmatch(r"(.+?)(\+wise([0-9.]*))?", name)
+    match = re.fullmatch(r"(.+?)(\+wise(.*))?", name)
     base = match.group(1) if match else name
     check_choice("recipe", base, RECIPES)
     recipe = RECIPES[base]
     if match and match.group(2):
-        try:
-            alpha = float(match.group(3)) if match.group(3) else DEFAULT_WISE_ALPHA
-        except ValueError:
-            raise OptionError(f"recipe {name!r}: +wise takes an alpha in [0, 1], e.g. {base}+wise0.5") from None
+        if not re.fullmatch(r"([0-9]+(\.[0-9]*)?|\.[0-9]+)?", match.group(3)):  # a plain decimal, or none
+            raise OptionError(f"recipe {name!r}: +wise takes an alpha in [0, 1], e.g. {base}+wise0.5")
+        alpha = float(match.group(3)) if match.group(3) else DEFAULT_WISE_ALPHA
         if not 0 <= alpha <= 1:
             raise OptionError(f"recipe {name!r}: the WiSE-FT alpha must lie in [0, 1], got {alpha:g}")
         recipe = replace(recipe, wise_alpha=alpha)

@@ -24,8 +24,14 @@ from common.run import BEST_WEIGHTS, FINETUNED_WEIGHTS, RUN_FILE, BestCheckpoint
 from train.config import TrainConfig
 
 
-def check_alpha(alpha: float) -> None:
-    check_number("alpha", alpha, 0, 1)
+def check_alpha(alpha: float, name: str = "alpha") -> None:
+    check_number(name, alpha, 0, 1)
+
+
+def check_new_run_dir(run: Run, out: Path) -> None:
+    """An interpolated run never overwrites a run (the fine-tuned one included)."""
+    if Path(out).resolve() == run.path.resolve() or (Path(out) / RUN_FILE).exists():
+        raise UserError(f"{out} already holds a run: give a new --out for the interpolated one")
 
 
 def finetuned_weights(run: Run) -> Path:
@@ -104,8 +110,7 @@ def write_wise_run(
     fine-tuned run, alpha and base); `val_top1`, when measured, becomes its best validation top-1."""
     check_alpha(alpha)
     out = Path(out)
-    if out.resolve() == run.path.resolve() or (out / RUN_FILE).exists():
-        raise UserError(f"{out} already holds a run: give a new --out for the interpolated one")
+    check_new_run_dir(run, out)
     weights = base_weights if base_weights is not None else base_state(run, base)
     model = wise_classifier(run, alpha, weights)
     writable_dir(out, "output folder")
