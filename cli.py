@@ -39,7 +39,7 @@ from train.recipes import RECIPES, RECOMMENDED
 
 if TYPE_CHECKING:
     from train.config import TrainConfig
-    from workflows import WiseSweep
+    from workflows import CompareSpec, WiseSweep
 
 app = typer.Typer(
     add_completion=False,
@@ -523,6 +523,57 @@ def _numbers(text: str, option: str, kind: type = float) -> list:
     return values
 
 
+def _compare_spec(
+    methods: str,
+    seeds: str,
+    data: str,
+    eval_specs: list[str],
+    holdout_specs: list[str],
+    alphas: str,
+    wise_alpha: float,
+    train_options: dict[str, Any],
+) -> CompareSpec:
+    """The comparison the compare command's options describe, every option checked."""
+    from common.errors import OptionError
+    from common.run import DataSource
+    from common.suites import resolve_eval_sets, resolve_train_data
+    from common.world import BUILTIN_HOLDOUT
+    from train.recipes import WISE_SUFFIX, resolve_recipe
+    from train.wise import check_alpha
+    from workflows import CompareSpec
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    if not names:
+        raise OptionError("--methods: give at least one recipe")
+    for name in names:
+        if WISE_SUFFIX in name:
+            raise OptionError(f"--methods {name}: every method is measured with WiSE-FT already; name it alone")
+        resolve_recipe(name)
+    check_alpha(wise_alpha, "--wise-alpha")
+    swept = _alphas(alphas)
+    if not eval_specs and data != BUILTIN:
+        raise OptionError(
+            "--eval-data: give the ID and OOD sets to compare on (the built-in ones are for builtin data)"
+        )
+    holdout_specs = holdout_specs or ([BUILTIN_HOLDOUT] if data == BUILTIN else [])
+    classes = resolve_train_data(DataSource(data)).classes  # every set in the label order the runs will have
+    sets = resolve_eval_sets(eval_specs, classes)
+    held_out = resolve_eval_sets(holdout_specs, classes) if holdout_specs else []
+    clash = sorted({ev.data.name for ev in sets} & {ev.data.name for ev in held_out})
+    if clash:
+        raise OptionError(f"a tuned and a held-out set are both called {clash[0]!r}: rename one (reports key by name)")
+    return CompareSpec(
+        methods=names,
+        seeds=sorted(set(_numbers(seeds, "--seeds", int))),
+        data=data,
+        sets=sets,
+        holdout=held_out,
+        alphas=sorted(set(swept + [wise_alpha])),
+        fixed_alpha=wise_alpha,
+        train_options=train_options,
+    )
+
+
 @app.command("compare")
 def compare_cmd(
     methods: str = typer.Option(",".join(RECIPES), help=f"Recipes to train, comma-separated ({', '.join(RECIPES)})."),
@@ -544,42 +595,10 @@ def compare_cmd(
     evaluate each with its WiSE-FT curve, and write leaderboard.md/.json and the ID-vs-OOD plot. Resumable: a
     finished (method, knob, seed) cell is not trained or evaluated again."""
     with one_line_errors():
-        from common.errors import OptionError
-        from common.run import DataSource
-        from common.suites import resolve_eval_sets, resolve_train_data
-        from common.world import BUILTIN_HOLDOUT
-        from train.recipes import WISE_SUFFIX, resolve_recipe
-        from train.wise import check_alpha
-        from workflows import CompareSpec, compare_methods
+        from workflows import compare_methods
 
-        names = [m.strip() for m in methods.split(",") if m.strip()]
-        if not names:
-            raise OptionError("--methods: give at least one recipe")
-        for name in names:
-            if WISE_SUFFIX in name:
-                raise OptionError(f"--methods {name}: every method is measured with WiSE-FT already; name it alone")
-            resolve_recipe(name)
-        check_alpha(wise_alpha, "--wise-alpha")
-        alphas = _alphas(alpha)
-        holdout_specs = holdout or ([BUILTIN_HOLDOUT] if data == BUILTIN else [])
-        classes = resolve_train_data(DataSource(data)).classes  # every set in the label order the runs will have
-        sets = resolve_eval_sets(eval_data, classes)
-        held_out = resolve_eval_sets(holdout_specs, classes) if holdout_specs else []
-        clash = sorted({ev.data.name for ev in sets} & {ev.data.name for ev in held_out})
-        if clash:
-            raise OptionError(
-                f"a tuned and a held-out set are both called {clash[0]!r}: rename one (reports key by name)"
-            )
-        spec = CompareSpec(
-            methods=names,
-            seeds=sorted(set(_numbers(seeds, "--seeds", int))),
-            data=data,
-            sets=sets,
-            holdout=held_out,
-            alphas=sorted(set(alphas + [wise_alpha])),
-            fixed_alpha=wise_alpha,
-            train_options={"epochs": epochs, "max_steps": max_steps},
-        )
+        options = {"epochs": epochs, "max_steps": max_steps}
+        spec = _compare_spec(methods, seeds, data, eval_data, holdout, alpha, wise_alpha, options)
         with progress_bar() as bar:
             task = bar.add_task("compare", total=1, info="")
 
@@ -589,7 +608,7 @@ def compare_cmd(
                     console.print(f"[{done + 1}/{total}] {name}" if done < total else "leaderboard", markup=False)
 
             rows = compare_methods(spec, out, on_cell)
-    console.print((out / "leaderboard.md").read_text(), markup=False, highlight=False)
+    typer.echo((out / "leaderboard.md").read_text())  # markdown, unwrapped
     console.print(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png ({len(rows)} rows)")
 
 

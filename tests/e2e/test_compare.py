@@ -335,3 +335,24 @@ def test_the_sweep_refuses_an_out_that_holds_a_run(swept, tuned):
     with pytest.raises(UserError, match="already holds a run"):
         wise_sweep(tuned, [0.0, 1.0], written.path, sets)
     assert sorted(p.name for p in written.path.iterdir()) == before
+
+
+@pytest.mark.parametrize("content", ['{"sets": ["a"], "alphas": {"0.5": {"val_top1": 0.5', "[]", '{"sets": "a"}'])
+def test_a_torn_or_foreign_score_file_is_measured_again_with_a_warning(tmp_path, caplog, content):
+    from workflows import _stored
+
+    file = tmp_path / COMPARE_SCORES
+    file.write_text(content)
+    with caplog.at_level("WARNING"):
+        assert _stored(file, ["a"]) == {}
+    assert "measured again" in caplog.text
+
+
+def test_scores_of_other_sets_are_not_reused(tmp_path):
+    from serve.leaderboard import AlphaScore, SetScore
+    from workflows import _store, _stored
+
+    file = tmp_path / COMPARE_SCORES
+    scores = {0.5: AlphaScore(0.9, {"a": SetScore("id", 0.8, None)})}
+    _store(file, ["a"], scores)
+    assert _stored(file, ["a"]) == scores and _stored(file, ["a", "b"]) == {}
