@@ -100,7 +100,8 @@ def test_the_recommended_recipe_resolves_to_proreg_with_wise():
     recipe = resolve_recipe(RECOMMENDED)
     assert recipe.loss["kind"] == "proreg" and recipe.wise_alpha == DEFAULT_WISE_ALPHA
     cfg = recipe_config(RECOMMENDED)
-    assert (cfg.recipe, cfg.loss.kind, cfg.head, cfg.wise_alpha) == (RECOMMENDED, "proreg", "text", 0.5)
+    assert (cfg.recipe, cfg.loss.kind, cfg.loss.weight_form, cfg.loss.alpha) == (RECOMMENDED, "proreg", "official", 2)
+    assert (cfg.head, cfg.wise_alpha) == ("trainable", 0.5)
     assert stored(cfg).to_dict() == cfg.to_dict()
 
 
@@ -109,7 +110,7 @@ def test_the_recommended_recipe_resolves_to_proreg_with_wise():
 
 def test_recipe_config_applies_the_recipe_fields():
     cfg = recipe_config("proreg-official")
-    assert cfg.loss == LossConfig(kind="proreg", weight_form="official")
+    assert cfg.loss == LossConfig(kind="proreg", weight_form="official", alpha=2.0)
     assert (cfg.head, cfg.recipe, cfg.wise_alpha) == ("trainable", "proreg-official", None)
     tes = recipe_config("tes")
     assert tes.loss == LossConfig(kind="tes") and tes.head == "linear" and tes.head_init == "text"
