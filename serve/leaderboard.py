@@ -178,7 +178,7 @@ def plot_rows(cells: list[Cell], rows: list[Row], zero_shot: AlphaScore, path: P
     for r in rows:
         if r.alpha in ("0", "1") and r.metrics["id"] and r.metrics["ood_mean"]:
             (x, dx), (y, dy) = r.metrics["id"], r.metrics["ood_mean"]
-            points.append(PlotPoint(f"{r.name} {r.knob}".strip(), x, y, dx, dy))
+            points.append(PlotPoint(f"{r.name} {r.knob}".strip(), x, y, dx, dy, method=r.name))
     curves = []
     for r in rows:
         if r.alpha != "1":
@@ -187,7 +187,7 @@ def plot_rows(cells: list[Cell], rows: list[Row], zero_shot: AlphaScore, path: P
         scores = [{0.0: zero_shot, **c.alphas} for c in chosen]  # a cell's own alpha 0 wins over the default
         alphas = sorted(set.intersection(*(set(c) for c in scores)))
         curve = [_mean_point(f"{a:g}", [c[a] for c in scores]) for a in alphas]
-        curves.append(PlotCurve(f"{r.name} WiSE-FT", curve))
+        curves.append(PlotCurve(f"{r.name} WiSE-FT", curve, method=r.name))
     plot_id_vs_ood(points, curves, path, title)
 
 

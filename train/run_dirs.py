@@ -17,7 +17,7 @@ from train.config import TrainConfig
 
 
 def fresh_run_dir(cfg: TrainConfig, root: Path = RUNS_ROOT) -> Path:
-    return root / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.loss.kind}-s{cfg.seed}"
+    return root / f"{time.strftime('%Y%m%d-%H%M%S')}-{cfg.recipe or cfg.loss.kind}-s{cfg.seed}"
 
 
 def check_unused(out: Path) -> None:

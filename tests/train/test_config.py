@@ -31,7 +31,7 @@ def test_round_trip_through_json_resolves_lr() -> None:
     cfg = TrainConfig()
     assert cfg.lr is None and RECOMMENDED_LR["builtin"] == 3e-4
     back = stored(cfg)
-    assert back == dataclasses.replace(cfg, lr=3e-4)
+    assert back == dataclasses.replace(cfg, lr=3e-4, head_lr_scale=cfg.resolved_head_lr_scale())
     assert back.to_dict() == cfg.to_dict()
     assert isinstance(back.betas, tuple) and isinstance(back.loss, LossConfig)
 
@@ -64,7 +64,7 @@ def test_round_trip_of_a_config_with_every_field_changed() -> None:
         log_every=5,
     )
     assert cfg.to_dict()["lr"] == PAPER_LR == 1e-5  # a model without a recommended rate gets the paper's
-    assert stored(cfg) == dataclasses.replace(cfg, lr=1e-5)
+    assert stored(cfg) == dataclasses.replace(cfg, lr=1e-5, head_lr_scale=cfg.resolved_head_lr_scale())
 
 
 def test_an_explicit_lr_is_kept() -> None:
@@ -98,6 +98,8 @@ def test_fresh_run_dir_names_time_loss_and_seed(tmp_path: Path) -> None:
     assert before <= datetime.strptime(match.group(1), "%Y%m%d-%H%M%S") <= after
     assert not path.exists()  # only named, not made
     assert re.fullmatch(r"\d{8}-\d{6}-proreg-s0", fresh_run_dir(TrainConfig(), tmp_path).name)
+    named = TrainConfig(recipe="proreg-official+wise", seed=2)  # a recipe names its runs
+    assert re.fullmatch(r"\d{8}-\d{6}-proreg-official\+wise-s2", fresh_run_dir(named, tmp_path).name)
 
 
 def test_check_unused(tmp_path: Path) -> None:
@@ -150,8 +152,12 @@ def fake_run(path: Path, cfg: TrainConfig) -> Run:
 def test_config_to_resume_returns_the_saved_config(tmp_path: Path) -> None:
     cfg = TrainConfig(batch_size=16, max_steps=9, augment="randaugment")
     run = fake_run(tmp_path, cfg)
-    assert config_to_resume(run, None, {}) == dataclasses.replace(cfg, lr=3e-4)
-    assert config_to_resume(run, cfg, {}) == dataclasses.replace(cfg, lr=3e-4)  # lr None resolves to the saved 3e-4
+    assert config_to_resume(run, None, {}) == dataclasses.replace(
+        cfg, lr=3e-4, head_lr_scale=cfg.resolved_head_lr_scale()
+    )
+    assert config_to_resume(run, cfg, {}) == dataclasses.replace(
+        cfg, lr=3e-4, head_lr_scale=cfg.resolved_head_lr_scale()
+    )  # lr None resolves to the saved 3e-4
     same = TrainConfig(batch_size=16, max_steps=9, augment="randaugment", lr=3e-4)
     assert config_to_resume(run, same, {}).lr == 3e-4
 
@@ -160,8 +166,13 @@ def test_resume_honours_only_lr_workers_and_device(tmp_path: Path) -> None:
     cfg = TrainConfig(batch_size=16, max_steps=9)
     run = fake_run(tmp_path, cfg)
     resumed = config_to_resume(run, None, {"lr": 1e-4, "num_workers": 2, "device": "cpu"})
-    assert resumed == dataclasses.replace(cfg, lr=1e-4, num_workers=2, device="cpu")
-    assert config_to_resume(run, dataclasses.replace(cfg, lr=1e-3), {}).lr == 1e-3  # a gentler (or other) rate
+    assert resumed == dataclasses.replace(
+        cfg, lr=1e-4, num_workers=2, device="cpu", head_lr_scale=cfg.resolved_head_lr_scale()
+    )
+    assert (
+        config_to_resume(run, dataclasses.replace(cfg, lr=1e-3, head_lr_scale=cfg.resolved_head_lr_scale()), {}).lr
+        == 1e-3
+    )  # a gentler (or other) rate
     with pytest.raises(OptionError, match=r"can change only lr, num_workers, device, not batch_size, epochs$"):
         config_to_resume(run, None, {"epochs": 3, "batch_size": 8})
     finished = Run(run.path, dataclasses.replace(run.record, status="finished"))
