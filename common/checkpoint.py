@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from common.files import share_like_umask
 from common.run import CheckpointError
 
 
@@ -16,6 +17,7 @@ def save_weights(model: torch.nn.Module, path: Path, step: int | None = None) ->
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(state, str(tmp), metadata={"step": str(step)} if step is not None else None)
+    share_like_umask(tmp)  # safetensors writes 0600; teams share models
     tmp.replace(path)
 
 

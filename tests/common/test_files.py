@@ -70,3 +70,13 @@ def test_writable_dir(tmp_path):
         writable_dir(tmp_path / "file" / "sub", "run directory")
     with pytest.raises(UserError, match="cannot create output folder /proc/proreg-test"):
         writable_dir("/proc/proreg-test", "output folder")  # not even root may create folders in /proc
+
+
+def test_saved_weights_respect_the_umask(tmp_path, umask_022):
+    import torch
+
+    from common.checkpoint import save_weights
+
+    save_weights(torch.nn.Linear(2, 2), tmp_path / "w.safetensors", step=3)
+    assert mode(tmp_path / "w.safetensors") == 0o644  # safetensors alone writes 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]
