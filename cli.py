@@ -178,11 +178,11 @@ def train_cmd(
     """Fine-tune an OpenCLIP image encoder: a recipe (the recommended one by default) or a loss (ProReg, TeS, kd,
     ce) with a head (the fixed text classifier, a trainable one started from it, or a linear one)."""
     with one_line_errors():
+        typed = {k for k in ctx.params if k != "resume" and _typed(ctx, k)}
         if resume:  # the run's own config; only what the user typed is passed on, to be honoured or refused
-            typed = {k: v for k, v in ctx.params.items() if k != "resume" and _typed(ctx, k)}
-            do_train(None, resume, resume=True, overrides={CONFIG_NAMES.get(k, k): v for k, v in typed.items()})
+            overrides = {CONFIG_NAMES.get(k, k): ctx.params[k] for k in typed}
+            do_train(None, resume, resume=True, overrides=overrides)
         else:
-            typed = {k for k in ctx.params if _typed(ctx, k)}
             do_train(_train_config(ctx.params, typed), out, resume=False)
 
 
@@ -403,12 +403,12 @@ def pipeline_cmd(
         check_max_drop(max_drop_int8, "--max-drop-int8")
         if recipe and loss:
             raise OptionError("give --recipe or --loss, not both")
-        options = {"epochs": epochs, "max_steps": max_steps, "seed": seed}
         if loss:
-            cfg, label = TrainConfig(loss=LossConfig(kind=loss), **options), loss
+            label = loss
+            cfg = TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, max_steps=max_steps, seed=seed)
         else:
             label = recipe or RECOMMENDED
-            cfg = recipe_config(label, **options)
+            cfg = recipe_config(label, epochs=epochs, max_steps=max_steps, seed=seed)
         run = do_train(cfg, None, resume=False)
         exported = export_run(run, fp16=True, int8=Int8Options(), log=_log)
         runners, reference, limits = pipeline_runners(run, label, exported, max_drop, max_drop_int8)

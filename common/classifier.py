@@ -103,6 +103,12 @@ class ClipClassifier(nn.Module):
         self.head_kind = head
         self.head = make_head(head, class_weights, logit_scale, init)
 
+    def text_head(self) -> TextHead:
+        """The fixed text classifier this model carries: a zero-shot model's head (W and tau)."""
+        if not isinstance(self.head, TextHead):
+            raise TypeError(f"a {self.head_kind} head is not the fixed text classifier")
+        return self.head
+
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The image tower's normalized embedding, in FP32."""
         pooled = self.visual(images)

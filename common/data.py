@@ -246,6 +246,19 @@ def check_some_readable(data: LabeledImages, tries: int = 16) -> None:
         raise DataError(f"none of {len(picks)} images tried in {data.name!r} could be read ({first_error})")
 
 
+class DecodedImages(Dataset):
+    """The items of a dataset, read once and held in memory (serve.evaluate.preload)."""
+
+    def __init__(self, dataset: Dataset):
+        self.items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]  # map-style, sized
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        return self.items[i]
+
+
 class ImageDataset(Dataset):
     """Samples as `(image tensor, label, group index, sample index)`; an unreadable image gives None unless strict."""
 

@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from common.data import DataError, LabeledImages, load_dataset, load_manifest, read_classnames, shared_images
+from common.data import (
+    DataError,
+    DecodedImages,
+    LabeledImages,
+    load_dataset,
+    load_manifest,
+    read_classnames,
+    shared_images,
+)
 from common.run import DataSource
 from common.world import BUILTIN, BUILTIN_HOLDOUT
 from common.world.suite import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
@@ -29,7 +37,7 @@ class EvalSet:
     data: LabeledImages
     role: str  # "id" or "ood"
     # The set's items decoded and transformed once (serve.evaluate.preload), with the preprocessing they fit.
-    preloaded: list | None = None
+    preloaded: DecodedImages | None = None
     preloaded_for: dict | None = None
 
 

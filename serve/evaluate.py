@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-from common.data import ImageDataset, check_some_readable, make_loader
+from common.data import DecodedImages, ImageDataset, check_some_readable, make_loader
 from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
@@ -75,7 +76,7 @@ def preload(sets: list[EvalSet], preprocess: dict[str, Any]) -> list[EvalSet]:
     for ev in sets:
         check_some_readable(ev.data)
         dataset = ImageDataset(ev.data, eval_transform(preprocess))
-        out.append(replace(ev, preloaded=[dataset[i] for i in range(len(dataset))], preloaded_for=preprocess))
+        out.append(replace(ev, preloaded=DecodedImages(dataset), preloaded_for=preprocess))
     return out
 
 
@@ -84,8 +85,9 @@ def evaluate_set(
 ) -> DatasetResult:
     check_some_readable(ev.data)
     preprocess = runner.spec.classifier.preprocess
-    dataset = ev.preloaded if ev.preloaded is not None and ev.preloaded_for == preprocess else None
-    dataset = dataset or ImageDataset(ev.data, eval_transform(preprocess))
+    dataset: Dataset = ImageDataset(ev.data, eval_transform(preprocess))
+    if ev.preloaded is not None and ev.preloaded_for == preprocess:
+        dataset = ev.preloaded
     loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available())
     logits, labels, groups, skipped, done = [], [], [], 0, 0
     for batch in loader:
@@ -98,7 +100,7 @@ def evaluate_set(
             groups.append(batch.groups.numpy())
         done += len(batch.labels) + batch.skipped
         if progress:
-            progress(ev.data.name, done, len(dataset))
+            progress(ev.data.name, done, len(ev.data.samples))
     n_classes = len(runner.spec.classes)
     result = DatasetResult(
         name=ev.data.name,

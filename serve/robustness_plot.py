@@ -32,7 +32,7 @@ def plot_id_vs_ood(points: list[PlotPoint], curves: list[PlotCurve], path: Path,
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.2, 5.4))
-    palette = plt.get_cmap("tab10").colors
+    palette = [plt.get_cmap("tab10")(i) for i in range(10)]
     methods = list(dict.fromkeys([c.method or c.label for c in curves] + [p.method or p.label for p in points]))
     color = {m: palette[i % len(palette)] for i, m in enumerate(methods)}
     for curve in curves:

@@ -77,7 +77,7 @@ class ModelState:
     frozen_encoder_steps: int = 0  # LP-FT: the encoder trains only from this step on
 
     def text_weights(self) -> torch.Tensor:
-        return self.teacher.head.weight  # type: ignore[return-value]  # a TextHead's buffer
+        return self.teacher.text_head().weight
 
 
 @dataclass
@@ -155,7 +155,7 @@ def lp_ft_schedule(total: int, frozen: int, warmup_fraction: float, encoder: boo
 
 def _student(cfg: TrainConfig, teacher: ClipClassifier) -> ClipClassifier:
     """The model to fine-tune: a copy of the zero-shot tower with the configured head, started from W."""
-    text = teacher.head
+    text = teacher.text_head()
     student = ClipClassifier(
         copy.deepcopy(teacher.visual), text.weight, float(text.logit_scale), cfg.head or "text", cfg.head_init
     )
@@ -167,7 +167,7 @@ def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device
     student = _student(cfg, teacher)
     projection = None
     if LOSSES[cfg.loss.kind].uses_text_projection:
-        width = teacher.head.weight.shape[1]
+        width = teacher.text_head().weight.shape[1]
         projection = TextProjection(int(width), int(width)).to(device)  # CLIP's towers share the embedding width
     lr = cfg.resolved_lr()
     head = [p for p in student.head.parameters()] + (list(projection.parameters()) if projection else [])

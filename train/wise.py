@@ -50,7 +50,7 @@ def zero_shot_state(run: Run) -> dict[str, torch.Tensor]:
             "zero-shot head to interpolate towards (interpolate with --base RUN instead)"
         )
     teacher, _ = zero_shot_classifier(meta.model, meta.pretrained, meta.classes, meta.prompts, meta.templates)
-    text = teacher.head
+    text = teacher.text_head()
     start = ClipClassifier(teacher.visual, text.weight, float(text.logit_scale), head=meta.head)
     return start.state_dict()
 

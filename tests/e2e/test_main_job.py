@@ -44,12 +44,14 @@ def test_pipeline_main_job_runs_end_to_end_without_the_network(tmp_path, monkeyp
     reports = {p.name: json.loads(p.read_text()) for p in run_dir.glob("report-*.json")}
     assert set(reports) == {
         "report-zero-shot-torch.json",
-        "report-proreg-torch.json",
-        "report-proreg-onnxruntime-fp32.json",
-        "report-proreg-onnxruntime-fp16.json",
-        "report-proreg-onnxruntime-int8.json",
+        "report-proreg-official-wise-torch.json",  # the recommended recipe's rows
+        "report-proreg-official-wise-onnxruntime-fp32.json",
+        "report-proreg-official-wise-onnxruntime-fp16.json",
+        "report-proreg-official-wise-onnxruntime-int8.json",
     }
+    record = open_run(run_dir).record
+    assert record.wise is not None and record.wise.alpha == 0.5 and record.classifier.head == "trainable"
     assert reports["report-zero-shot-torch.json"]["gate"] is None  # the baseline is not gated
     for name in ("fp32", "fp16", "int8"):
-        gate = reports[f"report-proreg-onnxruntime-{name}.json"]["gate"]
+        gate = reports[f"report-proreg-official-wise-onnxruntime-{name}.json"]["gate"]
         assert gate["passed"] and gate["max_drop_pp"] == (1.5 if name == "int8" else 1.0)
