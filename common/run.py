@@ -82,6 +82,7 @@ class WiseInfo:
     base: str  # "zero-shot" (the model the run started from) or the base run's directory
     finetuned: str  # the fine-tuned run's directory, or FINETUNED_WEIGHTS beside the interpolated weights
     finetuned_sha256: str
+    val_top1: float | None = None  # the interpolated model's validation top-1 (best.val_top1 is the fine-tuned one's)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import contextlib
 import signal
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +76,17 @@ def teacher_logits(s: Session, batch: Batch, images: torch.Tensor) -> torch.Tens
 
 
 @torch.no_grad()
-def validate(s: Session) -> float:
-    s.models.student.eval()
+def validate(s: Session, model: torch.nn.Module | None = None) -> float:
+    """Validation top-1 of the student (or of `model`)."""
+    model = model or s.models.student
+    model.eval()
     correct = seen = skipped = 0
     for batch in loader(s, s.data.val_set, None):
         skipped += batch.skipped
         if not len(batch.labels):
             continue
         with autocast(s.device, s.cfg.precision):
-            pred = s.models.student(batch.images.to(s.device)).argmax(dim=-1).cpu()
+            pred = model(batch.images.to(s.device)).argmax(dim=-1).cpu()
         correct += int((pred == batch.labels).sum())
         seen += len(batch.labels)
     s.counters.val_skipped = skipped
@@ -263,12 +266,12 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:
                 validate_and_keep_best(s, log)
             save_checkpoint(s, "running")
     s.record.train_seconds = round(time.time() - start + s.record.train_seconds, 2)
+    if s.cfg.wise_alpha is not None:  # before "finished": a kill in between resumes into this step again
+        model, info = interpolate_in_place(Run(s.out, s.record), s.cfg.wise_alpha)
+        s.record.wise = replace(info, val_top1=validate(s, model.to(s.device)))
     save_checkpoint(s, "finished")
-    run = Run(s.out, s.record)
-    if s.cfg.wise_alpha is not None:
-        run = interpolate_in_place(run, s.cfg.wise_alpha)
     point_latest(s.out)
-    return run
+    return Run(s.out, s.record)
 
 
 def train(

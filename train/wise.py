@@ -10,6 +10,8 @@ eval and the pipeline take it, and the shipped model costs nothing extra at infe
 from __future__ import annotations
 
 import copy
+import shutil
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,8 +20,8 @@ import torch
 from common.checkpoint import load_weights, save_weights
 from common.classifier import ClipClassifier, classifier_from_state, zero_shot_classifier
 from common.errors import OptionError, UserError, check_number
-from common.files import writable_dir
-from common.provenance import file_sha256
+from common.files import share_like_umask, writable_dir
+from common.provenance import file_sha256, git_commit
 from common.run import BEST_WEIGHTS, FINETUNED_WEIGHTS, RUN_FILE, BestCheckpoint, Run, WiseInfo, write_run_record
 from train.config import TrainConfig
 
@@ -35,9 +37,17 @@ def check_new_run_dir(run: Run, out: Path) -> None:
 
 
 def finetuned_weights(run: Run) -> Path:
-    """The un-interpolated weights of a run: beside the interpolated ones when a recipe interpolated in place."""
+    """The un-interpolated weights of a run: beside the interpolated ones when a recipe interpolated in place. A run
+    that `wise` wrote holds only an interpolation, which would be interpolated twice: refused, naming its source."""
     kept = run.path / FINETUNED_WEIGHTS
-    return kept if kept.is_file() else run.best_weights
+    if kept.is_file():
+        return kept
+    if run.record.wise is not None:
+        raise UserError(
+            f"{run.path} is already a WiSE-FT interpolation (alpha {run.record.wise.alpha:g}) of "
+            f"{run.record.wise.finetuned}: interpolate that run instead"
+        )
+    return run.best_weights
 
 
 def zero_shot_state(run: Run) -> dict[str, torch.Tensor]:
@@ -81,7 +91,12 @@ def interpolate(base: dict[str, torch.Tensor], tuned: dict[str, torch.Tensor], a
             raise UserError(
                 f"cannot interpolate weights of different models ({name}: {tuple(b.shape)} vs {tuple(t.shape)})"
             )
-        out[name] = (1 - alpha) * b.to(t.dtype) + alpha * t if t.is_floating_point() else t.clone()
+        if not t.is_floating_point() or alpha == 1:
+            out[name] = t.clone()  # counters (BatchNorm's) from the tuned model; alpha 1 exactly, inf included
+        elif alpha == 0:
+            out[name] = b.to(t.dtype).clone()
+        else:
+            out[name] = (1 - alpha) * b.to(t.dtype) + alpha * t
     return out
 
 
@@ -111,6 +126,8 @@ def write_wise_run(
     check_alpha(alpha)
     out = Path(out)
     check_new_run_dir(run, out)
+    if run.record.status != "finished":
+        raise UserError(f"{run.path} has not finished training ({run.record.status}): finish or resume it first")
     weights = base_weights if base_weights is not None else base_state(run, base)
     model = wise_classifier(run, alpha, weights)
     writable_dir(out, "output folder")
@@ -122,25 +139,26 @@ def write_wise_run(
         finetuned=str(run.path.resolve()),
         finetuned_sha256=file_sha256(finetuned_weights(run)),
     )
-    record.status = "finished"
+    record.status, record.created, record.git_commit = "finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit()
     record.best = BestCheckpoint(step=run.record.best.step, val_top1=-1.0 if val_top1 is None else val_top1)
     write_run_record(out, record)
     return Run(out, record)
 
 
-def interpolate_in_place(run: Run, alpha: float) -> Run:
-    """A recipe with WiSE-FT: the run's model becomes the interpolation with its zero-shot model; the fine-tuned
-    weights stay beside it as finetuned.safetensors."""
+def interpolate_in_place(run: Run, alpha: float) -> tuple[ClipClassifier, WiseInfo]:
+    """A recipe with WiSE-FT: the run's best.safetensors becomes the interpolation with its zero-shot model, the
+    fine-tuned weights kept as finetuned.safetensors. Safe to repeat after a kill at any point: the fine-tuned
+    weights are copied (never moved) before best.safetensors is replaced, and later passes start from the copy.
+    The caller records the returned WiseInfo in run.json."""
     check_alpha(alpha)
-    base = zero_shot_state(run)  # may refuse: before anything moves
+    base = zero_shot_state(run)  # may refuse: before anything changes
     kept = run.path / FINETUNED_WEIGHTS
     if not kept.is_file():
-        run.best_weights.replace(kept)
-    model = wise_classifier(run, alpha, base)
+        tmp = kept.with_name(kept.name + ".tmp")
+        shutil.copyfile(run.best_weights, tmp)
+        share_like_umask(tmp)
+        tmp.replace(kept)
+    model = wise_classifier(Run(run.path, replace(run.record, wise=None)), alpha, base)
     save_weights(model, run.best_weights, step=run.record.best.step)
-    record = replace(
-        run.record,
-        wise=WiseInfo(alpha=alpha, base="zero-shot", finetuned=FINETUNED_WEIGHTS, finetuned_sha256=file_sha256(kept)),
-    )
-    write_run_record(run.path, record)
-    return Run(run.path, record)
+    info = WiseInfo(alpha=alpha, base="zero-shot", finetuned=FINETUNED_WEIGHTS, finetuned_sha256=file_sha256(kept))
+    return model, info

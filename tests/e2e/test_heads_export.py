@@ -1,6 +1,8 @@
 """Every head, and a WiSE-FT run, through export and evaluation: the artifact names its head, the ONNX graph is the
 tower plus that head (TeS's projection stays behind), and ONNX Runtime agrees with torch."""
 
+import json
+
 import numpy as np
 import onnx
 import pytest
@@ -46,6 +48,7 @@ def test_a_recipe_with_wise_ships_the_interpolated_model_and_keeps_the_fine_tune
     run = train(recipe_config("proreg+wise0.5", max_steps=3, batch_size=32), run_dir)
     assert run.record.wise is not None and run.record.wise.alpha == 0.5 and (run_dir / FINETUNED_WEIGHTS).is_file()
     assert open_run(run_dir).record.train_config["recipe"] == "proreg+wise0.5"
+    assert run.record.status == "finished" and 0 <= run.record.wise.val_top1 <= 1  # the interpolated model's
     result = export_run(run_dir, parity_n=32, log=lambda msg: None)
     images = torch.randn(3, 3, 64, 64)
     with torch.no_grad():
@@ -69,3 +72,18 @@ def test_the_wise_command_writes_a_run_that_export_and_eval_take(tmp_path, monke
         ["eval", "--onnx", "wise/model.onnx", "--reference", "wise", "--max-drop", "1", "--data", "builtin:ood_sketch"],
     )
     assert evaluated.exit_code == 0, evaluated.output
+
+
+def test_a_training_killed_after_interpolating_resumes_without_interpolating_twice(tmp_path):
+    """The interpolation happens before run.json says "finished": a kill in between leaves a run that resumes into
+    the interpolation again, which starts from the kept fine-tuned weights, not from the interpolated ones."""
+    run_dir = tmp_path / "run"
+    run = train(recipe_config("proreg+wise0.5", max_steps=3, batch_size=32), run_dir)
+    interpolated = (run_dir / "best.safetensors").read_bytes()
+    record = json.loads((run_dir / "run.json").read_text())
+    record.update(status="running", wise=None)  # as if killed between the weights and run.json
+    (run_dir / "run.json").write_text(json.dumps(record))
+    resumed = train(None, run_dir, resume=True)
+    assert resumed.record.status == "finished" and resumed.record.wise.alpha == 0.5
+    assert (run_dir / "best.safetensors").read_bytes() == interpolated
+    assert run.record.wise.finetuned_sha256 == resumed.record.wise.finetuned_sha256

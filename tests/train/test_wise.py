@@ -2,6 +2,7 @@
 are exactly the zero-shot model and the fine-tuned one."""
 
 import dataclasses
+import math
 import shutil
 
 import pytest
@@ -175,16 +176,21 @@ def test_interpolating_in_place_keeps_the_fine_tuned_weights(tuned, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tuned.path, copy)
     original = (copy / "best.safetensors").read_bytes()
-    result = interpolate_in_place(open_run(copy), 0.3)
+    before = (copy / "run.json").read_bytes()
+    _, info = interpolate_in_place(open_run(copy), 0.3)
+    assert (copy / "run.json").read_bytes() == before  # the caller (the trainer) records `info` in run.json
+    assert (info.alpha, info.base, info.finetuned) == (0.3, "zero-shot", "finetuned.safetensors")
     assert (copy / "finetuned.safetensors").read_bytes() == original
     assert (copy / "best.safetensors").read_bytes() != original
-    start, best, mixed = zero_shot_state(tuned), load_file(str(tuned.best_weights)), load_file(str(result.best_weights))
+    start, best, mixed = (
+        zero_shot_state(tuned),
+        load_file(str(tuned.best_weights)),
+        load_file(str(copy / "best.safetensors")),
+    )
     for key, tensor in best.items():
         expected = 0.7 * start[key] + 0.3 * tensor if tensor.is_floating_point() else tensor
         torch.testing.assert_close(mixed[key], expected, atol=1e-6, rtol=1e-6, msg=key)
-    record = open_run(copy).record
-    assert (record.wise.alpha, record.wise.base, record.wise.finetuned) == (0.3, "zero-shot", "finetuned.safetensors")
-    assert record.wise.finetuned_sha256 == file_sha256(tuned.best_weights)
+    assert info.finetuned_sha256 == file_sha256(tuned.best_weights)
     # Again: it interpolates from the kept fine-tuned weights, not from the already interpolated ones.
     interpolate_in_place(open_run(copy), 0.3)
     assert (copy / "finetuned.safetensors").read_bytes() == original
@@ -225,3 +231,23 @@ def test_a_refused_interpolation_in_place_changes_nothing(random_head_run, tmp_p
     with pytest.raises(OptionError, match="started at random"):
         interpolate_in_place(open_run(copy), 0.5)
     assert sorted(p.name for p in copy.iterdir()) == before
+
+
+def test_a_run_written_by_wise_is_not_interpolated_again(tuned, tmp_path):
+    once = write_wise_run(tuned, 0.5, tmp_path / "once")
+    with pytest.raises(UserError, match=r"already a WiSE-FT interpolation \(alpha 0.5\) of .*: interpolate that run"):
+        write_wise_run(once, 0.5, tmp_path / "twice")
+    assert not (tmp_path / "twice").exists()
+
+
+def test_an_unfinished_run_is_not_interpolated(tuned, tmp_path):
+    running = Run(tuned.path, dataclasses.replace(tuned.record, status="interrupted"))
+    with pytest.raises(UserError, match="has not finished training \\(interrupted\\)"):
+        write_wise_run(running, 0.5, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_ends_are_exact_even_for_infinite_values():
+    base, tuned = {"w": torch.tensor([-math.inf, 1.0])}, {"w": torch.tensor([2.0, math.inf])}
+    assert torch.equal(interpolate(base, tuned, 0.0)["w"], base["w"])
+    assert torch.equal(interpolate(base, tuned, 1.0)["w"], tuned["w"])
