@@ -39,7 +39,16 @@ from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec,
 from export.tensorrt_build import EngineOptions, build_engines
 from serve.backends import open_runner
 from serve.evaluate import evaluate, preload
-from serve.leaderboard import ZERO_SHOT, AlphaScore, Cell, SetScore, StoredScores, write_leaderboard
+from serve.leaderboard import (
+    WISE_RULE,
+    ZERO_SHOT,
+    AlphaScore,
+    Cell,
+    SetScore,
+    StoredScores,
+    wise_choice,
+    write_leaderboard,
+)
 from serve.parity import Parity, check_parity, parity_images
 from serve.report import percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
@@ -167,7 +176,6 @@ def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool) -
             log.warning(message)
 
 
-WISE_RULE = "highest validation top-1; ties go to the smaller alpha (closer to the zero-shot model)"
 WISE_SWEEP_FILE = "wise-sweep.json"
 
 
@@ -211,8 +219,9 @@ def wise_sweep(
                 "top1": {name: d["top1"] for name, d in report["datasets"].items()},
             }
         )
-    best = max(rows, key=lambda r: (r["val_top1"], -r["alpha"]))
-    sweep = WiseSweep(rows, best["alpha"])
+    chosen = wise_choice({r["alpha"]: r["val_top1"] for r in rows})
+    best = next(r for r in rows if r["alpha"] == chosen)
+    sweep = WiseSweep(rows, chosen)
     chosen = write_wise_run(run, sweep.chosen, out, base, base_weights, val_top1=best["val_top1"])
     _write_sweep(sweep, chosen)
     return chosen, sweep
@@ -295,6 +304,10 @@ def _trained_cell(out: Path, cell: CompareCell) -> Run:
 
     if (out / RUN_FILE).is_file():
         run = open_run(out)
+        theirs, ours = run.record.train_config, cell.config.to_dict()
+        differ = sorted(k for k in ours if k not in ("num_workers", "device") and theirs.get(k) != ours[k])
+        if differ:  # a comparison folder holds one comparison: old cells of other settings would mix in silently
+            raise UserError(f"{out} was trained with other settings ({', '.join(differ)}): use another --out")
         if run.record.status == "finished":
             return run
         return train(None, out, resume=True)
@@ -346,7 +359,7 @@ def _scored_cell(run: Run, cell: Cell, spec: CompareSpec) -> Cell:
                 TorchRunner(model, ArtifactSpec(classifier=run.classifier), str(run.path)), run, spec
             )
         _store(file, names, scores)
-    cell.alphas = {**scores, 0.0: _zero_shot_score(run, spec)}
+    cell.alphas = {**{a: scores[a] for a in wanted}, 0.0: _zero_shot_score(run, spec)}  # not an earlier run's extras
     return cell
 
 

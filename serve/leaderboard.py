@@ -82,9 +82,12 @@ class Row:
         return value[0] if value else -1.0
 
 
-def wise_choice(alphas: dict[float, AlphaScore]) -> float:
-    """WiSE-FT's alpha by the sweep's rule: highest validation top-1, ties to the smaller alpha."""
-    return max(alphas, key=lambda a: (alphas[a].val_top1, -a))
+WISE_RULE = "highest validation top-1; ties go to the smaller alpha (closer to the zero-shot model)"
+
+
+def wise_choice(val_top1: dict[float, float]) -> float:
+    """WiSE-FT's alpha by WISE_RULE, from each alpha's validation top-1."""
+    return max(val_top1, key=lambda a: (val_top1[a], -a))
 
 
 def _metrics(scores: list[AlphaScore]) -> dict[str, tuple[float, float] | None]:
@@ -117,10 +120,11 @@ def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
     rows = [Row(name, knob, "1", n, _metrics([c.alphas[1.0] for c in chosen]))]
     if all(fixed_alpha in c.alphas for c in chosen) and fixed_alpha not in (0.0, 1.0):
         rows.append(Row(f"{name}+wise", knob, f"{fixed_alpha:g}", n, _metrics([c.alphas[fixed_alpha] for c in chosen])))
-    picks = [wise_choice({0.0: zero_shot, **c.alphas}) for c in chosen]  # a cell's own alpha 0 wins over the default
-    alphas = "val: " + ",".join(f"{a:g}" for a in picks)
-    scores = [{0.0: zero_shot, **c.alphas}[a] for c, a in zip(chosen, picks, strict=True)]
-    rows.append(Row(f"{name}+wise", knob, alphas, n, _metrics(scores)))
+    with_zero_shot = [{0.0: zero_shot, **c.alphas} for c in chosen]  # a cell's own alpha 0 wins over the default
+    picks = [wise_choice({a: score.val_top1 for a, score in alphas.items()}) for alphas in with_zero_shot]
+    label = "val: " + ",".join(f"{a:g}" for a in picks)
+    scores = [alphas[a] for alphas, a in zip(with_zero_shot, picks, strict=True)]
+    rows.append(Row(f"{name}+wise", knob, label, n, _metrics(scores)))
     return rows
 
 
