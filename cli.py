@@ -1,4 +1,5 @@
-"""Command line: fine-tune with ProReg, export, evaluate. A thin layer: it parses options and calls the stages.
+"""Command line: fine-tune (ProReg and the other recipes), export, evaluate, compare. A thin layer: it parses options
+and calls the stages.
 
 python cli.py train                   # the recommended recipe on the built-in benchmark -> runs/<name>, runs/latest
 python cli.py eval --checkpoint runs/latest
@@ -8,6 +9,7 @@ python cli.py pipeline                # the README's main job: train, then evalu
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
 from collections.abc import Iterator
@@ -151,7 +153,7 @@ def train_cmd(
     ),
     head_init: str = typer.Option("text", help="Linear head's start: text (zero-shot) | random."),
     head_lr_scale: float | None = typer.Option(
-        None, help="Trainable head's learning rate over the encoder's; default 100 (head 1e-3 for builtin)."
+        None, help="Trainable head's learning rate over the encoder's; default: the head at 1e-3 (x100 at 1e-5)."
     ),
     lp_fraction: float = typer.Option(
         0.0, help="LP-FT: share of the steps that fit the head with the encoder frozen before fine-tuning all."
@@ -211,7 +213,7 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     o = options
     same_name: tuple[str, ...] = ("model", "pretrained", "data", "val_data", "epochs", "max_steps", "batch_size")
     same_name += ("accum_steps", "lr", "augment", "teacher_cache", "seed", "device", "precision", "strict")
-    common = {
+    shared = {
         **{k: o[k] for k in same_name},
         "classnames": str(o["classnames"]) if o["classnames"] else None,
         "templates": _read_templates(o["templates_file"]) if o["templates_file"] else list(o["template"]),
@@ -221,10 +223,12 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     if recipe:
         loss = {("kind" if k == "loss" else k): o[k] for k in ("loss", *LOSS_OPTIONS) if k in typed}
         method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction") if k in typed}
-        return recipe_config(recipe, loss, **common, **method)
+        cfg = recipe_config(recipe, loss, **shared, **method)
+        # Options typed beside a recipe make another method: run.json and the folder name say so by naming none.
+        return dataclasses.replace(cfg, recipe=None) if loss or method else cfg
     loss_config = LossConfig(o["loss"], **{k: o[k] for k in LOSS_OPTIONS})
     method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction")}
-    return TrainConfig(**common, **method, loss=loss_config)
+    return TrainConfig(**shared, **method, loss=loss_config)
 
 
 def _read_templates(path: Path) -> list[str]:
@@ -448,6 +452,7 @@ WISE_ALPHAS = ",".join(f"{a / 10:g}" for a in range(11))
 
 @app.command("wise")
 def wise_cmd(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(RUNS_ROOT / LATEST, help="Fine-tuned run directory."),
     alpha: str = typer.Option(
         WISE_ALPHAS,
@@ -466,12 +471,17 @@ def wise_cmd(
     """WiSE-FT: interpolate a fine-tuned run with its zero-shot model, theta = (1 - a) theta_0 + a theta_ft, into a
     run directory that export, eval and pipeline take like any run (no inference cost)."""
     with one_line_errors():
+        from common.artifact import ArtifactSpec
+        from common.errors import OptionError, check_number
         from common.run import open_run
         from common.suites import resolve_eval_sets
         from train.wise import write_wise_run
         from workflows import check_not_trained_on, wise_sweep
 
         alphas = _alphas(alpha)
+        check_number("batch size", batch_size, 1)
+        if len(alphas) == 1 and (data or _typed(ctx, "batch_size")):
+            raise OptionError("--data and --batch-size configure a sweep; one --alpha evaluates nothing")
         run = open_run(checkpoint)
         base_run = open_run(base) if base else None
         target = out or run.path.resolve().with_name(
@@ -483,8 +493,6 @@ def wise_cmd(
             return
         builtin_run = run.record.data.source.train == BUILTIN
         sets = resolve_eval_sets(data, run.classifier.classes) if data or builtin_run else []
-        from common.artifact import ArtifactSpec
-
         check_not_trained_on(ArtifactSpec(classifier=run.classifier, source_run=str(run.path)), sets, allow=False)
         with progress_bar() as bar:
             written, sweep = wise_sweep(run, alphas, target, sets, base_run, batch_size, progress_hook(bar, "wise "))
@@ -534,6 +542,7 @@ def _compare_spec(
     train_options: dict[str, Any],
 ) -> CompareSpec:
     """The comparison the compare command's options describe, every option checked."""
+    from common.data import check_some_readable
     from common.errors import OptionError
     from common.run import DataSource
     from common.suites import resolve_eval_sets, resolve_train_data
@@ -556,8 +565,12 @@ def _compare_spec(
             "--eval-data: give the ID and OOD sets to compare on (the built-in ones are for builtin data)"
         )
     holdout_specs = holdout_specs or ([BUILTIN_HOLDOUT] if data == BUILTIN else [])
-    classes = resolve_train_data(DataSource(data)).classes  # every set in the label order the runs will have
+    train_data = resolve_train_data(DataSource(data))
+    check_some_readable(train_data.train)  # before the comparison folder is made
+    classes = train_data.classes  # every set in the label order the runs will have
     sets = resolve_eval_sets(eval_specs, classes)
+    if {ev.role for ev in sets} != {"id", "ood"}:
+        raise OptionError("--eval-data: give at least one ID set and one OOD set (id:SPEC, ood:SPEC)")
     held_out = resolve_eval_sets(holdout_specs, classes) if holdout_specs else []
     clash = sorted({ev.data.name for ev in sets} & {ev.data.name for ev in held_out})
     if clash:
@@ -595,6 +608,7 @@ def compare_cmd(
     evaluate each with its WiSE-FT curve, and write leaderboard.md/.json and the ID-vs-OOD plot. Resumable: a
     finished (method, knob, seed) cell is not trained or evaluated again."""
     with one_line_errors():
+        from train.trainer import TrainingInterrupted
         from workflows import compare_methods
 
         options = {"epochs": epochs, "max_steps": max_steps}
@@ -607,7 +621,11 @@ def compare_cmd(
                 if not console.is_terminal:
                     console.print(f"[{done + 1}/{total}] {name}" if done < total else "leaderboard", markup=False)
 
-            rows = compare_methods(spec, out, on_cell)
+            try:
+                rows = compare_methods(spec, out, on_cell)
+            except TrainingInterrupted as stop:
+                console.print(f"{stop}; saved. Run the same command again to go on where it stopped.")
+                raise typer.Exit(130) from None
     typer.echo((out / "leaderboard.md").read_text())  # markdown, unwrapped
     console.print(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png ({len(rows)} rows)")
 

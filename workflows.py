@@ -6,6 +6,8 @@
 - `check_not_trained_on`: evaluation sets must not hold images of the run the model came from (train meets serve).
 - `wise_sweep`: WiSE-FT interpolations of a run (train) evaluated along alpha (serve); the one validation picks is
   written as a run directory, with the sweep's table and ID-vs-OOD plot beside it.
+- `compare_methods`: recipes x knobs x seeds trained (train), each with its WiSE-FT alphas evaluated (serve), the
+  scores stored per cell so that a second run trains and measures nothing again; the leaderboard (serve).
 
 Every file is written under a temporary name, checked (onnx.checker, then parity with the torch model on real task
 images), and only then renamed into place: a failed export leaves nothing half-written behind.

@@ -69,9 +69,17 @@ class Timing:
         }
 
 
+PRELOAD_MAX_BYTES = 4 * 2**30  # decoded images held in memory at most: 3 x H x W floats each (224 px: 600 KB)
+
+
 def preload(sets: list[EvalSet], preprocess: dict[str, Any]) -> list[EvalSet]:
-    """The sets with every image decoded and transformed once and kept in memory (3 x H x W floats each), for
-    evaluating many models of one preprocessing on the same images: a comparison, a WiSE-FT sweep."""
+    """The sets with every image decoded and transformed once and kept in memory, for evaluating many models of one
+    preprocessing on the same images (a comparison, a WiSE-FT sweep); sets that would take more than
+    PRELOAD_MAX_BYTES stay read from disk at each evaluation."""
+    size = preprocess.get("size", 224)
+    height, width = (size, size) if isinstance(size, int) else size
+    if sum(len(ev.data.samples) for ev in sets) * 3 * height * width * 4 > PRELOAD_MAX_BYTES:
+        return sets
     out = []
     for ev in sets:
         check_some_readable(ev.data)

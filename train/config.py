@@ -37,8 +37,8 @@ class TrainConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     head: str | None = None  # common.artifact.HEAD_KINDS; None: the loss's first (text, or linear for tes)
     head_init: str = "text"  # a linear head's start: the text classifier or random
-    # A trainable head's (and TeS's projection's) learning rate over the encoder's; None: HEAD_LR_SCALE, or for a
-    # model whose encoder rate was raised (RECOMMENDED_LR), what keeps the head at the paper's 100 x 1e-5.
+    # A trainable head's (and TeS's projection's) learning rate over the encoder's; None: what puts the head at the
+    # paper's 1e-3 (HEAD_LR_SCALE x PAPER_LR), which is x100 at the paper's encoder rate.
     head_lr_scale: float | None = None
     # LP-FT: the first share of the steps fits the head alone (encoder frozen), the rest fine-tunes everything,
     # each phase with its own warmup and decay. 0: plain fine-tuning.
@@ -117,9 +117,11 @@ class TrainConfig:
         return self.lr if self.lr is not None else RECOMMENDED_LR.get(self.model, PAPER_LR)
 
     def resolved_head_lr_scale(self) -> float:
+        """The head's rate over the encoder's; by default what puts the head at the paper's 100 x 1e-5 = 1e-3,
+        whatever encoder rate the model's default or --lr gives."""
         if self.head_lr_scale is not None:
             return self.head_lr_scale
-        return HEAD_LR_SCALE * PAPER_LR / RECOMMENDED_LR.get(self.model, PAPER_LR)
+        return HEAD_LR_SCALE * PAPER_LR / self.resolved_lr()
 
     def data_source(self) -> DataSource:
         return DataSource(self.data, self.val_data, self.classnames, self.val_fraction, self.seed)

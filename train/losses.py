@@ -1,7 +1,7 @@
 """The fine-tuning objectives: conventional (ce), fixed-trade-off distillation (kd), ProReg and TeS.
 
 Notation as in DESIGN.md: student logits s, teacher (zero-shot) logits z, labels y, temperature T; for TeS, the
-projection's cosine logits against the fixed text classifier u (before dividing by its temperature).
+projection's cosines against the fixed text classifier, g(h) W^T, which divided by tau are TeS's u.
 Every loss returns named terms; the trainer sums the keys ending in `_loss` and logs all of them.
 """
 
@@ -24,7 +24,8 @@ OFFICIAL_TEACHER_POWER = 10.0
 @dataclass(frozen=True)
 class LossConfig:
     kind: str = "proreg"
-    weight_form: str = "xerm"  # measured better on the built-in benchmark: BENCHMARKS.md
+    # xerm measured better alone, official with a trainable head and WiSE-FT (the default recipe): BENCHMARKS.md
+    weight_form: str = "xerm"
     alpha: float = 1.0  # ProReg: weight of the KL term
     gamma: float = 1.0  # ProReg xerm form: exponent on the cross-entropies
     temperature: float = 1.0

@@ -1,4 +1,4 @@
-"""The fine-tuning loop: a frozen zero-shot teacher, a student image tower, the fixed text classifier.
+"""The fine-tuning loop: a frozen zero-shot teacher, a student (image tower and head), the loss of its method.
 
 Data order and augmentation are drawn from (seed, epoch, index), and the optimizer, scheduler and position are
 checkpointed at every epoch end and on Ctrl-C, so a resumed run takes exactly the steps an uninterrupted run takes.

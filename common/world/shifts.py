@@ -71,7 +71,7 @@ def occlusion_mask(width: int, height: int, rng: np.random.Generator, attempts: 
 
 
 def occlude(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """2-3 mid-grey rectangles hiding about a quarter of the image, often part of the shape."""
+    """2-3 mid-grey rectangles hiding 15-20% of the image (OCCLUDED_FRACTION), often part of the shape."""
     pixels = np.array(img.convert("RGB"))
     pixels[occlusion_mask(img.width, img.height, rng)] = OCCLUDER_GREY
     return Image.fromarray(pixels)
