@@ -560,6 +560,7 @@ def _compare_spec(
         resolve_recipe(name)
     check_alpha(wise_alpha, "--wise-alpha")
     swept = _alphas(alphas)
+    seed_list = sorted(set(_numbers(seeds, "--seeds", int)))
     if not eval_specs and data != BUILTIN:
         raise OptionError(
             "--eval-data: give the ID and OOD sets to compare on (the built-in ones are for builtin data)"
@@ -577,7 +578,7 @@ def _compare_spec(
         raise OptionError(f"a tuned and a held-out set are both called {clash[0]!r}: rename one (reports key by name)")
     return CompareSpec(
         methods=names,
-        seeds=sorted(set(_numbers(seeds, "--seeds", int))),
+        seeds=seed_list,
         data=data,
         sets=sets,
         holdout=held_out,

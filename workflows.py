@@ -306,7 +306,8 @@ def _trained_cell(out: Path, cell: CompareCell) -> Run:
 
     if (out / RUN_FILE).is_file():
         run = open_run(out)
-        theirs, ours = run.record.train_config, cell.config.to_dict()
+        theirs = TrainConfig.from_dict(run.record.train_config, str(out / RUN_FILE)).to_dict()  # typed as ours
+        ours = cell.config.to_dict()
         differ = sorted(k for k in ours if k not in ("num_workers", "device") and theirs.get(k) != ours[k])
         if differ:  # a comparison folder holds one comparison: old cells of other settings would mix in silently
             raise UserError(f"{out} was trained with other settings ({', '.join(differ)}): use another --out")

@@ -97,6 +97,21 @@ WISE_CASES = [
         ["--checkpoint", f"{W}/run", "--alpha", "0.5", "--out", f"{W}/afolder"],
         f"{W}/afolder is a file, not a folder",
     ),
+    (
+        "data-beside-one-alpha",
+        ["--checkpoint", f"{W}/run", "--alpha", "0.5", "--data", f"{W}/images"],
+        "--data and --batch-size configure a sweep; one --alpha evaluates nothing",
+    ),
+    (
+        "batch-size-0",
+        ["--checkpoint", f"{W}/run", "--batch-size", "0"],
+        "batch size must be a finite number at least 1",
+    ),
+    (
+        "checkpoint-unfinished",
+        ["--checkpoint", f"{W}/run-running", "--alpha", "0.5", "--out", f"{W}/new"],
+        "has not finished training (running): finish or resume it first",
+    ),
 ]
 
 
@@ -132,7 +147,8 @@ def test_wise_refuses_a_base_run_with_other_classes(alphas, other_classes_run, c
 
 # Should a case not be refused, the comparison trains one cell for one step on 60 images and evaluates it on them,
 # into a folder of the case's working directory.
-SMALL = ["--data", f"{W}/images", "--eval-data", f"{W}/images", "--max-steps", "1", "--alpha", "0.5"]
+EVAL = ["--eval-data", f"id:{W}/images", "--eval-data", f"ood:{W}/images"]
+SMALL = ["--data", f"{W}/images", *EVAL, "--max-steps", "1", "--alpha", "0.5"]
 ONE_CELL = [*SMALL, "--methods", "ce", "--seeds", "0"]
 
 COMPARE_CASES = [
@@ -172,6 +188,16 @@ COMPARE_CASES = [
     ("holdout-missing", [*ONE_CELL, "--holdout", f"{W}/nope"], f"no such dataset: {W}/nope"),
     ("out-is-a-file", [*ONE_CELL, "--out", f"{W}/afolder"], f"comparison folder {W}/afolder is a file, not a folder"),
     # checked before the comparison folder is made
+    (
+        "eval-data-without-ood",
+        ["--data", f"{W}/images", "--eval-data", f"{W}/images", "--methods", "ce", "--seeds", "0"],
+        "--eval-data: give at least one ID set and one OOD set (id:SPEC, ood:SPEC)",
+    ),
+    (
+        "eval-data-missing-beside-own-data",
+        ["--data", f"{W}/images", "--methods", "ce", "--seeds", "0"],
+        "--eval-data: give the ID and OOD sets to compare on",
+    ),
     ("seeds-negative", [*SMALL, "--methods", "ce", "--seeds", "-1"], "seed must be a finite number"),
     ("seeds-huge", [*SMALL, "--methods", "ce", "--seeds", "99999999999"], "seed must be a finite"),
     ("epochs-0", [*ONE_CELL, "--epochs", "0"], "epochs must be a finite number at least 1, got 0"),

@@ -6,6 +6,7 @@ the zero-shot and the fine-tuned model, measured independently with serve.evalua
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -356,3 +357,12 @@ def test_scores_of_other_sets_are_not_reused(tmp_path):
     scores = {0.5: AlphaScore(0.9, {"a": SetScore("id", 0.8, None)})}
     _store(file, ["a"], scores)
     assert _stored(file, ["a"]) == scores and _stored(file, ["a", "b"]) == {}
+
+
+def test_a_folder_of_another_comparison_is_refused_before_training(compared, spec, tmp_path, monkeypatch):
+    """Cells trained with other settings would mix silently into this comparison's leaderboard."""
+    out = copy_of(compared, tmp_path)
+    Calls(monkeypatch, fail=True)
+    other = dataclasses.replace(spec, train_options={**spec.train_options, "max_steps": 3})
+    with pytest.raises(UserError, match=r"ce-s0 was trained with other settings \(max_steps\): use another --out"):
+        compare_methods(other, out)
