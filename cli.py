@@ -501,20 +501,14 @@ def wise_cmd(
 
 
 def _print_sweep(sweep: WiseSweep) -> None:
-    from serve.report import percent
+    from workflows import sweep_table
 
-    sets = list(sweep.rows[0]["top1"])
+    header, rows = sweep_table(sweep)
     table = Table(title="WiSE-FT along alpha: top-1 %")
-    for head in ["alpha", "val", *sets, "OOD mean"]:
+    for head in header:
         table.add_column(head, justify="right")
-    for r in sweep.rows:
-        mark = " *" if r["alpha"] == sweep.chosen else ""
-        table.add_row(
-            f"{r['alpha']:g}{mark}",
-            percent(r["val_top1"]),
-            *(percent(r["top1"][n]) for n in sets),
-            percent(r["ood_top1_mean"]),
-        )
+    for row in rows:
+        table.add_row(*row)
     Console(width=160).print(table)
 
 

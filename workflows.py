@@ -229,22 +229,38 @@ def wise_sweep(
     return chosen, sweep
 
 
+def sweep_table(sweep: WiseSweep) -> tuple[list[str], list[list[str]]]:
+    """The sweep as a header and one row per alpha (top-1 %; the chosen alpha marked *), for the terminal and
+    wise-sweep.md alike."""
+    sets = list(sweep.rows[0]["top1"])
+    header = ["alpha", "val", *sets, "ID", "OOD mean"]
+    rows = [
+        [
+            f"{r['alpha']:g}" + (" *" if r["alpha"] == sweep.chosen else ""),
+            percent(r["val_top1"]),
+            *(percent(r["top1"][n]) for n in sets),
+            percent(r["id_top1"]),
+            percent(r["ood_top1_mean"]),
+        ]
+        for r in sweep.rows
+    ]
+    return header, rows
+
+
 def _write_sweep(sweep: WiseSweep, run: Run) -> None:
     atomic_write_json(
         run.path / WISE_SWEEP_FILE, {"chosen_alpha": sweep.chosen, "rule": sweep.rule, "rows": sweep.rows}
     )
-    sets = list(sweep.rows[0]["top1"])
+    header, rows = sweep_table(sweep)
     lines = [
         f"# WiSE-FT sweep of {run.record.wise.finetuned if run.record.wise else run.path}",
         "",
-        f"Chosen alpha {sweep.chosen:g}: {sweep.rule}.",
+        f"Chosen alpha {sweep.chosen:g} (*): {sweep.rule}.",
         "",
-        "| alpha | val | " + " | ".join(sets) + " | ID | OOD mean |",
-        "|---" * (len(sets) + 4) + "|",
+        "| " + " | ".join(header) + " |",
+        "|---" * len(header) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
     ]
-    for r in sweep.rows:
-        cells = [f"{r['alpha']:g}", percent(r["val_top1"]), *(percent(r["top1"][n]) for n in sets)]
-        lines.append("| " + " | ".join(cells + [percent(r["id_top1"]), percent(r["ood_top1_mean"])]) + " |")
     atomic_write_text(run.path / "wise-sweep.md", "\n".join(lines) + "\n")
     if all(r["id_top1"] is not None and r["ood_top1_mean"] is not None for r in sweep.rows):
         curve = PlotCurve(
