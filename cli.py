@@ -115,6 +115,9 @@ def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool, overrides:
             raise typer.Exit(130) from None
     best = run.record.best
     console.print(f"run directory {run.path}: best validation top-1 {100 * best.val_top1:.1f}% at step {best.step}")
+    wise = run.record.wise
+    if wise is not None and wise.val_top1 is not None:
+        console.print(f"WiSE-FT at alpha {wise.alpha:g} (the run's model): validation top-1 {100 * wise.val_top1:.1f}%")
     return run
 
 

@@ -221,12 +221,12 @@ def wise_sweep(
                 "top1": {name: d["top1"] for name, d in report["datasets"].items()},
             }
         )
-    chosen = wise_choice({r["alpha"]: r["val_top1"] for r in rows})
-    best = next(r for r in rows if r["alpha"] == chosen)
-    sweep = WiseSweep(rows, chosen)
-    chosen = write_wise_run(run, sweep.chosen, out, base, base_weights, val_top1=best["val_top1"])
-    _write_sweep(sweep, chosen)
-    return chosen, sweep
+    alpha = wise_choice({r["alpha"]: r["val_top1"] for r in rows})
+    sweep = WiseSweep(rows, alpha)
+    val_top1 = next(r["val_top1"] for r in rows if r["alpha"] == alpha)
+    written = write_wise_run(run, alpha, out, base, base_weights, val_top1=val_top1)
+    _write_sweep(sweep, written)
+    return written, sweep
 
 
 def sweep_table(sweep: WiseSweep) -> tuple[list[str], list[list[str]]]:

@@ -22,7 +22,7 @@ from common.classifier import ClipClassifier, classifier_from_state, zero_shot_c
 from common.errors import OptionError, UserError, check_number
 from common.files import share_like_umask, writable_dir
 from common.provenance import file_sha256, git_commit
-from common.run import BEST_WEIGHTS, FINETUNED_WEIGHTS, RUN_FILE, BestCheckpoint, Run, WiseInfo, write_run_record
+from common.run import BEST_WEIGHTS, FINETUNED_WEIGHTS, RUN_FILE, Run, WiseInfo, write_run_record
 from train.config import TrainConfig
 
 
@@ -122,7 +122,8 @@ def write_wise_run(
     val_top1: float | None = None,
 ) -> Run:
     """Writes the interpolated model as a new run directory `out` (best.safetensors and run.json, which names the
-    fine-tuned run, alpha and base); `val_top1`, when measured, becomes its best validation top-1."""
+    fine-tuned run, alpha and base, and the interpolation's validation top-1 `val_top1` when it was measured; `best`
+    stays the fine-tuned checkpoint's)."""
     check_alpha(alpha)
     out = Path(out)
     check_new_run_dir(run, out)
@@ -138,9 +139,9 @@ def write_wise_run(
         base=str(base.path.resolve()) if base else "zero-shot",
         finetuned=str(run.path.resolve()),
         finetuned_sha256=file_sha256(finetuned_weights(run)),
+        val_top1=val_top1,
     )
     record.status, record.created, record.git_commit = "finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit()
-    record.best = BestCheckpoint(step=run.record.best.step, val_top1=-1.0 if val_top1 is None else val_top1)
     write_run_record(out, record)
     return Run(out, record)
 

@@ -291,7 +291,7 @@ def test_the_sweep_writes_the_validation_choice_as_a_run(swept, tuned):
     assert sweep.chosen == min(r["alpha"] for r in sweep.rows if r["val_top1"] == best)  # ties: the smaller alpha
     record = open_run(written.path).record
     assert record.wise.alpha == sweep.chosen and record.wise.base == "zero-shot"
-    assert record.best.val_top1 == best
+    assert record.wise.val_top1 == best and record.best == tuned.record.best  # best: the fine-tuned checkpoint
     # Its weights: the interpolation at the chosen alpha of the zero-shot and the fine-tuned weights.
     start, tuned_weights = zero_shot_state(tuned), load_file(str(tuned.best_weights))
     weights = load_file(str(written.path / "best.safetensors"))

@@ -122,7 +122,7 @@ def test_a_wise_run_describes_itself(tuned, tmp_path):
     assert (record.wise.alpha, record.wise.base) == (0.5, "zero-shot")
     assert record.wise.finetuned == str(tuned.path.resolve())
     assert record.wise.finetuned_sha256 == file_sha256(tuned.best_weights)
-    assert record.status == "finished" and record.best.val_top1 == 0.75 and record.best.step == tuned.record.best.step
+    assert record.status == "finished" and record.wise.val_top1 == 0.75 and record.best == tuned.record.best
     assert record.classifier == tuned.classifier
     # Halfway: the mean of the start and the fine-tuned weights; BatchNorm's counters are the fine-tuned run's.
     start, best, half = zero_shot_state(tuned), load_file(str(tuned.best_weights)), load_file(str(out.best_weights))
