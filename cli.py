@@ -340,7 +340,7 @@ def export_cmd(
     timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file, reused and updated."),
     version_compatible: bool = typer.Option(False, help="TensorRT engine that later TensorRT versions can run."),
 ) -> None:
-    """Export image encoder + fixed text classifier as one ONNX graph (dynamic batch), verified against torch;
+    """Export image encoder + head as one ONNX graph (dynamic batch), verified against torch;
     optionally FP16 and INT8 copies; TensorRT engines from each when TensorRT and a GPU are present."""
     with one_line_errors():
         from calib.int8 import Int8Options
