@@ -52,7 +52,7 @@ from serve.leaderboard import (
     write_leaderboard,
 )
 from serve.parity import Parity, check_parity, parity_images
-from serve.report import percent
+from serve.report import markdown_table, percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 from serve.runner import Runner
 from serve.torch_runner import TorchRunner
@@ -257,9 +257,7 @@ def _write_sweep(sweep: WiseSweep, run: Run) -> None:
         "",
         f"Chosen alpha {sweep.chosen:g} (*): {sweep.rule}.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|---" * len(header) + "|",
-        *("| " + " | ".join(row) + " |" for row in rows),
+        *markdown_table(header, rows),
     ]
     atomic_write_text(run.path / "wise-sweep.md", "\n".join(lines) + "\n")
     if all(r["id_top1"] is not None and r["ood_top1_mean"] is not None for r in sweep.rows):

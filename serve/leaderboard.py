@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from common.files import atomic_write_json, atomic_write_text
-from serve.report import percent
+from serve.report import markdown_table, percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 
 ZERO_SHOT = "zero-shot"
@@ -146,23 +146,19 @@ def _pm(value: tuple[float, float] | None) -> str:
     return percent(mean) + (f" ± {100 * std:.1f}" if std else "")
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|", *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def markdown(rows: list[Row], title: str) -> str:
     tuned = [k for k in rows[0].metrics if k != "val" and not k.startswith("holdout")]
     holdout = [k for k in rows[0].metrics if k.startswith("holdout") and rows[0].metrics[k] is not None]
     # The tuned columns: "id", each OOD set, "ood_mean", "worst_group"; the holdout ones: "holdout:NAME", the mean.
     lines = [f"# {title}", "", "Top-1 % (mean ± std over seeds), best mean OOD first.", ""]
-    lines += _table(
+    lines += markdown_table(
         ["recipe", "knob", "WiSE alpha", "seeds", "val", *tuned],
         [[r.name, r.knob, r.alpha, str(r.seeds), *(_pm(r.metrics[k]) for k in ["val", *tuned])] for r in rows],
     )
     if holdout:
         lines += ["", "## Held-out shifts (nothing was tuned on these)", ""]
         ranked = sorted(rows, key=lambda r: -r.mean_of("holdout_mean"))
-        lines += _table(
+        lines += markdown_table(
             ["recipe", "knob", "WiSE alpha", *holdout],
             [[r.name, r.knob, r.alpha, *(_pm(r.metrics[k]) for k in holdout)] for r in ranked],
         )

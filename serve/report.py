@@ -42,6 +42,11 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A markdown table's lines: the header, the rule, one line per row."""
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def table_header(report: dict[str, Any]) -> list[str]:
     head = ["dataset", "role", "n", "skipped", "top1 %", "top5 %", "worst-group %"]
     if report.get("agreement"):
@@ -58,9 +63,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Artifact: `{report['artifact']}`"
         + (f"; reference: `{report['reference']}`" if report.get("reference") else ""),
         "",
-        "| " + " | ".join(table_header(report)) + " |",
-        "|" + "---|" * len(table_header(report)),
-        *("| " + " | ".join(r) + " |" for r in table_rows(report)),
+        *markdown_table(table_header(report), table_rows(report)),
         "",
         f"ID top-1 {percent(s['id_top1'])}%, mean OOD top-1 {percent(s['ood_top1_mean'])}%, "
         f"lowest worst-group top-1 {percent(s['worst_group_top1_min'])}%.",

@@ -1,12 +1,12 @@
 """Shared fixtures: everything is made locally from the built-in world; nothing touches the network."""
 
-import csv
 import os
-import shutil
 from pathlib import Path
 
 import pytest
 import torch
+
+from tests.tiny_data import copy_tiny_folder
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a slip that reaches for the hub fails fast instead of hanging
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -22,17 +22,7 @@ def benchmark_root() -> Path:
 @pytest.fixture
 def tiny_folder(tmp_path, benchmark_root) -> Path:
     """An image folder (one sub-folder per class) with 10 images per class, copied from the built-in train split."""
-    root = tmp_path / "tiny"
-    counts: dict[str, int] = {}
-    with open(benchmark_root / "train.csv") as f:
-        for row in csv.DictReader(f):
-            label = row["label"]
-            if counts.get(label, 0) >= 10:
-                continue
-            counts[label] = counts.get(label, 0) + 1
-            (root / label).mkdir(parents=True, exist_ok=True)
-            shutil.copy(benchmark_root / row["path"], root / label / Path(row["path"]).name)
-    return root
+    return copy_tiny_folder(benchmark_root, tmp_path / "tiny")
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ from common.suites import EvalSet, resolve_eval_sets, resolve_train_data
 from serve.evaluate import evaluate
 from serve.leaderboard import ZERO_SHOT
 from serve.torch_runner import TorchRunner
-from tests.train.test_tes import copy_tiny_folder
+from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
 from train.losses import LossConfig
 from train.trainer import TrainingInterrupted

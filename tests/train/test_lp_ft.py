@@ -11,7 +11,7 @@ from common.classifier import zero_shot_classifier
 from common.errors import OptionError
 from common.suites import builtin_classnames
 from common.world import BUILTIN
-from tests.train.test_tes import copy_tiny_folder
+from tests.tiny_data import copy_tiny_folder
 from train.checkpointing import set_base_lr
 from train.config import TrainConfig
 from train.losses import LossConfig

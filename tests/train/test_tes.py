@@ -13,7 +13,6 @@ Hand-computed case (2 samples, 3 classes, labels y = [0, 2], lv = 0.2, lt = 0.4,
   d vision_loss / d s = (softmax(s) - q) / 2 = [[-0.2833333, 0.1416667, 0.1416667], [0.3133333, 0.0233333, -0.3366667]]
 """
 
-import csv
 import math
 import os
 import shutil
@@ -27,6 +26,7 @@ from safetensors.torch import load_file
 
 from common.errors import OptionError
 from common.run import CheckpointError, open_run
+from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
 from train.losses import LossConfig, compute_loss, tes_terms, total_loss
 from train.session import TextProjection
@@ -119,20 +119,6 @@ def test_bad_tes_options_are_refused_in_one_line(option, value, message):
 
 
 # ------------------------------------------------------------------------------------------------- a real run
-
-
-def copy_tiny_folder(benchmark_root: Path, root: Path) -> Path:
-    """tests/conftest.py's tiny_folder (10 images per class of the built-in train split), for module fixtures."""
-    counts: dict[str, int] = {}
-    with open(benchmark_root / "train.csv") as f:
-        for row in csv.DictReader(f):
-            label = row["label"]
-            if counts.get(label, 0) >= 10:
-                continue
-            counts[label] = counts.get(label, 0) + 1
-            (root / label).mkdir(parents=True, exist_ok=True)
-            shutil.copy(benchmark_root / row["path"], root / label / Path(row["path"]).name)
-    return root
 
 
 @pytest.fixture(scope="module")

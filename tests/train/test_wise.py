@@ -16,7 +16,7 @@ from common.provenance import file_sha256
 from common.run import Run, open_run
 from common.suites import resolve_train_data
 from common.transforms import eval_transform
-from tests.train.test_tes import copy_tiny_folder
+from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
 from train.losses import LossConfig
 from train.trainer import train
