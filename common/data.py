@@ -331,8 +331,19 @@ def make_loader(
     order: Sequence[int] | None = None,
     num_workers: int = 0,
     pin_memory: bool = False,
+    batches: Sequence[Sequence[int]] | None = None,
 ) -> DataLoader:
-    """A DataLoader yielding `Batch`es, over the indices in `order` (default: all, in order)."""
+    """A DataLoader yielding `Batch`es, over the indices in `order` (default: all, in order) in batches of
+    `batch_size`, or over the given `batches` of indices (which may be empty: an empty Batch comes out)."""
+    if batches is not None:
+        return DataLoader(
+            dataset,
+            batch_sampler=[list(b) for b in batches],
+            num_workers=num_workers,
+            collate_fn=collate_skipping,
+            pin_memory=pin_memory,
+            worker_init_fn=_ignore_ctrl_c,
+        )
     return DataLoader(
         dataset,
         batch_size=batch_size,

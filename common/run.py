@@ -69,6 +69,18 @@ class RunProgress:
 
 
 @dataclass
+class Parallelism:
+    """How the run's batches were split (torchrun): the optimizer sees `global_batch` = per-process batch x processes
+    x accumulation images per step, whatever the split; a resume may use any process count that divides the
+    per-process batch x processes."""
+
+    world_size: int = 1
+    per_process_batch: int = 0
+    accum_steps: int = 1
+    global_batch: int = 0
+
+
+@dataclass
 class BestCheckpoint:
     step: int = -1
     val_top1: float = -1.0
@@ -103,6 +115,7 @@ class RunRecord:
     resumed_at_step: int | None = None
     error: str | None = None  # why a diverged run stopped
     wise: WiseInfo | None = None  # set when best.safetensors is a WiSE-FT interpolation
+    parallel: Parallelism = field(default_factory=Parallelism)
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": RUN_FORMAT, **asdict(self)}

@@ -2,6 +2,8 @@
 
 Loading runs in DataLoader workers while the runner computes, so the model, not the JPEG decoder, sets the pace.
 Per-dataset logits are kept so that a second runner can be compared with the first (agreement, logit drift).
+Under torchrun every set is sharded over the ranks and each rank's logits gathered back into the set's order, so
+every rank holds the report one process would have made (its throughput is the ranks' together).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from common.data import DecodedImages, ImageDataset, check_some_readable, make_loader
+from common.distributed import Ranks, current
 from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
@@ -57,12 +60,16 @@ class Timing:
     wall_seconds: float
     batch_size: int
 
-    def entry(self) -> dict[str, Any]:
-        model_seconds = sum(self.batch_seconds)
+    local_images: int = 0  # this rank's share of `images`
+
+    def entry(self, ranks: Ranks) -> dict[str, Any]:
+        """Throughput of all ranks together: images over the wall time, and the sum of the ranks' model-only
+        rates (each measured on its own share); latencies are this rank's batches'."""
+        model_rate = self.local_images / max(sum(self.batch_seconds), 1e-9)
         ms = np.array(self.batch_seconds or [0.0]) * 1000
         return {
             "images_per_s": self.images / max(self.wall_seconds, 1e-9),
-            "model_images_per_s": self.images / max(model_seconds, 1e-9),
+            "model_images_per_s": float(ranks.sum(torch.tensor([model_rate], dtype=torch.float64)).item()),
             "batch_size": self.batch_size,
             "latency_ms_p50": float(np.percentile(ms, 50)),
             "latency_ms_p99": float(np.percentile(ms, 99)),
@@ -96,28 +103,35 @@ def evaluate_set(
     dataset: Dataset = ImageDataset(ev.data, eval_transform(preprocess))
     if ev.preloaded is not None and ev.preloaded_for == preprocess:
         dataset = ev.preloaded
-    loader = make_loader(dataset, batch_size, num_workers=num_workers, pin_memory=torch.cuda.is_available())
-    logits, labels, groups, skipped, done = [], [], [], 0, 0
+    ranks = current()
+    share = ranks.shard(range(len(ev.data.samples)))  # everything with one process
+    loader = make_loader(dataset, batch_size, share, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    logits, rows, skipped, done = [], [], 0, 0
     for batch in loader:
         skipped += batch.skipped
         if len(batch.labels):
             start = time.perf_counter()
-            logits.append(runner.infer(batch.images))
+            logits.append(torch.from_numpy(np.require(runner.infer(batch.images), np.float32, ["W"])))
             timing.batch_seconds.append(time.perf_counter() - start)
-            labels.append(batch.labels.numpy())
-            groups.append(batch.groups.numpy())
+            rows.append(torch.stack([batch.indices, batch.labels, batch.groups], dim=1))
         done += len(batch.labels) + batch.skipped
         if progress:
-            progress(ev.data.name, done, len(ev.data.samples))
+            progress(ev.data.name, done, len(share))
+    timing.local_images += sum(len(r) for r in rows)
     n_classes = len(runner.spec.classes)
+    all_logits, all_rows = _in_set_order(
+        ranks,
+        torch.cat(logits) if logits else torch.zeros((0, n_classes)),
+        torch.cat(rows) if rows else torch.zeros((0, 3), dtype=torch.long),
+    )
     result = DatasetResult(
         name=ev.data.name,
         role=ev.role,
-        logits=np.concatenate(logits) if logits else np.zeros((0, n_classes), np.float32),
-        labels=np.concatenate(labels) if labels else np.zeros(0, np.int64),
-        groups=np.concatenate(groups) if groups else np.zeros(0, np.int64),
+        logits=all_logits.numpy(),
+        labels=all_rows[:, 1].numpy(),
+        groups=all_rows[:, 2].numpy(),
         group_names=ev.data.groups,
-        skipped=skipped,
+        skipped=int(ranks.sum(torch.tensor([skipped], dtype=torch.float64)).item()),
     )
     broken = int((~np.isfinite(result.logits)).any(axis=1).sum())
     if broken:
@@ -126,6 +140,15 @@ def evaluate_set(
             f"{ev.data.name!r}: the model is broken (a diverged training, or an overflow in reduced precision)"
         )
     return result
+
+
+def _in_set_order(ranks: Ranks, logits: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every rank's logits and (index, label, group) rows, gathered and put back in the set's order."""
+    if not ranks.distributed:
+        return logits, rows
+    all_logits, all_rows = torch.cat(ranks.gather_rows(logits)), torch.cat(ranks.gather_rows(rows))
+    order = torch.argsort(all_rows[:, 0])
+    return all_logits[order], all_rows[order]
 
 
 def evaluate(
@@ -151,7 +174,7 @@ def evaluate(
         "classes": runner.spec.classes,
         "datasets": datasets,
         "summary": summarize(datasets),
-        "throughput": timing.entry(),
+        "throughput": timing.entry(current()),
         "reference": None,
         "agreement": None,
         "gate": None,

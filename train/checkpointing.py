@@ -61,8 +61,13 @@ def record_position(s: Session) -> None:
 
 
 def save_checkpoint(s: Session, status: str) -> None:
-    """Writes last weights and optimizer state, then run.json, each atomically (run.json last: it is the index)."""
+    """Writes last weights and optimizer state, then run.json, each atomically (run.json last: it is the index).
+    Every rank checks the weights (they are the same everywhere, so all stop together); rank 0 alone writes."""
     check_finite_weights(s)
+    s.record.status, s.record.error = status, None
+    if not s.ranks.is_main:
+        record_position(s)
+        return
     save_weights(s.models.student, s.out / LAST_WEIGHTS, step=s.counters.step)
     m, c = s.models, s.counters
     state = {
@@ -76,7 +81,6 @@ def save_checkpoint(s: Session, status: str) -> None:
     tmp = s.out / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(s.out / STATE_FILE)
-    s.record.status, s.record.error = status, None
     record_position(s)
     write_run_record(s.out, s.record)
 
@@ -87,7 +91,8 @@ def keep_if_best(s: Session, val_top1: float) -> None:
     if val_top1 > c.best_val_top1:
         check_finite_weights(s)
         c.best_val_top1, c.best_step = val_top1, c.step
-        save_weights(s.models.student, s.out / BEST_WEIGHTS, step=c.step)
+        if s.ranks.is_main:
+            save_weights(s.models.student, s.out / BEST_WEIGHTS, step=c.step)
 
 
 def restore(s: Session, previous: RunRecord) -> None:

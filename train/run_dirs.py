@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import OptionError
-from common.run import LATEST, RUN_FILE, RUNS_ROOT, CheckpointError, Run
+from common.run import LATEST, RUN_FILE, RUNS_ROOT, CheckpointError, Parallelism, Run
 from train.config import TrainConfig
 
 
@@ -56,6 +56,19 @@ def config_to_resume(run: Run, given: TrainConfig | None, overrides: dict[str, A
             raise CheckpointError(f"cannot resume {run.path} with other settings: {shown}")
         overrides = {k: getattr(given, k) for k in RESUME_OVERRIDES if ours[k] != theirs[k]} | overrides
     return replace(saved, **overrides)
+
+
+def fit_to_world(cfg: TrainConfig, saved: Parallelism, world: int, run_dir: Path) -> TrainConfig:
+    """The config for resuming a run on `world` processes: the global micro-batch (per-process batch x processes)
+    is the run's and stays so, split evenly over the new processes, so the steps continue unchanged."""
+    micro = cfg.batch_size * saved.world_size
+    if micro % world:
+        raise OptionError(
+            f"cannot resume {run_dir} on {world} processes: its global micro-batch of {micro} images "
+            f"({cfg.batch_size} per process x {saved.world_size}) does not split evenly; use a process count that "
+            "divides it"
+        )
+    return replace(cfg, batch_size=micro // world)
 
 
 # What `--resume` may change: the learning rate (to continue a diverged run more gently) and where it runs.

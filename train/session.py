@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -17,15 +18,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.classifier import ClipClassifier, zero_shot_classifier
 from common.data import ImageDataset, check_some_readable, make_loader
+from common.distributed import Ranks, current, device_for
 from common.models import pick_device
 from common.progress import ProgressHook
 from common.provenance import git_commit
-from common.run import RunData, RunRecord
+from common.run import Parallelism, RunData, RunRecord
 from common.suites import TrainData, resolve_train_data
 from common.transforms import eval_transform, train_transform
 from train.config import TrainConfig
 from train.methods import LOSSES
 from train.run_dirs import RunLock
+
+log = logging.getLogger(__name__)
 
 
 class SeededAugment(Dataset):
@@ -64,6 +68,20 @@ class TextProjection(nn.Module):
         return F.normalize(self.layers(features), dim=-1)
 
 
+class TrainForward(nn.Module):
+    """The training pass as one module: the student's logits and, for TeS, the projected features. Under torchrun it
+    is what DistributedDataParallel wraps, so every parameter the optimizer changes is synchronized."""
+
+    def __init__(self, student: ClipClassifier, projection: TextProjection | None):
+        super().__init__()
+        self.student, self.projection = student, projection
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.student.features(images)
+        projected = self.projection(features) if self.projection is not None else None
+        return self.student.head(features), projected
+
+
 @dataclass
 class ModelState:
     """The student the optimizer changes, the frozen teacher it is measured against, and the optimizer's state."""
@@ -73,8 +91,13 @@ class ModelState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler  # FP16 loss scaling; a no-op unless --precision fp16 on CUDA
+    forward: nn.Module  # TrainForward, wrapped in DistributedDataParallel under torchrun
     projection: TextProjection | None = None  # TeS only
     frozen_encoder_steps: int = 0  # LP-FT: the encoder trains only from this step on
+
+    @property
+    def data_parallel(self) -> nn.parallel.DistributedDataParallel | None:
+        return self.forward if isinstance(self.forward, nn.parallel.DistributedDataParallel) else None
 
     def text_weights(self) -> torch.Tensor:
         return self.teacher.text_head().weight
@@ -114,6 +137,7 @@ class Session:
     models: ModelState
     data: DataState
     record: RunRecord  # what run.json will say
+    ranks: Ranks = field(default_factory=Ranks)  # this process's place under torchrun; rank 0 alone writes
     counters: LoopCounters = field(default_factory=LoopCounters)
     lock: RunLock | None = None  # once the run directory is claimed
     saved_step: int | None = None  # the step of the checkpoint on disk (saved or restored), if any
@@ -162,7 +186,9 @@ def _student(cfg: TrainConfig, teacher: ClipClassifier) -> ClipClassifier:
     return student.to(text.weight.device).requires_grad_(True)  # a fixed text head's tensors are buffers
 
 
-def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device, total: int) -> ModelState:
+def _model_state(
+    cfg: TrainConfig, teacher: ClipClassifier, device: torch.device, total: int, ranks: Ranks | None = None
+) -> ModelState:
     teacher = teacher.to(device).requires_grad_(False)
     student = _student(cfg, teacher)
     projection = None
@@ -181,13 +207,35 @@ def _model_state(cfg: TrainConfig, teacher: ClipClassifier, device: torch.device
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
-    return ModelState(student, teacher, optimizer, scheduler, scaler, projection, frozen)
+    forward: nn.Module = TrainForward(student, projection)
+    ranks = ranks or Ranks()
+    if ranks.distributed:
+        forward = _data_parallel(forward, device, find_unused=frozen > 0, warn=ranks.is_main)
+    return ModelState(student, teacher, optimizer, scheduler, scaler, forward, projection, frozen)
+
+
+def _data_parallel(forward: nn.Module, device: torch.device, find_unused: bool, warn: bool) -> nn.Module:
+    """DDP around the training pass. BatchNorm (ResNet towers, TeS's projection) normalizes over the global batch
+    on GPUs (SyncBatchNorm, which keeps the same parameters, so the optimizer is unchanged); SyncBatchNorm needs
+    CUDA, so on CPUs each process normalizes over its own share and results differ slightly from one process.
+    LP-FT's frozen steps leave the encoder without gradients: DDP must be told (`find_unused`)."""
+    if device.type == "cuda":
+        forward = nn.SyncBatchNorm.convert_sync_batchnorm(forward)
+    elif warn and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in forward.modules()):
+        log.warning(
+            "BatchNorm layers normalize over each process's share of the batch on CPUs (SyncBatchNorm needs CUDA): "
+            "losses differ slightly from one process with the same global batch"
+        )
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(forward, device_ids=ids, find_unused_parameters=find_unused)
 
 
 def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = None) -> Session:
-    """Loads data and models and makes the optimizer; nothing is written yet."""
+    """Loads data and models and makes the optimizer; nothing is written yet. Under torchrun every rank builds the
+    same session (the same seed, data split and starting weights) and trains on its share of each global batch."""
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    ranks = current()
+    device = device_for(ranks, pick_device(cfg.device))
     resolved = resolve_train_data(cfg.data_source())
     teacher, meta = zero_shot_classifier(
         cfg.model, cfg.pretrained, resolved.classes, resolved.prompts, cfg.templates, progress
@@ -197,9 +245,10 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
         ImageDataset(resolved.train, train_transform(meta.preprocess, cfg.augment), cfg.strict), cfg.seed
     )
     val_set = ImageDataset(resolved.val, eval_transform(meta.preprocess), cfg.strict)
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / cfg.batch_size) / cfg.accum_steps)
+    parallel = Parallelism(ranks.world, cfg.batch_size, cfg.accum_steps, cfg.batch_size * ranks.world * cfg.accum_steps)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / (cfg.batch_size * ranks.world)) / cfg.accum_steps)
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
-    models = _model_state(cfg, teacher, device, total)
+    models = _model_state(cfg, teacher, device, total, ranks)
     record = RunRecord(
         classifier=meta,
         train_config=cfg.to_dict(),
@@ -207,10 +256,11 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         git_commit=git_commit(),
         trainable_params=sum(p.numel() for p in models.student.parameters() if p.requires_grad),
+        parallel=parallel,
     )
     for data in (resolved.train, resolved.val):
         check_some_readable(data)
-    return Session(cfg, out, device, total, models, DataState(resolved, train_set, val_set), record)
+    return Session(cfg, out, device, total, models, DataState(resolved, train_set, val_set), record, ranks)
 
 
 def trained_parameters(s: Session) -> list[nn.Parameter]:
@@ -219,5 +269,15 @@ def trained_parameters(s: Session) -> list[nn.Parameter]:
     return list(s.models.student.parameters()) + extra
 
 
-def loader(s: Session, dataset: Dataset, order: list[int] | None) -> DataLoader:
-    return make_loader(dataset, s.cfg.batch_size, order, s.cfg.num_workers, pin_memory=s.device.type == "cuda")
+def loader(s: Session, dataset: Dataset, batches: list[list[int]]) -> DataLoader:
+    return make_loader(
+        dataset, s.cfg.batch_size, None, s.cfg.num_workers, pin_memory=s.device.type == "cuda", batches=batches
+    )
+
+
+def rank_batches(s: Session, order: list[int], start: int = 0) -> list[list[int]]:
+    """This rank's micro-batches over `order`, from global micro-batch `start` on: global micro-batch i is
+    order[i*G:(i+1)*G] with G = batch size x processes, and this rank takes its interleaved share of it (which may
+    be empty at the end). With one process these are plain consecutive batches."""
+    size = s.cfg.batch_size * s.ranks.world
+    return [s.ranks.shard(order[i : i + size]) for i in range(start * size, len(order), size)]

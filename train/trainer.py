@@ -2,6 +2,10 @@
 
 Data order and augmentation are drawn from (seed, epoch, index), and the optimizer, scheduler and position are
 checkpointed at every epoch end and on Ctrl-C, so a resumed run takes exactly the steps an uninterrupted run takes.
+Under torchrun each rank takes its share of every global batch (train.session.rank_batches), gradients are averaged
+by DistributedDataParallel with each rank's loss weighted by its share of the step's images, and validation and
+the teacher's cached logits are sharded and summed: a W-process run takes the steps, and logs the losses, of one
+process with the same global batch. Rank 0 alone writes the run directory; the others wait in the collectives.
 A loss or gradient that stops being finite, or weights about to be saved that are not, end training with
 TrainingDiverged, keeping the last good checkpoint. `prepare` does everything that can fail on bad input;
 `run_training` then trains; `train` does both.
@@ -10,6 +14,7 @@ TrainingDiverged, keeping the last good checkpoint. `prepare` does everything th
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -20,10 +25,11 @@ from typing import Any
 import torch
 
 from common.data import Batch, DataError, ImageDataset
+from common.distributed import current
 from common.errors import OptionError
 from common.files import writable_dir
 from common.progress import ProgressHook
-from common.run import METRICS_FILE, Run, open_run
+from common.run import METRICS_FILE, Run, RunRecord, open_run
 from common.transforms import eval_transform
 from train.checkpointing import (
     TrainingDiverged,
@@ -38,9 +44,9 @@ from train.config import TrainConfig
 from train.losses import compute_loss, total_loss
 from train.methods import LOSSES
 from train.metrics_log import MetricsLog
-from train.run_dirs import RunLock, check_unused, config_to_resume, fresh_run_dir, point_latest
-from train.session import Session, autocast, build_session, loader, trained_parameters
-from train.wise import interpolate_in_place
+from train.run_dirs import RunLock, check_unused, config_to_resume, fit_to_world, fresh_run_dir, point_latest
+from train.session import Session, autocast, build_session, loader, rank_batches, trained_parameters
+from train.wise import interpolate_in_place, wise_classifier, zero_shot_state
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -57,12 +63,12 @@ def precompute_teacher_logits(s: Session) -> None:
     start = time.time()
     plain = ImageDataset(s.data.resolved.train, eval_transform(s.record.classifier.preprocess), s.cfg.strict)
     cache = torch.zeros(len(plain), len(s.data.resolved.classes))
-    for batch in loader(s, plain, None):
+    for batch in loader(s, plain, rank_batches(s, list(range(len(plain))))):  # each rank its share
         if not len(batch.labels):  # every image of this batch was unreadable (and counted)
             continue
         with autocast(s.device, s.cfg.precision):
             cache[batch.indices] = s.models.teacher(batch.images.to(s.device)).float().cpu()
-    s.data.teacher_logits = cache
+    s.data.teacher_logits = s.ranks.sum(cache)  # each row was filled by exactly one rank
     s.record.teacher_cache = {"seconds": round(time.time() - start, 2), "images": len(plain)}
 
 
@@ -80,15 +86,16 @@ def validate(s: Session, model: torch.nn.Module | None = None) -> float:
     """Validation top-1 of the student (or of `model`)."""
     model = model or s.models.student
     model.eval()
-    correct = seen = skipped = 0
-    for batch in loader(s, s.data.val_set, None):
-        skipped += batch.skipped
+    counts = torch.zeros(3, dtype=torch.float64)  # correct, seen, skipped: summed over the ranks' shares
+    for batch in loader(s, s.data.val_set, rank_batches(s, list(range(len(s.data.val_set))))):
+        counts[2] += batch.skipped
         if not len(batch.labels):
             continue
         with autocast(s.device, s.cfg.precision):
             pred = model(batch.images.to(s.device)).argmax(dim=-1).cpu()
-        correct += int((pred == batch.labels).sum())
-        seen += len(batch.labels)
+        counts[0] += int((pred == batch.labels).sum())
+        counts[1] += len(batch.labels)
+    correct, seen, skipped = (int(v) for v in s.ranks.sum(counts).tolist())
     s.counters.val_skipped = skipped
     return correct / max(1, seen)
 
@@ -106,25 +113,59 @@ def set_train_mode(s: Session) -> None:
         m.projection.train()
 
 
-def optimizer_step(s: Session, micro_batches: list[Batch]) -> dict[str, float]:
-    """One optimizer step over `micro_batches` (gradient accumulation); returns the averaged loss terms and their
-    sum as "loss"."""
+def step_counts(s: Session, micro_batches: list[Batch]) -> tuple[int, int]:
+    """The step's readable and unreadable images, summed over the ranks."""
+    local = [sum(len(b.labels) for b in micro_batches), sum(b.skipped for b in micro_batches)]
+    images, skipped = (int(v) for v in s.ranks.sum(torch.tensor(local, dtype=torch.float64)).tolist())
+    return images, skipped
+
+
+def placeholder_batch(s: Session) -> Batch:
+    """What a rank with no readable image in a step feeds, at weight 0: DDP needs every rank in every backward."""
+    size = s.record.classifier.image_size
+    zero = torch.zeros(1, dtype=torch.long)
+    return Batch(torch.zeros(1, 3, size, size), zero, zero.clone(), zero.clone(), 0)
+
+
+def micro_batch_terms(s: Session, batch: Batch) -> dict[str, torch.Tensor]:
+    """The loss terms of one micro-batch, and their sum as "loss"."""
     m = s.models
+    images, labels = batch.images.to(s.device), batch.labels.to(s.device)
+    with autocast(s.device, s.cfg.precision):
+        student, projected = m.forward(images)
+        cosines = projected.float() @ m.text_weights().t() if projected is not None else None
+    terms = compute_loss(s.cfg.loss, student.float(), teacher_logits(s, batch, images), labels, cosines)
+    terms["loss"] = total_loss(terms)  # "loss" does not end in LOSS_SUFFIX, so it is not summed again
+    return terms
+
+
+def optimizer_step(s: Session, micro_batches: list[Batch]) -> tuple[dict[str, float], int]:
+    """One optimizer step over `micro_batches` (gradient accumulation; under torchrun, this rank's share of them).
+    Returns the loss terms and their sum as "loss", each the mean over every image of the step, and the number of
+    those images; ({}, 0) when none could be read (no step is taken)."""
+    m = s.models
+    images, skipped = step_counts(s, micro_batches)
+    s.counters.skipped += skipped
+    if not images:
+        return {}, 0
     set_train_mode(s)
-    sums: dict[str, float] = {}
-    for batch in micro_batches:
-        images, labels = batch.images.to(s.device), batch.labels.to(s.device)
-        with autocast(s.device, s.cfg.precision):
-            features = m.student.features(images)
-            student = m.student.head(features).float()
-            cosines = m.projection(features).float() @ m.text_weights().t() if m.projection else None
-        terms = compute_loss(s.cfg.loss, student, teacher_logits(s, batch, images), labels, cosines)
-        terms["loss"] = total_loss(terms)  # "loss" does not end in LOSS_SUFFIX, so it is not summed again
-        if not torch.isfinite(terms["loss"]):
-            raise TrainingDiverged(diverged_message(s, f"the loss is {terms['loss'].item()}"))
-        m.scaler.scale(terms["loss"] / len(micro_batches)).backward()
+    readable = [b for b in micro_batches if len(b.labels)]
+    work = readable or [placeholder_batch(s)]
+    sums: dict[str, torch.Tensor] = {}
+    for i, batch in enumerate(work):
+        weight = len(batch.labels) / images if readable else 0.0
+        keep_local = m.data_parallel is not None and i < len(work) - 1  # synchronize once, on the last backward
+        with m.data_parallel.no_sync() if keep_local and m.data_parallel else contextlib.nullcontext():
+            terms = micro_batch_terms(s, batch)
+            # DDP averages gradients over the ranks; weighting by the share of the step's images makes the sum
+            # the gradient of the mean over all of them, however unevenly they were split.
+            m.scaler.scale(terms["loss"] * weight * s.ranks.world).backward()
         for k, v in terms.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(micro_batches)
+            sums[k] = sums.get(k, torch.zeros((), dtype=torch.float64)) + float(v.detach()) * weight
+    keys = sorted(sums)
+    totals = dict(zip(keys, s.ranks.sum(torch.stack([sums[k] for k in keys])).tolist(), strict=True))
+    if not math.isfinite(totals["loss"]):
+        raise TrainingDiverged(diverged_message(s, f"the loss is {totals['loss']}"))
     if not m.scaler.is_enabled():  # with FP16 loss scaling, inf gradients are expected: the scaler skips the step
         norm = torch.nn.utils.clip_grad_norm_(trained_parameters(s), float("inf"))  # measures, clips nothing
         if not torch.isfinite(norm):
@@ -134,12 +175,17 @@ def optimizer_step(s: Session, micro_batches: list[Batch]) -> dict[str, float]:
     m.optimizer.zero_grad(set_to_none=True)
     m.scheduler.step()
     s.counters.step += 1
-    return sums
+    return totals, images
+
+
+def write_metrics(s: Session, log: MetricsLog, record: dict[str, Any]) -> None:
+    if s.ranks.is_main:
+        log.write(record)
 
 
 def validate_and_keep_best(s: Session, log: MetricsLog) -> None:
     top1 = validate(s)
-    log.write({"step": s.counters.step, "epoch": s.counters.epoch, "val_top1": top1})
+    write_metrics(s, log, {"step": s.counters.step, "epoch": s.counters.epoch, "val_top1": top1})
     keep_if_best(s, top1)
 
 
@@ -151,18 +197,15 @@ def run_epoch(s: Session, log: MetricsLog, stop: Callable[[], bool], on_step: St
     start_batch = c.batch_in_epoch
     pending: list[Batch] = []
     tick = time.time()
-    batches = loader(s, s.data.train_set, order[start_batch * s.cfg.batch_size :].tolist())
+    batches = loader(s, s.data.train_set, rank_batches(s, order.tolist(), start_batch))
     readable = False
     for i, batch in enumerate(batches, start=start_batch):
-        c.skipped += batch.skipped
-        if len(batch.labels):
-            pending.append(batch)
-            readable = True
+        pending.append(batch)
+        readable = readable or bool(len(batch.labels))
         last_of_epoch = i == len(batches) + start_batch - 1
         if len(pending) < s.cfg.accum_steps and not last_of_epoch:
             continue
-        n_images = sum(len(b.labels) for b in pending)
-        terms = optimizer_step(s, pending) if pending else {}
+        terms, n_images = optimizer_step(s, pending)
         pending = []
         c.batch_in_epoch = i + 1
         terms.update(
@@ -170,12 +213,12 @@ def run_epoch(s: Session, log: MetricsLog, stop: Callable[[], bool], on_step: St
         )
         tick = time.time()
         if c.step % s.cfg.log_every == 0 or c.step == 1:
-            log.write({"step": c.step, "epoch": c.epoch, **terms})
+            write_metrics(s, log, {"step": c.step, "epoch": c.epoch, **terms})
         if on_step:
             on_step(c.step, terms)
-        if stop() or c.step >= s.total_steps:
+        if s.ranks.any(stop()) or c.step >= s.total_steps:  # every rank stops at the same step
             return last_of_epoch
-    if not readable and start_batch == 0:
+    if start_batch == 0 and not s.ranks.any(readable):
         raise DataError(f"no image of {s.data.resolved.train.name!r} could be read in epoch {c.epoch} (see warnings)")
     return True
 
@@ -205,34 +248,47 @@ def prepare(
 ) -> Session:
     """Everything that can fail on bad input, before the first step: the run directory (fresh under runs/ when
     `out` is None; with `resume`, the interrupted or diverged run in `out` with its own config, where `cfg` or
-    `overrides` may change only train.run_dirs.RESUME_OVERRIDES), data, models, saved state, and the run lock."""
+    `overrides` may change only train.run_dirs.RESUME_OVERRIDES, and any process count that splits its global
+    micro-batch evenly), data, models, saved state, and the run lock (rank 0's: it alone writes)."""
+    ranks = current()
     previous = None
     if resume:
         if out is None:
             raise OptionError("resuming needs the run directory to continue")
         previous = open_run(out).record
         cfg = config_to_resume(Run(Path(out), previous), cfg, overrides or {})
+        cfg = fit_to_world(cfg, previous.parallel, ranks.world, Path(out))
     else:
         cfg = cfg or TrainConfig()
-        out = out or fresh_run_dir(cfg)
+        out = ranks.broadcast(out or fresh_run_dir(cfg))  # a name from the clock: rank 0's
         check_unused(out)
     out = Path(out)
     s = build_session(cfg, out, progress)
-    writable_dir(out, "run directory")
-    s.lock = RunLock(out)  # held until training ends: a second training into `out` is refused
+    if ranks.is_main:
+        writable_dir(out, "run directory")
+        s.lock = RunLock(out)  # held until training ends: a second training into `out` is refused
     try:
-        if not resume:
-            check_unused(out)  # another process may have started here while this one was loading
-            (out / METRICS_FILE).unlink(missing_ok=True)  # left by a run that stopped before its first checkpoint
-        if previous is not None:
-            restore(s, previous)
-            set_base_lr(s, cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was
-            MetricsLog(out / METRICS_FILE).truncate_after(s.counters.step)  # lines past the checkpoint come again
+        _start_or_restore(s, previous)
     except BaseException:
-        s.lock.release(discard=True)
+        if s.lock:
+            s.lock.release(discard=True)
         raise
-    s.lock.claim()
+    if s.lock:
+        s.lock.claim()
     return s
+
+
+def _start_or_restore(s: Session, previous: RunRecord | None) -> None:
+    main = s.ranks.is_main
+    if previous is None:
+        if main:
+            check_unused(s.out)  # another process may have started here while this one was loading
+            (s.out / METRICS_FILE).unlink(missing_ok=True)  # left by a run that stopped before its first checkpoint
+        return
+    restore(s, previous)
+    set_base_lr(s, s.cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was
+    if main:
+        MetricsLog(s.out / METRICS_FILE).truncate_after(s.counters.step)  # lines past the checkpoint come again
 
 
 def run_training(s: Session, on_step: StepCallback | None = None) -> Run:
@@ -242,7 +298,8 @@ def run_training(s: Session, on_step: StepCallback | None = None) -> Run:
     try:
         return _train_to_the_end(s, on_step)
     except TrainingDiverged as error:
-        mark_diverged(s, error)
+        if s.ranks.is_main:
+            mark_diverged(s, error)
         raise
     finally:
         if s.lock:
@@ -256,7 +313,7 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:
     with ctrl_c_requests_stop() as stop:
         while s.counters.step < s.total_steps:
             finished_epoch = run_epoch(s, log, stop, on_step)
-            if stop():
+            if s.ranks.any(stop()):
                 save_checkpoint(s, "interrupted")
                 raise TrainingInterrupted(f"interrupted at step {s.counters.step}/{s.total_steps}")
             if finished_epoch:
@@ -267,11 +324,23 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:
             save_checkpoint(s, "running")
     s.record.train_seconds = round(time.time() - start + s.record.train_seconds, 2)
     if s.cfg.wise_alpha is not None:  # before "finished": a kill in between resumes into this step again
-        model, info = interpolate_in_place(Run(s.out, s.record), s.cfg.wise_alpha)
+        model, info = _interpolate(s, s.cfg.wise_alpha)
         s.record.wise = replace(info, val_top1=validate(s, model.to(s.device)))
     save_checkpoint(s, "finished")
-    point_latest(s.out)
+    if s.ranks.is_main:
+        point_latest(s.out)
     return Run(s.out, s.record)
+
+
+def _interpolate(s: Session, alpha: float) -> tuple[torch.nn.Module, Any]:
+    """WiSE-FT at the end of a recipe: rank 0 interpolates the run in place; the others then build the same model
+    from the fine-tuned weights rank 0 kept, to validate it with their shares."""
+    run = Run(s.out, s.record)
+    model, info = interpolate_in_place(run, alpha) if s.ranks.is_main else (None, None)
+    s.ranks.barrier()
+    if model is None:
+        model = wise_classifier(Run(s.out, replace(s.record, wise=None)), alpha, zero_shot_state(run))
+    return model, s.ranks.broadcast(info)
 
 
 def train(
