@@ -26,7 +26,7 @@ from common.errors import UserError
 T = TypeVar("T")
 # A collective that waits longer than this ends the job with an error: a rank that died or stalled must never
 # leave the others hanging for torch's default half hour without a word.
-TIMEOUT = datetime.timedelta(minutes=int(os.environ.get("PROREG_DIST_TIMEOUT_MIN", "10")))
+TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_MIN = "PROREG_DIST_TIMEOUT_MIN", 10.0
 
 
 class DistributedError(UserError):
@@ -132,8 +132,19 @@ def current() -> Ranks:
     for name in ("MASTER_ADDR", "MASTER_PORT"):
         if name not in os.environ:
             raise DistributedError(f"WORLD_SIZE is set but {name} is not: start distributed jobs with torchrun")
-    dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world, timeout=TIMEOUT)
+    dist.init_process_group(backend, rank=ranks.rank, world_size=ranks.world, timeout=collective_timeout())
     return ranks
+
+
+def collective_timeout() -> datetime.timedelta:
+    text = os.environ.get(TIMEOUT_VARIABLE, str(DEFAULT_TIMEOUT_MIN))
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = -1.0
+    if not minutes > 0:
+        raise DistributedError(f"{TIMEOUT_VARIABLE}={text!r}: give the collective timeout in minutes, above 0")
+    return datetime.timedelta(minutes=minutes)
 
 
 def device_for(ranks: Ranks, device: torch.device) -> torch.device:
