@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 # Light imports only: the options' defaults and choices. Stages load inside the commands, so --help stays fast.
-from common.artifact import DEFAULT_TEMPLATES
+from common.artifact import DEFAULT_TEMPLATES, TRITON_DEFAULT_MAX_BATCH, TRITON_DEFAULT_MODEL
 from common.graph_scopes import PARTS
 from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
@@ -40,6 +40,7 @@ from train.methods import LOSSES
 from train.recipes import RECIPES, RECOMMENDED
 
 if TYPE_CHECKING:
+    from export.triton_repo import TritonRepoOptions
     from train.config import TrainConfig
     from workflows import CompareSpec, WiseSweep
 
@@ -263,11 +264,19 @@ def eval_cmd(
     checkpoint: str | None = typer.Option(None, help="Run directory, or builtin for the zero-shot built-in model."),
     onnx: Path | None = typer.Option(None, help="Exported ONNX model."),
     engine: Path | None = typer.Option(None, help="TensorRT engine (.plan)."),
+    triton: str | None = typer.Option(
+        None, help="A Triton Inference Server: http://HOST:PORT, grpc://HOST:PORT or HOST:PORT (HTTP)."
+    ),
+    model: str | None = typer.Option(
+        None, help=f"With --triton: the model's name there (default {TRITON_DEFAULT_MODEL})."
+    ),
     data: list[str] = typer.Option(
         [], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); default: the built-in ID and OOD sets."
     ),
     reference: str | None = typer.Option(
-        None, help="Compare with this run directory, builtin, .onnx or .plan (agreement, logit drift, drop)."
+        None,
+        help="Compare with this run directory, builtin, .onnx, .plan or Triton model (http://HOST:PORT/v2/models/NAME)"
+        " (agreement, logit drift, drop).",
     ),
     max_drop: float | None = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
     batch_size: int = typer.Option(64),
@@ -287,10 +296,16 @@ def eval_cmd(
     from workflows import check_not_trained_on
 
     with one_line_errors():
-        named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine}
+        named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine, "triton": triton}
         chosen = [(backend, str(source)) for backend, source in named.items() if source]
         if len(chosen) != 1:
-            raise OptionError("give exactly one of --checkpoint, --onnx, --engine")
+            raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton")
+        if model is not None and not triton:
+            raise OptionError("--model names a model on a Triton server: only with --triton")
+        if triton:
+            from serve.triton_runner import model_url
+
+            chosen = [("triton", model_url(triton, model or TRITON_DEFAULT_MODEL))]
         if max_drop is not None and not reference:
             raise OptionError("--max-drop needs --reference: the drop is measured against it")
         if max_drop is not None:
@@ -339,9 +354,16 @@ def export_cmd(
     workspace_gib: float = typer.Option(4.0, help="TensorRT builder workspace limit (GiB)."),
     timing_cache: Path | None = typer.Option(None, help="TensorRT timing cache file, reused and updated."),
     version_compatible: bool = typer.Option(False, help="TensorRT engine that later TensorRT versions can run."),
+    triton_repo: Path | None = typer.Option(
+        None, help="Also a Triton model repository here: <name>/config.pbtxt, <name>/1/model.onnx, one per artifact."
+    ),
+    triton_name: str = typer.Option(TRITON_DEFAULT_MODEL, help="Triton: the FP32 model's name (others add _fp16...)."),
+    triton_max_batch: int = typer.Option(TRITON_DEFAULT_MAX_BATCH, help="Triton: ONNX models' max_batch_size."),
+    triton_gpu: bool = typer.Option(False, "--triton-gpu", help="Triton: ONNX models on the GPU (default KIND_CPU)."),
 ) -> None:
     """Export image encoder + head as one ONNX graph (dynamic batch), verified against torch;
-    optionally FP16 and INT8 copies; TensorRT engines from each when TensorRT and a GPU are present."""
+    optionally FP16 and INT8 copies; TensorRT engines from each when TensorRT and a GPU are present; optionally a
+    Triton Inference Server model repository of them."""
     with one_line_errors():
         from calib.int8 import Int8Options
         from common.errors import OptionError
@@ -355,13 +377,74 @@ def export_cmd(
         engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)
         keep = tuple(part for part in int8_keep.split(",") if part)
         int8_options = Int8Options(calib_data, calib_size, calib_method, keep) if int8 else None
+        triton = _triton_repo_options(ctx, triton_repo, triton_name, triton_max_batch, triton_gpu)
+        if triton_repo and triton:  # refused before anything is exported
+            from common.run import open_run
+            from export.onnx_export import fp32_spec
+            from export.triton_repo import check_triton_repo
+
+            precisions = ["fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])]
+            check_triton_repo(triton_repo, triton, fp32_spec(open_run(checkpoint)), precisions, min_batch)
         result = export_run(
             checkpoint, out, fp16=fp16, engine=engine, parity_data=parity_data, int8=int8_options, log=_log
         )
+        models = {}
+        if triton_repo and triton:
+            from export.triton_repo import write_triton_repo
+
+            models = write_triton_repo(triton_repo, triton, result.onnx, result.engines)
     for precision, path in result.onnx.items():
         console.print(f"wrote {path} ({precision})")
     for precision, path in result.engines.items():
         console.print(f"wrote {path} ({precision}) and {path.name}.json")
+    if models:
+        _log(f"wrote Triton models {', '.join(models)} (tritonserver --model-repository {triton_repo})")
+
+
+def _triton_repo_options(
+    ctx: typer.Context, repo: Path | None, name: str, max_batch: int, gpu: bool
+) -> TritonRepoOptions | None:
+    """export's Triton repository options; the --triton-* options refused without --triton-repo."""
+    from common.errors import OptionError
+    from export.triton_repo import TritonRepoOptions
+
+    typed = ["--" + n.replace("_", "-") for n in ("triton_name", "triton_max_batch", "triton_gpu") if _typed(ctx, n)]
+    if typed and not repo:
+        raise OptionError(f"{', '.join(typed)}: only with --triton-repo, whose models these options configure")
+    return TritonRepoOptions(name, max_batch, gpu) if repo else None
+
+
+@app.command("serve")
+def serve_cmd(
+    artifact: str = typer.Argument(..., help="An exported .onnx, a .plan engine, a run directory, or builtin."),
+    name: str = typer.Option(TRITON_DEFAULT_MODEL, help="The model's name on the server."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    http_port: int = typer.Option(8000, help="HTTP port (0: any free port, as the other two)."),
+    grpc_port: int = typer.Option(8001, help="gRPC port."),
+    metrics_port: int = typer.Option(8002, help="Prometheus metrics port."),
+    max_batch_size: int = typer.Option(TRITON_DEFAULT_MAX_BATCH, help="Largest batch the dynamic batcher forms."),
+) -> None:
+    """Host an artifact in a Triton Inference Server (PyTriton) with dynamic batching, through the same runner as
+    eval, until Ctrl-C (exit 130) or SIGTERM (exit 0). `eval --triton URL --model NAME` measures it."""
+    import signal
+
+    with one_line_errors():
+        from serve.backends import open_runner
+        from serve.triton_server import Endpoints, ServeOptions, serve_until_stopped
+
+        options = ServeOptions(name, host, http_port, grpc_port, metrics_port, max_batch_size)
+        runner = open_runner(artifact)
+
+        def ready(at: Endpoints) -> None:
+            _log(
+                f"serving {runner.artifact} ({runner.backend} {runner.precision}) as {name!r}: {at.http} (HTTP), "
+                f"{at.grpc} (gRPC), {at.metrics}/metrics; eval --triton {at.http} --model {name}; Ctrl-C stops"
+            )
+
+        stopped_by = serve_until_stopped(runner, options, ready)
+    _log("stopped")
+    if stopped_by == signal.SIGINT:
+        raise typer.Exit(130)
 
 
 def _log(message: str) -> None:

@@ -4,19 +4,22 @@
 kind. A run directory stores it in run.json. `ArtifactSpec` is an exported artifact of it: the classifier plus its
 precision, where it came from, its input and output names and which parts of the graph stay FP32. Export writes the
 spec into the ONNX file's metadata and calib into its INT8 copy; a TensorRT engine carries it in a JSON sidecar
-(with `EngineInfo`, what the engine is tied to); serve reads it back from either. A file without it, or with a
-malformed one, is an ArtifactError naming the file.
+(with `EngineInfo`, what the engine is tied to); a Triton model carries it in its configuration's parameters (with a
+labels file on the logits output); serve reads it back from any of them. A file without it, or with a malformed one,
+is an ArtifactError naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import string
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
+from common.errors import OptionError, UserError
 from common.files import atomic_write_json
 from common.typed_json import from_json
 
@@ -196,3 +199,49 @@ def _json(text: str, where: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as err:
         raise ArtifactError(f"{where} is not valid JSON: {err}") from err
+
+
+# Triton: how an artifact travels in a Triton model configuration. Export's model repository and serve's PyTriton
+# model both write these; the Triton runner reads them back from the server (GET /v2/models/NAME/config).
+TRITON_DEFAULT_MODEL = "proreg_clip"
+TRITON_LABELS_FILE = "labels.txt"  # one class per line in logit order: the logits output's label_filename
+TRITON_SPEC_PARAMETER = META_KEY  # the config parameter that holds the ArtifactSpec as JSON
+TRITON_PREPROCESS_PREFIX = "preprocess."  # one parameter per preprocessing setting (JSON), for people and clients
+TRITON_DEFAULT_MAX_BATCH = 64
+_TRITON_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")  # Triton's (and PyTriton's) rule, no hidden folders
+
+
+def check_triton_model_name(name: str, what: str = "Triton model name") -> None:
+    if not _TRITON_NAME.fullmatch(name):
+        raise OptionError(f"{what} {name!r}: use letters, digits, '.', '_' and '-' (not first: '.')")
+
+
+def triton_parameters(spec: ArtifactSpec) -> dict[str, str]:
+    """A Triton model configuration's `parameters` (string values) for `spec`: the whole spec, which the runner
+    reads back, and each preprocessing setting on its own so that other clients need not parse the spec."""
+    params = {f"{TRITON_PREPROCESS_PREFIX}{k}": json.dumps(v) for k, v in spec.classifier.preprocess.items()}
+    params[TRITON_SPEC_PARAMETER] = json.dumps(spec.to_dict())
+    return params
+
+
+def spec_from_triton_parameters(params: Mapping[str, str], where: str) -> ArtifactSpec:
+    """The spec in a Triton model configuration's parameters; ArtifactError when there is none or it is malformed."""
+    if TRITON_SPEC_PARAMETER not in params:
+        raise ArtifactError(
+            f"{where} has no {TRITON_SPEC_PARAMETER!r} parameter (classes, preprocessing): serve a repository from "
+            "`cli.py export --triton-repo`, or the artifact with `cli.py serve`"
+        )
+    return ArtifactSpec.from_dict(_json(params[TRITON_SPEC_PARAMETER], where), where)
+
+
+def triton_labels(spec: ArtifactSpec) -> str:
+    """The labels file's text: one class per line, in logit order."""
+    broken = [c for c in spec.classes if not c.strip() or "\n" in c or "\r" in c]
+    if broken:
+        raise ArtifactError(f"class {broken[0]!r} cannot be a line of a Triton labels file")
+    return "".join(f"{c}\n" for c in spec.classes)
+
+
+def preferred_batch_sizes(max_batch: int) -> list[int]:
+    """Dynamic batching's preferred sizes: the largest batch and its half and quarter (when whole)."""
+    return sorted({max_batch // d for d in (4, 2, 1) if max_batch % d == 0})

@@ -1,8 +1,9 @@
 """The one place that builds a runner from what the user named.
 
-A backend registers under a name with the artifact suffix that selects it; adding one is one runner module and one
-entry here. `open_runner` takes a run directory or `builtin` (torch), a `.onnx` file (ONNX Runtime), a `.plan`
-engine (TensorRT), or a Run already opened; a backend can also be named explicitly.
+A backend registers under a name with the artifact suffix (or URL scheme) that selects it; adding one is one runner
+module and one entry here. `open_runner` takes a run directory or `builtin` (torch), a `.onnx` file (ONNX Runtime),
+a `.plan` engine (TensorRT), a Triton model `http://HOST:PORT/v2/models/NAME` or `grpc://...` (a Triton server,
+serve.triton_runner.model_url), or a Run already opened; a backend can also be named explicitly.
 """
 
 from __future__ import annotations
@@ -37,23 +38,34 @@ def _tensorrt(source: str, device: str) -> Runner:
     return TensorRTRunner(Path(source))
 
 
+def _triton(source: str, device: str) -> Runner:
+    from serve.triton_runner import TritonRunner  # the server decides where the model runs
+
+    return TritonRunner(source)
+
+
 @dataclass(frozen=True)
 class Backend:
     suffix: str | None  # the file suffix that selects this backend; None: run directories and builtin
     open: Callable[[str, str], Runner]  # (what the user named, torch device) -> runner
+    schemes: tuple[str, ...] = ()  # URL schemes that select this backend
 
 
 BACKENDS = {
     "torch": Backend(None, _torch),
     "onnxruntime": Backend(".onnx", _onnxruntime),
     "tensorrt": Backend(".plan", _tensorrt),
+    "triton": Backend(None, _triton, schemes=("http://", "grpc://")),
 }
 
 
 def backend_for(source: str) -> str:
-    """The backend a name selects by its suffix; torch for anything else (a run directory, builtin)."""
+    """The backend a name selects by its suffix or URL scheme; torch for anything else (a run directory, builtin)."""
     lower = source.lower()
-    return next((name for name, b in BACKENDS.items() if b.suffix and lower.endswith(b.suffix)), "torch")
+    for name, b in BACKENDS.items():
+        if (b.suffix and lower.endswith(b.suffix)) or lower.startswith(b.schemes):
+            return name
+    return "torch"
 
 
 def open_runner(source: str | Path | Run, backend: str | None = None, device: str = "auto") -> Runner:

@@ -127,6 +127,8 @@ def test_torch_and_onnxruntime_agree_on_real_images(torch_runner, onnxruntime_ru
         ("runs/20250101-000000-proreg-s0", "torch"),
         ("model.plan.json", "torch"),  # a sidecar is not an engine
         ("model.onnx.data", "torch"),
+        ("http://127.0.0.1:8000/v2/models/proreg_clip", "triton"),
+        ("grpc://server:8001/v2/models/proreg_clip", "triton"),
     ],
 )
 def test_backend_for_picks_by_suffix(source: str, backend: str) -> None:
@@ -135,7 +137,7 @@ def test_backend_for_picks_by_suffix(source: str, backend: str) -> None:
 
 def test_open_runner_refuses_an_unknown_backend() -> None:
     expected = f"unknown backend 'openvino' (choose from {', '.join(BACKENDS)})"
-    assert BACKENDS.keys() == {"torch", "onnxruntime", "tensorrt"}
+    assert BACKENDS.keys() == {"torch", "onnxruntime", "tensorrt", "triton"}
     with pytest.raises(OptionError, match=re.escape(expected)):
         open_runner("builtin", backend="openvino")
 
