@@ -8,9 +8,11 @@ python cli.py pipeline                # the README's main job: train, then evalu
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +59,16 @@ console = Console(stderr=True)
 def _setup() -> None:
     # Library warnings (an unreadable image skipped, a class name cut by the text tower) as plain stderr lines.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", force=True)
+    from common.distributed import shutdown
+
+    atexit.register(shutdown)  # under torchrun: leave the process group once the command is done
+
+
+def _main_rank() -> bool:
+    """Whether this process prints results and writes files: always, but under torchrun only rank 0."""
+    from common.distributed import from_environment
+
+    return from_environment().is_main
 
 
 @contextlib.contextmanager
@@ -68,7 +80,8 @@ def one_line_errors() -> Iterator[None]:
     try:
         yield
     except UserError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
+        rank = "" if _main_rank() else f"(rank {os.environ.get('RANK')}) "  # under torchrun, each rank's own
+        console.print(f"[red]error:[/red] {rank}{escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -82,7 +95,7 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=console,
         transient=True,  # cleared when done or failed, so an error stays the one line on stderr
-        disable=not console.is_terminal,  # logs and pipes get the results, not bar redraws and blank lines
+        disable=not console.is_terminal or not _main_rank(),  # logs and pipes get results, not bar redraws
     )
 
 
@@ -112,8 +125,11 @@ def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool, overrides:
         try:
             run = run_training(session, on_step=on_step)
         except TrainingInterrupted as stop:
-            console.print(f"{stop}; saved. Resume with: python cli.py train --resume {session.out}")
+            if _main_rank():
+                console.print(f"{stop}; saved. Resume with: python cli.py train --resume {session.out}")
             raise typer.Exit(130) from None
+    if not _main_rank():
+        return run
     best = run.record.best
     console.print(f"run directory {run.path}: best validation top-1 {100 * best.val_top1:.1f}% at step {best.step}")
     wise = run.record.wise
@@ -164,7 +180,9 @@ def train_cmd(
     ),
     epochs: int = typer.Option(10, help="Epochs (the paper's recipe uses 10)."),
     max_steps: int | None = typer.Option(None, help="Stop after this many optimizer steps (overrides --epochs)."),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(
+        64, help="Images per step; per process under torchrun (global batch = batch x processes x accumulation)."
+    ),
     accum_steps: int = typer.Option(1, help="Gradient accumulation: micro-batches per optimizer step."),
     lr: float | None = typer.Option(None, help="Encoder learning rate; default 1e-5 (paper), 3e-4 for builtin."),
     augment: str = typer.Option("none", help="none | randaugment (RandAugment(2, 9) as in the paper)."),
@@ -174,6 +192,7 @@ def train_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16."),
     strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
+    log_every: int = typer.Option(10, help="Write the loss terms to metrics.jsonl every N steps (and at step 1)."),
     out: Path | None = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),
     resume: Path | None = typer.Option(
         None,
@@ -217,6 +236,7 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     o = options
     same_name: tuple[str, ...] = ("model", "pretrained", "data", "val_data", "epochs", "max_steps", "batch_size")
     same_name += ("accum_steps", "lr", "augment", "teacher_cache", "seed", "device", "precision", "strict")
+    same_name += ("log_every",)
     shared = {
         **{k: o[k] for k in same_name},
         "classnames": str(o["classnames"]) if o["classnames"] else None,
@@ -322,6 +342,8 @@ def eval_cmd(
                 report = evaluate_against(runner, ref_runner, sets, max_drop, batch_size, workers, hook)
             else:
                 report, _ = evaluate(runner, sets, batch_size, workers, hook)
+        if not _main_rank():  # under torchrun every rank holds the whole report; rank 0 writes and prints it
+            raise typer.Exit(1 if report.get("gate") and not report["gate"]["passed"] else 0)
         write_report(report, out)
     print_table(report)
     console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
