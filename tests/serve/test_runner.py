@@ -1,4 +1,4 @@
-"""Tests for serve.runner input checks on the torch and ONNX Runtime runners, and for serve.backends' choices."""
+"""Tests for serve.runner input checks on the torch, ONNX Runtime and OpenVINO runners, and serve.backends' choices."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from serve.onnxruntime_runner import OnnxRuntimeRunner
 from serve.runner import Runner, RunnerInputError
 from serve.torch_runner import TorchRunner
 
-BACKEND_NAMES = ["torch", "onnxruntime"]
+BACKEND_NAMES = ["torch", "onnxruntime", "openvino"]
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +35,13 @@ def torch_runner() -> Runner:
 def onnxruntime_runner(builtin_onnx) -> Runner:
     path, _ = builtin_onnx
     return open_runner(path)
+
+
+@pytest.fixture(scope="module")
+def openvino_runner(builtin_onnx) -> Runner:
+    pytest.importorskip("openvino", reason='pip install "proreg-clip[openvino]"')
+    path, _ = builtin_onnx
+    return open_runner(path, "openvino")
 
 
 @pytest.fixture(params=BACKEND_NAMES)
@@ -136,10 +143,10 @@ def test_backend_for_picks_by_suffix(source: str, backend: str) -> None:
 
 
 def test_open_runner_refuses_an_unknown_backend() -> None:
-    expected = f"unknown backend 'openvino' (choose from {', '.join(BACKENDS)})"
-    assert BACKENDS.keys() == {"torch", "onnxruntime", "tensorrt", "triton"}
+    expected = f"unknown backend 'directml' (choose from {', '.join(BACKENDS)})"
+    assert BACKENDS.keys() == {"torch", "onnxruntime", "tensorrt", "triton", "openvino"}
     with pytest.raises(OptionError, match=re.escape(expected)):
-        open_runner("builtin", backend="openvino")
+        open_runner("builtin", backend="directml")
 
 
 def test_an_explicit_backend_overrides_the_suffix(builtin_onnx) -> None:
