@@ -279,6 +279,24 @@ def print_table(report: dict) -> None:
     Console().print(table)
 
 
+def _onnx_runtime(option: str, runtime: str | None, onnx: str | None, precision: str | None) -> str | None:
+    """The backend `option` (--runtime, --reference-runtime) picks for the ONNX file `onnx`; None: not chosen."""
+    from common.errors import OptionError, check_choice
+    from serve.openvino_runner import OPENVINO_PRECISIONS
+
+    if precision is not None and runtime != "openvino":
+        raise OptionError("--precision is OpenVINO's inference precision: only with --runtime openvino")
+    if precision is not None:
+        check_choice("--precision", precision, OPENVINO_PRECISIONS)
+    if runtime is None:
+        return None
+    check_choice(option, runtime, ("onnxruntime", "openvino"))
+    if not onnx or not onnx.lower().endswith(".onnx"):
+        what = "--onnx" if option == "--runtime" else "--reference"
+        raise OptionError(f"{option} chooses how an ONNX file runs: only with {what} FILE.onnx")
+    return runtime
+
+
 @app.command("eval")
 def eval_cmd(
     checkpoint: str | None = typer.Option(None, help="Run directory, or builtin for the zero-shot built-in model."),
@@ -299,6 +317,13 @@ def eval_cmd(
         " (agreement, logit drift, drop).",
     ),
     max_drop: float | None = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
+    runtime: str | None = typer.Option(None, help="With --onnx: the CPU runtime, onnxruntime (default) or openvino."),
+    precision: str | None = typer.Option(
+        None, help="With --runtime openvino: the inference precision, fp32 (default) or bf16 (AVX-512 BF16, AMX)."
+    ),
+    reference_runtime: str | None = typer.Option(
+        None, help="With a --reference .onnx file: its runtime, onnxruntime (default) or openvino (FP32)."
+    ),
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     out: Path = typer.Option(Path("report.json"), help="report.json path; report.md and report.png go beside it."),
@@ -332,8 +357,10 @@ def eval_cmd(
             check_max_drop(max_drop, "--max-drop")
         check_report_path(out)  # before any work: never over a file that is not a report of ours
         ((backend, source),) = chosen
-        runner = open_runner(source, backend)
-        ref_runner = open_runner(reference) if reference else None
+        backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
+        ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
+        runner = open_runner(source, backend, precision=precision)
+        ref_runner = open_runner(reference, ref_backend) if reference else None
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
         check_not_trained_on(runner.spec, sets, allow=allow_overlap)
         with progress_bar() as bar:
