@@ -33,7 +33,7 @@ from rich.progress import (
 from rich.table import Table
 
 # Light imports only: the options' defaults and choices. Stages load inside the commands, so --help stays fast.
-from common.artifact import DEFAULT_TEMPLATES, TRITON_DEFAULT_MAX_BATCH, TRITON_DEFAULT_MODEL
+from common.artifact import CPU_INT8, DEFAULT_TEMPLATES, TRITON_DEFAULT_MAX_BATCH, TRITON_DEFAULT_MODEL
 from common.graph_scopes import PARTS
 from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
@@ -384,7 +384,12 @@ def export_cmd(
     ctx: typer.Context,
     checkpoint: Path = typer.Option(RUNS_ROOT / LATEST, help="Run directory to export (its best checkpoint)."),
     fp16: bool = typer.Option(False, "--fp16", help="Also model.fp16.onnx: FP16 tower; norms, softmax, head FP32."),
-    int8: bool = typer.Option(False, "--int8", help="Also model.int8.onnx: symmetric INT8 Q/DQ from calibration."),
+    int8: bool = typer.Option(
+        False,
+        "--int8",
+        help="Also the INT8 copies from calibration: model.int8.onnx (symmetric Q/DQ, for TensorRT) and "
+        "model.int8-cpu.onnx (u8 activations, s8 weights: ONNX Runtime's fast form on x86 CPUs).",
+    ),
     calib_data: str | None = typer.Option(
         None, help="INT8 calibration images: a dataset SPEC or a .npy [N,3,H,W]; default: the run's training data."
     ),
@@ -432,7 +437,7 @@ def export_cmd(
             from export.onnx_export import fp32_spec
             from export.triton_repo import check_triton_repo
 
-            precisions = ["fp32", *(["fp16"] if fp16 else []), *(["int8"] if int8 else [])]
+            precisions = ["fp32", *(["fp16"] if fp16 else []), *(["int8", CPU_INT8] if int8 else [])]
             check_triton_repo(triton_repo, triton, fp32_spec(open_run(checkpoint)), precisions, min_batch)
         result = export_run(
             checkpoint, out, fp16=fp16, engine=engine, parity_data=parity_data, int8=int8_options, log=_log

@@ -27,7 +27,7 @@ import numpy as np
 
 from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
-from common.artifact import ArtifactSpec
+from common.artifact import ARTIFACT_PRECISIONS, CPU_INT8, ArtifactSpec
 from common.data import DataError, load_dataset, shared_images
 from common.errors import OptionError, UserError
 from common.files import atomic_write_json, atomic_write_text, writable_dir
@@ -115,7 +115,8 @@ def export_run(
     log: Log = print,
 ) -> ExportResult:
     """Exports a run's best checkpoint (`run`: its directory or the Run) to model.onnx, and model.fp16.onnx and
-    model.int8.onnx when asked, each verified; builds TensorRT engines from them if it can."""
+    the INT8 copies when asked (model.int8.onnx for TensorRT, model.int8-cpu.onnx for CPUs), each verified; builds
+    TensorRT engines from them if it can. The result's files are keyed by common.artifact.ARTIFACT_PRECISIONS."""
     run = run if isinstance(run, Run) else open_run(run)
     reference = open_runner(run, device="cpu")  # the export traces on the CPU
     assert isinstance(reference, TorchRunner)  # a Run always opens as the torch model
@@ -130,13 +131,15 @@ def export_run(
     if int8:  # calibration images are read before anything is written: bad calibration input leaves no files
         calibration, source = _calibration_batch(run_data, run.record.data.source.train, spec, int8)
         copies["int8"] = lambda tmp: write_int8_copy(fp32, tmp, spec, calibration, int8, source)
+        copies[CPU_INT8] = lambda tmp: write_int8_copy(fp32, tmp, spec, calibration, int8, source, "u8s8")
     writable_dir(out_dir, "output folder")
     result = ExportResult()
     for precision, write in copies.items():
         final = fp32 if precision == "fp32" else out_dir / f"model.{precision}.onnx"
         result.parity[precision] = _verified(write, final, reference, images, log)
         result.onnx[precision] = final
-    result.engines, result.engine_skipped = build_engines(result.onnx, engine or EngineOptions(), log)
+    for_tensorrt = {name: path for name, path in result.onnx.items() if name != CPU_INT8}  # u8: not for TensorRT
+    result.engines, result.engine_skipped = build_engines(for_tensorrt, engine or EngineOptions(), log)
     return result
 
 
@@ -153,7 +156,7 @@ def pipeline_runners(
     for (backend, precision), path in artifacts.items():
         row = f"{label} ({backend} {precision})"
         runners[row] = open_runner(path, backend)
-        limits[row] = max_drop_int8 if precision == "int8" else max_drop
+        limits[row] = max_drop_int8 if ARTIFACT_PRECISIONS[precision] == "int8" else max_drop
     return runners, reference, limits
 
 

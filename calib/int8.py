@@ -9,7 +9,7 @@ import numpy as np
 
 from calib.calibration import MIN_IMAGES
 from calib.quantize import CALIBRATION_METHODS, quantize_int8
-from common.artifact import ArtifactSpec, Calibration, write_onnx_spec
+from common.artifact import INT8_SCHEMES, ArtifactSpec, Calibration, write_onnx_spec
 from common.errors import OptionError, check_choice, check_choices
 from common.graph_scopes import PARTS
 
@@ -36,16 +36,23 @@ class Int8Options:
 
 
 def write_int8_copy(
-    src: Path, dst: Path, spec: ArtifactSpec, images: np.ndarray, options: Int8Options, source: str
+    src: Path,
+    dst: Path,
+    spec: ArtifactSpec,
+    images: np.ndarray,
+    options: Int8Options,
+    source: str,
+    scheme: str = "s8s8",
 ) -> Path:
     """Writes the INT8 Q/DQ copy of the FP32 model `src` (described by `spec`) to `dst`, calibrated on `images`
-    (which came from `source`); returns `dst`."""
-    kept, used = quantize_int8(src, dst, images, options.method, options.keep_fp32, spec.input_name)
+    (which came from `source`), in `scheme` (s8s8 for TensorRT, u8s8 for CPUs); returns `dst`."""
+    check_choice("INT8 scheme", scheme, INT8_SCHEMES)
+    kept, used = quantize_int8(src, dst, images, options.method, options.keep_fp32, spec.input_name, scheme)
     int8 = spec.derive(
         precision="int8",
         fp32_parts=options.keep_fp32,
         fp32_nodes=tuple(kept),
-        calibration=Calibration(method=options.method, images=used, data=source),
+        calibration=Calibration(method=options.method, images=used, data=source, scheme=scheme),
     )
     write_onnx_spec(dst, int8)
     return dst

@@ -47,10 +47,22 @@ class _Batches(CalibrationDataReader):
 
 
 def quantize_int8(
-    src: Path, dst: Path, calibration: np.ndarray, method: str, keep_fp32: tuple[str, ...], input_name: str
+    src: Path,
+    dst: Path,
+    calibration: np.ndarray,
+    method: str,
+    keep_fp32: tuple[str, ...],
+    input_name: str,
+    scheme: str = "s8s8",
 ) -> tuple[list[str], int]:
     """Writes the Q/DQ INT8 model of `src` to `dst`, with the graph parts `keep_fp32` left in FP32; returns the nodes
-    left in FP32 and the number of images calibrated on. `method` is a key of CALIBRATION_METHODS."""
+    left in FP32 and the number of images calibrated on. `method` is a key of CALIBRATION_METHODS; `scheme` one of
+    common.artifact.INT8_SCHEMES: s8s8 for TensorRT, u8s8 for ONNX Runtime on CPUs.
+
+    Why s8s8 is slow on CPUs (ONNX Runtime's profile of ViT-B/32, BENCHMARKS.md): ONNX Runtime fuses Q/DQ pairs into
+    QLinearAdd, QLinearSoftmax, QGemm and friends only for u8 activations, so an s8s8 graph keeps a float op between
+    a DequantizeLinear and a QuantizeLinear wherever no fused kernel exists (26% of its time goes to
+    DequantizeLinear alone); its u8s8 copy spends 57% in QLinearMatMul, which is where the gain is."""
     # No quant_pre_process: the exporter already folded constants, and that pass drops the name-scope metadata that
     # tells the head from the tower.
     kept = nodes_of_parts(onnx.load(str(src), load_external_data=False).graph, keep_fp32)
@@ -64,11 +76,12 @@ def quantize_int8(
             calibration_data_reader=batches,
             quant_format=QuantFormat.QDQ,
             per_channel=True,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8 if scheme == "s8s8" else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=kept,
             calibrate_method=CALIBRATION_METHODS[method],
-            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+            # TensorRT takes zero points of 0 only; u8 activations use theirs to cover asymmetric ranges.
+            extra_options={"ActivationSymmetric": scheme == "s8s8", "WeightSymmetric": True, "QuantizeBias": False},
         )
     return kept, batches.used
 

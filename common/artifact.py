@@ -27,6 +27,12 @@ ARTIFACT_FORMAT = "proreg-clip-artifact/1"
 META_KEY = "proreg_clip"  # the ONNX metadata_props key that holds the spec as JSON
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 PRECISIONS = ("fp32", "fp16", "int8")
+# INT8 Q/DQ schemes. s8s8: signed activations and weights, every zero point 0 (all TensorRT accepts). u8s8: unsigned
+# activations with zero points and signed weights, ONNX Runtime's fast form on x86 CPUs (VNNI multiplies u8 x s8).
+INT8_SCHEMES = ("s8s8", "u8s8")
+# The exported ONNX files by name (model.<name>.onnx; fp32 is model.onnx) and the precision each holds.
+ARTIFACT_PRECISIONS = {"fp32": "fp32", "fp16": "fp16", "int8": "int8", "int8-cpu": "int8"}
+CPU_INT8 = "int8-cpu"  # the u8s8 copy, for CPUs; TensorRT builds engines from the others
 DEFAULT_TEMPLATES = ("a photo of a {}",)
 
 
@@ -82,6 +88,7 @@ class Calibration:
     method: str
     images: int  # images actually fed to the calibrator
     data: str  # a description of the source
+    scheme: str = "s8s8"  # one of INT8_SCHEMES
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from types import ModuleType
 from typing import Any
 
 from common.artifact import (
+    ARTIFACT_PRECISIONS,
     TRITON_DEFAULT_MAX_BATCH,
     TRITON_DEFAULT_MODEL,
     TRITON_LABELS_FILE,
@@ -62,9 +63,11 @@ class TritonRepoOptions:
         check_number("--triton-max-batch", self.max_batch_size, 1)
 
 
-def model_name(base: str, precision: str, kind: str) -> str:
-    """`base` for the FP32 ONNX model, `base_<precision>` for its copies, `_trt` appended for engines."""
-    return base + ("" if precision == "fp32" else f"_{precision}") + ("_trt" if kind == "plan" else "")
+def model_name(base: str, artifact: str, kind: str) -> str:
+    """`base` for the FP32 ONNX model, `base_<artifact>` for its copies (int8-cpu as int8_cpu), `_trt` appended
+    for engines."""
+    copy = "" if artifact == "fp32" else "_" + artifact.replace("-", "_")
+    return base + copy + ("_trt" if kind == "plan" else "")
 
 
 def model_config_pb2() -> ModuleType:
@@ -82,14 +85,16 @@ def check_triton_repo(
     repo: Path, options: TritonRepoOptions, spec: ArtifactSpec, precisions: list[str], engine_min_batch: int = 1
 ) -> None:
     """Refuses, before anything is exported, a repository where one of the models this export would write (ONNX
-    and engine, for each of `precisions`) is already a folder holding another model than `spec`'s (the FP32 export
-    of the run) in that precision; and engines that could not take a batch of one."""
+    and engine, for each artifact of `precisions`: keys of common.artifact.ARTIFACT_PRECISIONS) is already a folder
+    holding another model than `spec`'s (the FP32 export of the run) in that precision; and engines that could not
+    take a batch of one."""
     model_config_pb2()
     check_engine_min_batch(engine_min_batch)
     check_creatable(repo, "--triton-repo folder")
-    for precision in precisions:
+    for artifact in precisions:
+        derived = spec.derive(precision=ARTIFACT_PRECISIONS[artifact])
         for kind in PLATFORMS:
-            _check_replaceable(repo / model_name(options.name, precision, kind), spec.derive(precision=precision))
+            _check_replaceable(repo / model_name(options.name, artifact, kind), derived)
 
 
 def check_engine_min_batch(min_batch: int) -> None:

@@ -43,6 +43,28 @@ def test_quantized_model_is_symmetric_qdq_and_runs(builtin_onnx, tmp_path):
     assert parity.top1_agreement >= 0.9 and parity.max_abs_logit_diff > 0  # really quantized, still the same model
 
 
+def test_the_cpu_copy_is_u8s8_with_activation_zero_points_and_stays_the_same_model(builtin_onnx, tmp_path):
+    fp32, spec = builtin_onnx
+    calib = calibration_images(resolve_train_data(DataSource()).train, spec.classifier, 64)
+    cpu = write_int8_copy(fp32, tmp_path / "model.int8-cpu.onnx", spec, calib, Int8Options(), "train", "u8s8")
+    written = read_onnx_spec(cpu)
+    assert written.precision == "int8" and written.calibration.scheme == "u8s8"
+    graph = onnx.load(str(cpu)).graph
+    inits = {t.name: t for t in graph.initializer}
+    activations = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    assert activations and all(inits[n.input[2]].data_type == onnx.TensorProto.UINT8 for n in activations)
+    assert nonzero_zero_points(cpu)  # asymmetric ranges: what TensorRT's s8s8 copy cannot have
+    weights = [
+        n for n in graph.node if n.op_type == "DequantizeLinear" and "weight" in n.input[0] and n.input[0] in inits
+    ]
+    assert weights and all(inits[n.input[0]].data_type == onnx.TensorProto.INT8 for n in weights)
+    parity = check_parity(OnnxRuntimeRunner(fp32), OnnxRuntimeRunner(cpu), torch.from_numpy(calib))
+    assert parity.top1_agreement >= 0.9 and parity.max_abs_logit_diff > 0
+    with pytest.raises(OptionError, match="INT8 scheme"):
+        write_int8_copy(fp32, tmp_path / "x.onnx", spec, calib, Int8Options(), "train", "s4s4")
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_int8_options_are_checked_once_with_clear_errors():
     with pytest.raises(OptionError, match="at least 16 images"):
         Int8Options(n_images=8)

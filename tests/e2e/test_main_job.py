@@ -40,7 +40,9 @@ def test_pipeline_main_job_runs_end_to_end_without_the_network(tmp_path, monkeyp
     result = CliRunner().invoke(app, ["pipeline", "--max-steps", "3"])
     assert result.exit_code == 0, result.output
     run_dir = (tmp_path / "runs" / "latest").resolve()
-    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx"} <= {p.name for p in run_dir.iterdir()}
+    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx"} <= {
+        p.name for p in run_dir.iterdir()
+    }
     reports = {p.name: json.loads(p.read_text()) for p in run_dir.glob("report-*.json")}
     assert set(reports) == {
         "report-zero-shot-torch.json",
@@ -48,10 +50,11 @@ def test_pipeline_main_job_runs_end_to_end_without_the_network(tmp_path, monkeyp
         "report-proreg-official-wise-onnxruntime-fp32.json",
         "report-proreg-official-wise-onnxruntime-fp16.json",
         "report-proreg-official-wise-onnxruntime-int8.json",
+        "report-proreg-official-wise-onnxruntime-int8-cpu.json",
     }
     record = open_run(run_dir).record
     assert record.wise is not None and record.wise.alpha == 0.5 and record.classifier.head == "trainable"
     assert reports["report-zero-shot-torch.json"]["gate"] is None  # the baseline is not gated
-    for name in ("fp32", "fp16", "int8"):
+    for name in ("fp32", "fp16", "int8", "int8-cpu"):
         gate = reports[f"report-proreg-official-wise-onnxruntime-{name}.json"]["gate"]
-        assert gate["passed"] and gate["max_drop_pp"] == (1.5 if name == "int8" else 1.0)
+        assert gate["passed"] and gate["max_drop_pp"] == (1.5 if name.startswith("int8") else 1.0)
