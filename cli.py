@@ -517,6 +517,27 @@ def _print_comparison(reports: dict) -> None:
     Console(width=160).print(table)
 
 
+def _print_recommendation(reports: dict) -> None:
+    from serve.compare import recommended
+
+    best = recommended(reports)
+    if best is None:
+        console.print("no artifact passed its gate: nothing to recommend for serving")
+        return
+    rep = reports[best]
+    speed, fp32 = rep["throughput"]["model_images_per_s"], _fp32_onnxruntime_speed(reports)
+    versus = f", {speed / fp32:.2f}x ONNX Runtime FP32" if fp32 else ""
+    console.print(
+        f"* recommended for this machine: {best}: {speed:.0f} images/s model-only{versus}, worst drop "
+        f"{rep['gate']['worst_drop_pp']:+.2f} pp (gate {rep['gate']['max_drop_pp']} pp)"
+    )
+
+
+def _fp32_onnxruntime_speed(reports: dict) -> float | None:
+    rows = [rep for name, rep in reports.items() if name.endswith("(onnxruntime fp32)")]
+    return rows[0]["throughput"]["model_images_per_s"] if rows else None
+
+
 @app.command("pipeline")
 def pipeline_cmd(
     recipe: str | None = typer.Option(
@@ -560,6 +581,7 @@ def pipeline_cmd(
         with progress_bar() as bar:
             reports = compare_runners(runners, sets, reference, limits, run.path, progress=progress_hook(bar, "eval "))
     _print_comparison(reports)
+    _print_recommendation(reports)
     console.print(f"run directory and reports: {run.path}")
     failed = [
         f"{name} ({rep['gate']['worst_drop_pp']:+.2f} pp > {rep['gate']['max_drop_pp']} pp)"

@@ -151,13 +151,34 @@ def pipeline_runners(
     reference = f"{label} (torch)"
     runners = {"zero-shot (torch)": open_runner(BUILTIN), reference: open_runner(run)}
     limits: dict[str, float | None] = {}
-    artifacts = {("onnxruntime", p): f for p, f in exported.onnx.items()}
-    artifacts.update({("tensorrt", p): f for p, f in exported.engines.items()})
-    for (backend, precision), path in artifacts.items():
-        row = f"{label} ({backend} {precision})"
-        runners[row] = open_runner(path, backend)
-        limits[row] = max_drop_int8 if ARTIFACT_PRECISIONS[precision] == "int8" else max_drop
+    artifacts: dict[tuple[str, str, str | None], Path] = {("onnxruntime", p, None): f for p, f in exported.onnx.items()}
+    artifacts.update({("tensorrt", p, None): f for p, f in exported.engines.items()})
+    artifacts.update(_openvino_artifacts(exported.onnx))
+    for (backend, name, precision), path in artifacts.items():
+        row = f"{label} ({backend} {name})"
+        runners[row] = open_runner(path, backend, precision=precision)
+        limits[row] = max_drop_int8 if ARTIFACT_PRECISIONS.get(name) == "int8" else max_drop
     return runners, reference, limits
+
+
+def _openvino_artifacts(onnx: dict[str, Path]) -> dict[tuple[str, str, str | None], Path]:
+    """OpenVINO's rows, where it is installed: the FP32 file at FP32 and, where the CPU has a BF16 path, BF16; the
+    INT8 Q/DQ file (OpenVINO's own INT8 kernels read the symmetric form)."""
+    from serve.openvino_runner import OpenVinoRunner, OpenVinoUnavailable
+
+    rows: dict[tuple[str, str, str | None], Path] = {}
+    try:
+        OpenVinoRunner(onnx["fp32"], "bf16")
+    except OpenVinoUnavailable as why:  # not installed, or no BF16 on this CPU
+        if "not installed" in str(why):
+            log.info("no OpenVINO rows: %s", why)
+            return rows
+    else:
+        rows["openvino", "bf16", "bf16"] = onnx["fp32"]
+    rows["openvino", "fp32", "fp32"] = onnx["fp32"]
+    if "int8" in onnx:
+        rows["openvino", "int8", None] = onnx["int8"]
+    return dict(sorted(rows.items(), key=lambda item: ("fp32", "bf16", "int8").index(item[0][1])))
 
 
 def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool) -> None:

@@ -50,20 +50,32 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
+def recommended(reports: dict[str, dict[str, Any]]) -> str | None:
+    """The artifact to serve on this machine: of the rows that were gated and passed, the one with the highest
+    model-only throughput measured in this comparison (None when none passed)."""
+    passed = {name: rep for name, rep in reports.items() if rep.get("gate") and rep["gate"]["passed"]}
+    if not passed:
+        return None
+    return max(passed, key=lambda name: passed[name]["throughput"]["model_images_per_s"])
+
+
 def comparison_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """A header and one row per report: top-1 per set, mean OOD, and the worst drop against the reference."""
+    """A header and one row per report: top-1 per set, mean OOD, the worst drop against the reference, model-only
+    images/s, and the recommended row marked."""
     sets = list(next(iter(reports.values()))["datasets"])
-    header = ["model / backend", *sets, "OOD mean", "worst drop pp", "min agree %"]
+    header = ["model / backend", *sets, "OOD mean", "worst drop pp", "min agree %", "images/s"]
+    best = recommended(reports)
     rows = []
     for name, rep in reports.items():
         agreement = rep.get("agreement") or {}
         rows.append(
             [
-                name,
+                f"{name} *" if name == best else name,
                 *(percent(rep["datasets"][s]["top1"]) for s in sets),
                 percent(rep["summary"]["ood_top1_mean"]),
                 signed_pp(worst_of(agreement, "top1_drop_pp", max)),
                 percent(worst_of(agreement, "top1_agreement", min)),
+                f"{rep['throughput']['model_images_per_s']:.0f}",
             ]
         )
     return header, rows

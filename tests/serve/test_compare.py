@@ -19,7 +19,7 @@ from common.artifact import ArtifactSpec, ClassifierMeta
 from common.data import DataError, read_batch
 from common.suites import EvalSet, builtin_classnames, resolve_eval_sets
 from common.transforms import eval_transform
-from serve.compare import compare_runners, comparison_rows
+from serve.compare import compare_runners, comparison_rows, recommended
 from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate
 from serve.runner import Runner
@@ -73,9 +73,21 @@ def test_gate_with_an_empty_set_does_not_depend_on_the_order() -> None:
 # ----------------------------------------------------------------------------------------------- comparison_rows
 
 
-def hand_report(top1: dict[str, float], ood_mean: float | None, agreement: dict | None = None) -> dict[str, Any]:
+def hand_report(
+    top1: dict[str, float],
+    ood_mean: float | None,
+    agreement: dict | None = None,
+    speed: float = 100.0,
+    passed: bool | None = None,
+) -> dict[str, Any]:
     datasets = {name: {"role": "ood" if name.startswith("ood") else "id", "top1": t} for name, t in top1.items()}
-    return {"datasets": datasets, "summary": {"ood_top1_mean": ood_mean}, "agreement": agreement}
+    return {
+        "datasets": datasets,
+        "summary": {"ood_top1_mean": ood_mean},
+        "agreement": agreement,
+        "throughput": {"model_images_per_s": speed},
+        "gate": None if passed is None else {"passed": passed, "worst_drop_pp": 0.5, "max_drop_pp": 1.0},
+    }
 
 
 def test_comparison_rows_follow_the_first_reports_set_order() -> None:
@@ -92,14 +104,31 @@ def test_comparison_rows_follow_the_first_reports_set_order() -> None:
         ),
     }
     header, rows = comparison_rows(reports)
-    assert header == ["model / backend", "id_test", "ood_sketch", "OOD mean", "worst drop pp", "min agree %"]
-    assert rows[0] == ["torch", "50.0", "25.0", "25.0", "-", "-"]  # no agreement: "-" columns
-    assert rows[1] == ["proreg (onnxruntime fp16)", "75.0", "12.5", "12.5", "+12.50", "50.0"]
+    assert header == [
+        *("model / backend", "id_test", "ood_sketch", "OOD mean", "worst drop pp", "min agree %", "images/s")
+    ]
+    assert rows[0] == ["torch", "50.0", "25.0", "25.0", "-", "-", "100"]  # no agreement: "-" columns
+    assert rows[1] == ["proreg (onnxruntime fp16)", "75.0", "12.5", "12.5", "+12.50", "50.0", "100"]
+
+
+def test_the_fastest_row_that_passed_its_gate_is_recommended_and_marked() -> None:
+    reports = {
+        "torch": hand_report({"id_test": 0.5}, None, speed=900.0),  # fastest, but the ungated reference
+        "a (onnxruntime fp32)": hand_report({"id_test": 0.5}, None, speed=100.0, passed=True),
+        "a (openvino bf16)": hand_report({"id_test": 0.5}, None, speed=300.0, passed=True),
+        "a (onnxruntime int8-cpu)": hand_report({"id_test": 0.4}, None, speed=500.0, passed=False),
+    }
+    assert recommended(reports) == "a (openvino bf16)"
+    _, rows = comparison_rows(reports)
+    assert [row[0] for row in rows if row[0].endswith(" *")] == ["a (openvino bf16) *"]
+    reports["a (openvino bf16)"]["gate"]["passed"] = False
+    reports["a (onnxruntime fp32)"]["gate"]["passed"] = False
+    assert recommended(reports) is None
 
 
 def test_comparison_rows_with_empty_agreement_show_dashes() -> None:
     _, rows = comparison_rows({"zero-shot": hand_report({"ood_sketch": 1.0}, 1.0, agreement={})})
-    assert rows == [["zero-shot", "100.0", "100.0", "-", "-"]]
+    assert rows == [["zero-shot", "100.0", "100.0", "-", "-", "100"]]
 
 
 def test_comparison_rows_without_an_ood_set() -> None:
