@@ -246,19 +246,6 @@ def check_some_readable(data: LabeledImages, tries: int = 16) -> None:
         raise DataError(f"none of {len(picks)} images tried in {data.name!r} could be read ({first_error})")
 
 
-class DecodedImages(Dataset):
-    """The items of a dataset, read once and held in memory (serve.evaluate.preload)."""
-
-    def __init__(self, dataset: Dataset):
-        self.items = [dataset[i] for i in range(len(dataset))]  # type: ignore[arg-type]  # map-style, sized
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        return self.items[i]
-
-
 class ImageDataset(Dataset):
     """Samples as `(image tensor, label, group index, sample index)`; an unreadable image gives None unless strict."""
 
@@ -283,8 +270,66 @@ class ImageDataset(Dataset):
             log.warning(message)
             return None
         # The transform stays outside the try: an error there is a bug, not a bad file.
-        group = self.group_index[sample.group] if sample.group is not None else -1
-        return self.transform(rgb), sample.label, group, i
+        return self.transform(rgb), sample.label, self.group_of(sample), i
+
+    def group_of(self, sample: Sample) -> int:
+        """The sample's group index, -1 for none."""
+        return self.group_index[sample.group] if sample.group is not None else -1
+
+
+class DecodedImages:
+    """Images decoded once and held in memory by file path, as an ImageDataset's transform made them (uint8
+    pixels for evaluation), for evaluating many models of one preprocessing on the same images: filled by
+    serve.evaluate.preload up front, or from the batches of a first evaluation. Files are taken to stay unchanged
+    while the process lives (one found unreadable stays skipped)."""
+
+    def __init__(self) -> None:
+        self.images: dict[Path, torch.Tensor] = {}
+        self.unreadable: set[Path] = set()
+
+    def holds(self, path: Path) -> bool:
+        """Whether `path` needs no reading: its image is held, or it was found unreadable."""
+        return path in self.images or path in self.unreadable
+
+    def fill(self, dataset: ImageDataset) -> DecodedImages:
+        """Reads every image of `dataset` not held yet."""
+        for i, sample in enumerate(dataset.data.samples):
+            if not self.holds(sample.path):
+                item = dataset[i]
+                if item is None:
+                    self.unreadable.add(sample.path)
+                else:
+                    self.images[sample.path] = item[0]
+        return self
+
+    def keep(self, data: LabeledImages, indices: torch.Tensor, images: torch.Tensor) -> None:
+        """Holds a batch's images (`images[k]` is sample `indices[k]` of `data`), copied out of the batch."""
+        images = images.clone()  # not a view into a worker's shared-memory batch
+        for k, i in enumerate(indices.tolist()):
+            self.images[data.samples[i].path] = images[k]
+
+    def keep_unreadable(self, data: LabeledImages, read: list[int]) -> None:
+        """After a pass that kept every batch: the samples of `read` whose images were not kept were unreadable."""
+        self.unreadable.update(data.samples[i].path for i in read if data.samples[i].path not in self.images)
+
+    def over(self, dataset: ImageDataset) -> Dataset:
+        """`dataset` with the held images in place of reading their files."""
+        return _HeldImages(self, dataset)
+
+
+class _HeldImages(Dataset):
+    def __init__(self, held: DecodedImages, dataset: ImageDataset):
+        self.held, self.dataset = held, dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int, int] | None:
+        sample = self.dataset.data.samples[i]
+        image = self.held.images.get(sample.path)
+        if image is None:
+            return None if sample.path in self.held.unreadable else self.dataset[i]
+        return image, sample.label, self.dataset.group_of(sample), i
 
 
 @dataclass
@@ -296,6 +341,7 @@ class Batch:
     groups: torch.Tensor
     indices: torch.Tensor
     skipped: int
+    pixels: torch.Tensor | None = None  # the stacked items before a batch-wise step (NormalizingCollate), if kept
 
     def pin_memory(self) -> Batch:
         """Pinned copy; DataLoader(pin_memory=True) calls this on custom batch types."""
@@ -305,6 +351,7 @@ class Batch:
             self.groups.pin_memory(),
             self.indices.pin_memory(),
             self.skipped,
+            self.pixels,
         )
 
 
@@ -325,6 +372,24 @@ def collate_skipping(batch: list) -> Batch:
     )
 
 
+class NormalizingCollate:
+    """collate_skipping, then a batch-wise step on the stacked images (common.transforms.BatchedEvalTransform's
+    uint8 -> normalized floats), in the worker that read them; `keep_pixels` keeps the stacked uint8 pixels too
+    (Batch.pixels), for DecodedImages.keep."""
+
+    def __init__(self, normalize: Callable[[torch.Tensor], torch.Tensor], keep_pixels: bool = False):
+        self.normalize = normalize
+        self.keep_pixels = keep_pixels
+
+    def __call__(self, batch: list) -> Batch:
+        collated = collate_skipping(batch)
+        if len(collated.labels):
+            if self.keep_pixels:
+                collated.pixels = collated.images
+            collated.images = self.normalize(collated.images)
+        return collated
+
+
 def make_loader(
     dataset: Dataset,
     batch_size: int,
@@ -332,15 +397,16 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     batches: Sequence[Sequence[int]] | None = None,
+    collate: Callable[[list], Batch] = collate_skipping,
 ) -> DataLoader:
-    """A DataLoader yielding `Batch`es, over the indices in `order` (default: all, in order) in batches of
-    `batch_size`, or over the given `batches` of indices (which may be empty: an empty Batch comes out)."""
+    """A DataLoader yielding `Batch`es made by `collate`, over the indices in `order` (default: all, in order) in
+    batches of `batch_size`, or over the given `batches` of indices (which may be empty: an empty Batch comes out)."""
     if batches is not None:
         return DataLoader(
             dataset,
             batch_sampler=[list(b) for b in batches],
             num_workers=num_workers,
-            collate_fn=collate_skipping,
+            collate_fn=collate,
             pin_memory=pin_memory,
             worker_init_fn=_ignore_ctrl_c,
         )
@@ -349,7 +415,7 @@ def make_loader(
         batch_size=batch_size,
         sampler=list(order) if order is not None else range(len(dataset)),  # type: ignore[arg-type]
         num_workers=num_workers,
-        collate_fn=collate_skipping,
+        collate_fn=collate,
         pin_memory=pin_memory,
         persistent_workers=False,
         worker_init_fn=_ignore_ctrl_c,

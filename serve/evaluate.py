@@ -1,6 +1,9 @@
 """Batched evaluation of any runner over ID and OOD sets, producing the DESIGN.md report.
 
 Loading runs in DataLoader workers while the runner computes, so the model, not the JPEG decoder, sets the pace.
+Images travel as uint8 pixels and are normalized once per batch (common.transforms.BatchedEvalTransform, the same
+floats as open_clip's per-image transform); a set's decoded pixels can be held in memory (preload, keep_decoded) so
+that evaluating further models on it reads no file.
 Per-dataset logits are kept so that a second runner can be compared with the first (agreement, logit drift).
 Under torchrun every set is sharded over the ranks and each rank's logits gathered back into the set's order, so
 every rank holds the report one process would have made (its throughput is the ranks' together).
@@ -9,19 +12,29 @@ every rank holds the report one process would have made (its throughput is the r
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from common.data import DecodedImages, ImageDataset, check_some_readable, make_loader
+from common.data import (
+    Batch,
+    DecodedImages,
+    ImageDataset,
+    LabeledImages,
+    NormalizingCollate,
+    check_some_readable,
+    collate_skipping,
+    make_loader,
+)
 from common.distributed import Ranks, current
 from common.errors import UserError, check_number
 from common.progress import ProgressHook
 from common.suites import EvalSet
-from common.transforms import eval_transform
+from common.transforms import batched_eval_transform, eval_transform
 from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
 from serve.runner import Runner
 
@@ -76,39 +89,64 @@ class Timing:
         }
 
 
-PRELOAD_MAX_BYTES = 4 * 2**30  # decoded images held in memory at most: 3 x H x W floats each (224 px: 600 KB)
+PRELOAD_MAX_BYTES = 4 * 2**30  # decoded images held in memory at most: 3 x H x W bytes each (224 px: 150 KB)
+
+
+def eval_items(
+    data: LabeledImages, preprocess: dict[str, Any], keep_pixels: bool = False
+) -> tuple[ImageDataset, Callable[[list], Batch]]:
+    """The dataset of `data` under a model's evaluation preprocessing and the collate function that completes it:
+    images decoded to uint8 pixels and normalized per batch (common.transforms.BatchedEvalTransform, equal to
+    open_clip's per-image transform; `keep_pixels` keeps them in Batch.pixels), or open_clip's transform per image
+    when it cannot be split."""
+    batched = batched_eval_transform(preprocess)
+    if batched is None:
+        return ImageDataset(data, eval_transform(preprocess)), collate_skipping
+    return ImageDataset(data, batched.to_uint8), NormalizingCollate(batched.normalize, keep_pixels)
+
+
+def _fit_in_memory(sets: list[EvalSet], preprocess: dict[str, Any]) -> bool:
+    """Whether the sets' images, decoded to uint8 pixels, take at most PRELOAD_MAX_BYTES (and can be held at all)."""
+    if batched_eval_transform(preprocess) is None:
+        return False  # no uint8 form to hold
+    size = preprocess.get("size", 224)
+    height, width = (size, size) if isinstance(size, int) else size
+    return sum(len(ev.data.samples) for ev in sets) * 3 * height * width <= PRELOAD_MAX_BYTES
 
 
 def preload(sets: list[EvalSet], preprocess: dict[str, Any]) -> list[EvalSet]:
-    """The sets with every image decoded and transformed once and kept in memory, for evaluating many models of one
+    """The sets with every image decoded (and resized) once and kept in memory, for evaluating many models of one
     preprocessing on the same images (a comparison, a WiSE-FT sweep); sets that would take more than
     PRELOAD_MAX_BYTES stay read from disk at each evaluation."""
-    size = preprocess.get("size", 224)
-    height, width = (size, size) if isinstance(size, int) else size
-    if sum(len(ev.data.samples) for ev in sets) * 3 * height * width * 4 > PRELOAD_MAX_BYTES:
+    if not _fit_in_memory(sets, preprocess):
         return sets
     out = []
     for ev in sets:
         check_some_readable(ev.data)
-        dataset = ImageDataset(ev.data, eval_transform(preprocess))
-        out.append(replace(ev, preloaded=DecodedImages(dataset), preloaded_for=preprocess))
+        dataset, _ = eval_items(ev.data, preprocess)
+        out.append(replace(ev, preloaded=DecodedImages().fill(dataset), preloaded_for=preprocess))
     return out
 
 
 def evaluate_set(
-    runner: Runner, ev: EvalSet, batch_size: int, num_workers: int, timing: Timing, progress: ProgressHook | None
+    runner: Runner,
+    ev: EvalSet,
+    batch_size: int,
+    num_workers: int,
+    timing: Timing,
+    progress: ProgressHook | None,
+    keep_decoded: bool = False,
 ) -> DatasetResult:
+    """One set's results; `keep_decoded` holds its decoded images on `ev` (ev.preloaded) for the next evaluation."""
     check_some_readable(ev.data)
-    preprocess = runner.spec.classifier.preprocess
-    dataset: Dataset = ImageDataset(ev.data, eval_transform(preprocess))
-    if ev.preloaded is not None and ev.preloaded_for == preprocess:
-        dataset = ev.preloaded
     ranks = current()
     share = ranks.shard(range(len(ev.data.samples)))  # everything with one process
-    loader = make_loader(dataset, batch_size, share, num_workers=num_workers, pin_memory=torch.cuda.is_available())
+    loader, held = _loader(ev, runner.spec.classifier.preprocess, share, batch_size, num_workers, keep_decoded)
     logits, rows, skipped, done = [], [], 0, 0
     for batch in loader:
         skipped += batch.skipped
+        if held is not None and batch.pixels is not None:
+            held.keep(ev.data, batch.indices, batch.pixels)
         if len(batch.labels):
             start = time.perf_counter()
             logits.append(torch.from_numpy(np.require(runner.infer(batch.images), np.float32, ["W"])))
@@ -117,6 +155,8 @@ def evaluate_set(
         done += len(batch.labels) + batch.skipped
         if progress:
             progress(ev.data.name, done, len(share))
+    if held is not None:
+        held.keep_unreadable(ev.data, share)
     timing.local_images += sum(len(r) for r in rows)
     n_classes = len(runner.spec.classes)
     all_logits, all_rows = _in_set_order(
@@ -142,6 +182,26 @@ def evaluate_set(
     return result
 
 
+def _loader(
+    ev: EvalSet, preprocess: dict[str, Any], share: list[int], batch_size: int, num_workers: int, keep_decoded: bool
+) -> tuple[DataLoader, DecodedImages | None]:
+    """The loader over this rank's `share` of the set, reading held images where the set has them for this
+    preprocessing, and the DecodedImages its batches are to be kept in (None: none to keep)."""
+    held = ev.preloaded if ev.preloaded is not None and ev.preloaded_for == preprocess else None
+    if held is None and keep_decoded:
+        held = ev.preloaded = DecodedImages()
+        ev.preloaded_for = preprocess
+    filling = held is not None and not all(held.holds(ev.data.samples[i].path) for i in share)
+    base, collate = eval_items(ev.data, preprocess, keep_pixels=filling)
+    dataset: Dataset = held.over(base) if held is not None else base
+    # With every image held there is nothing to decode: worker processes would only add their start and copies.
+    workers = 0 if held is not None and not filling else num_workers
+    loader = make_loader(
+        dataset, batch_size, share, num_workers=workers, pin_memory=torch.cuda.is_available(), collate=collate
+    )
+    return loader, held if filling else None
+
+
 def _in_set_order(ranks: Ranks, logits: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every rank's logits and (index, label, group) rows, gathered and put back in the set's order."""
     if not ranks.distributed:
@@ -157,13 +217,19 @@ def evaluate(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: ProgressHook | None = None,
+    keep_decoded: bool = False,
 ) -> tuple[dict[str, Any], dict[str, DatasetResult]]:
-    """Runs `runner` over every set; returns the report (without reference) and the raw per-set results."""
+    """Runs `runner` over every set; returns the report (without reference) and the raw per-set results.
+
+    `keep_decoded` holds the decoded images on the sets (EvalSet.preloaded) when they fit in PRELOAD_MAX_BYTES, so
+    that evaluating another model of the same preprocessing on them reads no file: this evaluation's throughput
+    still includes decoding, the next one's does not."""
     check_number("batch size", batch_size, 1)
     check_number("workers", num_workers, 0)
+    keep = keep_decoded and _fit_in_memory(sets, runner.spec.classifier.preprocess)
     timing = Timing([], 0, 0.0, batch_size)
     start = time.perf_counter()
-    results = {ev.data.name: evaluate_set(runner, ev, batch_size, num_workers, timing, progress) for ev in sets}
+    results = {ev.data.name: evaluate_set(runner, ev, batch_size, num_workers, timing, progress, keep) for ev in sets}
     timing.wall_seconds = time.perf_counter() - start
     timing.images = sum(len(r.labels) for r in results.values())
     datasets = {name: r.entry() for name, r in results.items()}
@@ -210,7 +276,8 @@ def evaluate_against(
 ) -> dict[str, Any]:
     """Evaluates `runner` and `reference` on the same sets; the report of `runner` with agreement and gate."""
     check_same_classes(runner, reference)
-    report, results = evaluate(runner, sets, batch_size, num_workers, progress)
+    sets = [replace(ev) for ev in sets]  # the decoded images held for the reference's pass go with these copies
+    report, results = evaluate(runner, sets, batch_size, num_workers, progress, keep_decoded=True)
     _, ref_results = evaluate(reference, sets, batch_size, num_workers, progress)
     return with_reference(report, results, ref_results, reference.artifact, max_drop_pp)
 

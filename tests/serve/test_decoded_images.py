@@ -1,0 +1,107 @@
+"""Evaluation through the batched preprocessing and held decoded images (serve.evaluate with keep_decoded, preload,
+evaluate_against): the same logits as reading every file, with no file read again."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import common.data
+from common.data import load_dataset
+from common.suites import EvalSet
+from common.transforms import eval_transform
+from serve.backends import open_runner
+from serve.evaluate import evaluate, evaluate_against, preload
+
+
+@pytest.fixture(scope="module")
+def runner():
+    return open_runner("builtin", device="cpu")
+
+
+@pytest.fixture
+def sets(tiny_folder, runner) -> list[EvalSet]:
+    """The tiny folder at two sizes (64 px as stored, and 80 px, which the preprocessing resizes), one unreadable."""
+    big = tiny_folder.parent / "big"
+    shutil.copytree(tiny_folder, big)
+    for path in sorted(big.rglob("*.png"))[::3]:
+        from PIL import Image
+
+        Image.open(path).resize((80, 96)).save(path)
+    (sorted(big.rglob("*.png"))[1]).write_bytes(b"not an image")
+    classes = runner.spec.classes
+    return [EvalSet(load_dataset(tiny_folder, classes), "id"), EvalSet(load_dataset(big, classes), "ood")]
+
+
+def file_reads(monkeypatch) -> list:
+    """Counts the images read from disk (ImageDataset and the readability probe read through common.data)."""
+    reads: list = []
+    original = common.data.load_rgb
+
+    def counting(path):
+        reads.append(path)
+        return original(path)
+
+    monkeypatch.setattr(common.data, "load_rgb", counting)
+    return reads
+
+
+def per_image_logits(runner, sets) -> dict[str, np.ndarray]:
+    """The logits of open_clip's own per-image transform, batch by batch as before the split."""
+    transform = eval_transform(runner.spec.classifier.preprocess)
+    out = {}
+    for ev in sets:
+        dataset = common.data.ImageDataset(ev.data, transform)
+        batch = common.data.collate_skipping([dataset[i] for i in range(len(dataset))])
+        out[ev.data.name] = runner.infer(batch.images)
+    return out
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_held_images_give_the_logits_of_the_files_without_reading_them(runner, sets, monkeypatch, workers):
+    expected = per_image_logits(runner, sets)
+    first, results = evaluate(runner, sets, batch_size=7, num_workers=workers, keep_decoded=True)
+    for name, result in results.items():
+        np.testing.assert_allclose(result.logits, expected[name], rtol=0, atol=1e-5)  # batch sizes differ
+    assert first["datasets"]["big"]["skipped"] == 1
+    assert all(
+        ev.preloaded is not None and len(ev.preloaded.images) == len(ev.data.samples) - (ev.role == "ood")
+        for ev in sets
+    )
+
+    reads = file_reads(monkeypatch)
+    second, again = evaluate(runner, sets, batch_size=7, num_workers=workers)
+    assert second["datasets"] == first["datasets"]
+    for name, result in again.items():
+        assert np.array_equal(result.logits, results[name].logits)
+    probes = [str(ev.data.samples[0].path) for ev in sets]  # check_some_readable's first try
+    assert sorted(map(str, reads)) == sorted(probes)  # and nothing else, not even the unreadable file
+
+
+def test_preloaded_sets_evaluate_like_the_files(runner, sets, monkeypatch):
+    from_files, results = evaluate(runner, sets, batch_size=16)
+    held = preload(sets, runner.spec.classifier.preprocess)
+    reads = file_reads(monkeypatch)
+    from_memory, again = evaluate(runner, held, batch_size=16)
+    assert from_memory["datasets"] == from_files["datasets"]
+    assert all(np.array_equal(again[n].logits, results[n].logits) for n in results)
+    assert len(reads) == 2  # the two readability probes
+
+
+def test_images_held_for_another_preprocessing_are_not_used(runner, sets, monkeypatch):
+    other = dict(runner.spec.classifier.preprocess, size=32)
+    held = preload(sets, other)
+    reads = file_reads(monkeypatch)
+    evaluate(runner, held, batch_size=16)
+    assert len(reads) == 2 + sum(len(ev.data.samples) for ev in sets)
+
+
+def test_a_reference_evaluation_reads_no_file_again_and_leaves_the_sets_alone(runner, sets, monkeypatch):
+    reads = file_reads(monkeypatch)
+    report = evaluate_against(runner, runner, sets, max_drop_pp=0.0, batch_size=16)
+    assert report["gate"]["passed"] and all(a["top1_agreement"] == 1.0 for a in report["agreement"].values())
+    images = sum(len(ev.data.samples) for ev in sets)
+    assert len(reads) == images + 2 + 2  # every file once, the readability probes twice
+    assert all(ev.preloaded is None for ev in sets)
