@@ -190,7 +190,9 @@ def train_cmd(
     seed: int = typer.Option(0),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    precision: str = typer.Option("auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 | fp16."),
+    precision: str = typer.Option(
+        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (autocast, also on CPU) | fp16 (CUDA)."
+    ),
     strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
     log_every: int = typer.Option(10, help="Write the loss terms to metrics.jsonl every N steps (and at step 1)."),
     out: Path | None = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),

@@ -144,11 +144,12 @@ class Session:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default; CPU runs in fp32 (CPU autocast is slower than it saves here)."""
-    if device.type != "cuda" or precision == "fp32":
+    """bf16 autocast on CUDA by default (auto); on the CPU fp32 unless bf16 is asked for explicitly (a CPU with
+    AVX-512 BF16 or AMX gains from it; others emulate it: BENCHMARKS.md has the ratio); fp16 is CUDA's only."""
+    if precision == "fp32" or (device.type != "cuda" and precision != "bf16"):
         return contextlib.nullcontext()
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:

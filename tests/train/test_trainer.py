@@ -81,3 +81,14 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     (tmp_path / "straight" / "state.pt").unlink()
     with pytest.raises(CheckpointError, match="no state.pt"):
         prepare(cfg, tmp_path / "straight", resume=True)
+
+
+def test_bf16_autocast_is_used_on_the_cpu_only_when_asked_for():
+    import torch
+
+    from train.session import autocast
+
+    a = torch.randn(4, 4)
+    for precision, dtype in (("bf16", torch.bfloat16), ("auto", torch.float32), ("fp32", torch.float32)):
+        with autocast(torch.device("cpu"), precision):
+            assert (a @ a).dtype == dtype, precision
