@@ -242,7 +242,7 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     shared = {
         **{k: o[k] for k in same_name},
         "classnames": str(o["classnames"]) if o["classnames"] else None,
-        "templates": _read_templates(o["templates_file"]) if o["templates_file"] else list(o["template"]),
+        "templates": _templates(o, typed),
         "num_workers": o["workers"],
     }
     recipe = o["recipe"] or (None if typed & set(METHOD_OPTIONS) else RECOMMENDED)
@@ -255,6 +255,19 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     loss_config = LossConfig(o["loss"], **{k: o[k] for k in LOSS_OPTIONS})
     method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction")}
     return TrainConfig(**shared, **method, loss=loss_config)
+
+
+def _templates(options: dict[str, Any], typed: set[str]) -> list[str]:
+    """The prompt templates: --templates-file, else --template as typed, else the data suite's own (ImageNet's 80),
+    else the default."""
+    from common.suite_readers.registry import parse_suite_spec
+
+    if options["templates_file"]:
+        return _read_templates(options["templates_file"])
+    suite = parse_suite_spec(options["data"])
+    if "template" not in typed and suite and suite.suite.info.templates:
+        return list(suite.suite.info.templates)
+    return list(options["template"])
 
 
 def _read_templates(path: Path) -> list[str]:
@@ -310,6 +323,12 @@ def eval_cmd(
     model: str | None = typer.Option(
         None, help=f"With --triton: the model's name there (default {TRITON_DEFAULT_MODEL})."
     ),
+    artifacts: Path | None = typer.Option(
+        None,
+        help="An export folder (a run directory after export): every model*.onnx and .plan in it, on every runtime"
+        " here (ONNX Runtime, OpenVINO FP32/BF16/INT8, TensorRT), compared with --reference (default: the folder's"
+        " run) and gated; prints which passed and is fastest on this machine. Reports: <out>-<row>.json.",
+    ),
     data: list[str] = typer.Option(
         [], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); default: the built-in ID and OOD sets."
     ),
@@ -318,7 +337,12 @@ def eval_cmd(
         help="Compare with this run directory, builtin, .onnx, .plan or Triton model (http://HOST:PORT/v2/models/NAME)"
         " (agreement, logit drift, drop).",
     ),
-    max_drop: float | None = typer.Option(None, help="With --reference: fail if any set's top-1 drops more (pp)."),
+    max_drop: float | None = typer.Option(
+        None, help="With --reference: fail if any set's top-1 drops more (pp). With --artifacts: default 1.0."
+    ),
+    max_drop_int8: float | None = typer.Option(
+        None, help="With --artifacts: the gate for INT8 artifacts (pp, default 1.5; see BENCHMARKS.md)."
+    ),
     runtime: str | None = typer.Option(None, help="With --onnx: the CPU runtime, onnxruntime (default) or openvino."),
     precision: str | None = typer.Option(
         None, help="With --runtime openvino: the inference precision, fp32 (default) or bf16 (AVX-512 BF16, AMX)."
@@ -343,10 +367,16 @@ def eval_cmd(
     from workflows import check_not_trained_on
 
     with one_line_errors():
-        named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine, "triton": triton}
+        named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine, "triton": triton, "": artifacts}
         chosen = [(backend, str(source)) for backend, source in named.items() if source]
         if len(chosen) != 1:
-            raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton")
+            raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton, --artifacts")
+        if artifacts:
+            if runtime or precision or reference_runtime:
+                raise OptionError("--artifacts evaluates every runtime: --runtime, --precision and the reference's")
+            return _eval_artifacts(artifacts, reference, data, max_drop, max_drop_int8, batch_size, out, allow_overlap)
+        if max_drop_int8 is not None:
+            raise OptionError("--max-drop-int8 is the INT8 gate of --artifacts: only with --artifacts DIR")
         if model is not None and not triton:
             raise OptionError("--model names a model on a Triton server: only with --triton")
         if triton:
@@ -379,6 +409,57 @@ def eval_cmd(
     if report.get("gate") and not report["gate"]["passed"]:
         console.print(f"[red]gate failed[/red]: worst drop {report['gate']['worst_drop_pp']:+.2f} pp > {max_drop} pp")
         raise typer.Exit(1)
+
+
+def _eval_artifacts(
+    folder: Path,
+    reference: str | None,
+    data: list[str],
+    max_drop: float | None,
+    max_drop_int8: float | None,
+    batch_size: int,
+    out: Path,
+    allow_overlap: bool,
+) -> None:
+    """eval --artifacts: every artifact in `folder` on every runtime here against its model; the table, each row's
+    report beside `out`, and the recommendation. Exit 1 when an artifact failed its gate."""
+    from common.suites import resolve_eval_sets
+    from serve.compare import compare_runners, report_paths, write_reports
+    from serve.metrics import check_max_drop
+    from serve.report import check_report_path
+    from workflows import check_not_trained_on, exported_runners
+
+    max_drop = 1.0 if max_drop is None else max_drop
+    max_drop_int8 = 1.5 if max_drop_int8 is None else max_drop_int8
+    check_max_drop(max_drop, "--max-drop")
+    check_max_drop(max_drop_int8, "--max-drop-int8")
+    check_report_path(out)
+    runners, reference_row, limits = exported_runners(folder, reference, max_drop, max_drop_int8, log=_log)
+    for path in report_paths(list(runners), out).values():
+        check_report_path(path)
+    sets = resolve_eval_sets(data, classes=runners[reference_row].spec.classes)
+    check_not_trained_on(runners[reference_row].spec, sets, allow=allow_overlap)
+    with progress_bar() as bar:
+        reports = compare_runners(runners, sets, reference_row, limits, batch_size, progress_hook(bar, "eval "))
+    if not _main_rank():
+        raise typer.Exit(_gate_status(reports))
+    written = write_reports(reports, out)
+    _print_comparison(reports, f"{folder}: top-1 %, drops against {reference or folder}")
+    _print_recommendation(reports)
+    console.print(f"wrote {len(written)} reports: {written[0].parent / (out.stem + '-*.json')}")
+    raise typer.Exit(_gate_status(reports, say=True))
+
+
+def _gate_status(reports: dict, say: bool = False) -> int:
+    """1 when a gated row failed (named on the console with `say`), else 0."""
+    failed = [
+        f"{name} ({rep['gate']['worst_drop_pp']:+.2f} pp > {rep['gate']['max_drop_pp']} pp)"
+        for name, rep in reports.items()
+        if rep.get("gate") and not rep["gate"]["passed"]
+    ]
+    if failed and say:
+        console.print(f"[red]accuracy gate failed[/red]: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 @app.command("export")
@@ -507,11 +588,11 @@ def _log(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True, markup=False)  # paths may hold [brackets]
 
 
-def _print_comparison(reports: dict) -> None:
+def _print_comparison(reports: dict, title: str) -> None:
     from serve.compare import comparison_rows
 
     header, rows = comparison_rows(reports)
-    table = Table(title="built-in benchmark: top-1 %, drops against the fine-tuned torch model")
+    table = Table(title=title)
     for i, head in enumerate(header):
         table.add_column(head, justify="left" if i == 0 else "right")
     for row in rows:
@@ -559,7 +640,7 @@ def pipeline_cmd(
         from calib.int8 import Int8Options
         from common.errors import OptionError
         from common.suites import resolve_eval_sets
-        from serve.compare import compare_runners
+        from serve.compare import compare_runners, write_reports
         from serve.metrics import check_max_drop
         from train.config import TrainConfig
         from train.losses import LossConfig
@@ -581,18 +662,12 @@ def pipeline_cmd(
         runners, reference, limits = pipeline_runners(run, label, exported, max_drop, max_drop_int8)
         sets = resolve_eval_sets([], runners[reference].spec.classes)
         with progress_bar() as bar:
-            reports = compare_runners(runners, sets, reference, limits, run.path, progress=progress_hook(bar, "eval "))
-    _print_comparison(reports)
+            reports = compare_runners(runners, sets, reference, limits, progress=progress_hook(bar, "eval "))
+        write_reports(reports, run.path / "report.json")
+    _print_comparison(reports, "built-in benchmark: top-1 %, drops against the fine-tuned torch model")
     _print_recommendation(reports)
     console.print(f"run directory and reports: {run.path}")
-    failed = [
-        f"{name} ({rep['gate']['worst_drop_pp']:+.2f} pp > {rep['gate']['max_drop_pp']} pp)"
-        for name, rep in reports.items()
-        if rep.get("gate") and not rep["gate"]["passed"]
-    ]
-    if failed:
-        console.print(f"[red]accuracy gate failed[/red]: {', '.join(failed)}")
-        raise typer.Exit(1)
+    raise typer.Exit(_gate_status(reports, say=True))
 
 
 def _alphas(text: str) -> list[float]:
@@ -787,6 +862,25 @@ def compare_cmd(
                 raise typer.Exit(130) from None
     typer.echo((out / "leaderboard.md").read_text())  # markdown, unwrapped
     console.print(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png ({len(rows)} rows)")
+
+
+@app.command("datasets")
+def datasets_cmd() -> None:
+    """The dataset suites a --data / --val-data spec can name (SUITE[/VARIANT]:ROOT): each with its roles, the
+    layout it is read from (as its authors distribute it), its class count and where to get it."""
+    from common.suite_readers.registry import suites
+
+    table = Table(title=escape("dataset suites: --data SUITE[/VARIANT]:ROOT"), show_lines=True)
+    for head in ("suite", "classes", "variants", "roles", "layout under ROOT", "published"):
+        table.add_column(head, overflow="fold")
+    for name, suite in suites().items():
+        info = suite.info
+        default = f" (default {info.default_variant})" if info.default_variant else ""
+        variants = (", ".join(info.variants) + default) if info.variants else "-"
+        roles = info.roles if info.trains else f"evaluation only: {info.roles}"
+        cells = (f"{name}\n{info.title}", str(info.classes), variants, roles, info.layout, info.published)
+        table.add_row(*(escape(cell) for cell in cells))
+    Console(width=200).print(table)
 
 
 @app.command("pretrain-builtin")

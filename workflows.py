@@ -2,7 +2,8 @@
 
 - `export_run`: a run directory -> model.onnx, verified against the torch model with a serve runner; optionally the
   FP16 copy (export) and the INT8 copy (calib), each verified the same way; TensorRT engines where possible.
-- `pipeline_runners`: the runners the main job compares: zero-shot, the fine-tuned torch model and every artifact.
+- `pipeline_runners`: the runners the main job compares: zero-shot, the fine-tuned torch model and every artifact;
+  `exported_runners`: those `eval --artifacts` compares, an export folder's files against their model.
 - `check_not_trained_on`: evaluation sets must not hold images of the run the model came from (train meets serve).
 - `wise_sweep`: WiSE-FT interpolations of a run (train) evaluated along alpha (serve); the one validation picks is
   written as a run directory, with the sweep's table and ID-vs-OOD plot beside it.
@@ -27,13 +28,14 @@ import numpy as np
 
 from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
-from common.artifact import ARTIFACT_PRECISIONS, CPU_INT8, ArtifactSpec
+from common.artifact import ARTIFACT_PRECISIONS, CPU_INT8, ArtifactSpec, exported_files, onnx_file
 from common.data import DataError, load_dataset, shared_images
 from common.errors import OptionError, UserError
 from common.files import atomic_write_json, atomic_write_text, writable_dir
 from common.progress import ProgressHook
 from common.run import RUN_FILE, DataSource, Run, open_run
 from common.suites import EvalSet, TrainData, resolve_eval_sets, resolve_train_data
+from common.tensorrt_compat import tensorrt_missing_reason
 from common.typed_json import from_json
 from common.world import BUILTIN
 from export.fp16 import write_fp16_copy
@@ -124,7 +126,7 @@ def export_run(
     run_data = functools.cache(lambda: resolve_train_data(run.record.data.source))  # read only if needed, once
     images = parity_images(load_dataset(parity_data) if parity_data else run_data().val, spec.classifier, parity_n)
     out_dir = Path(out_dir or run.path)
-    fp32 = out_dir / "model.onnx"
+    fp32 = onnx_file(out_dir, "fp32")
     copies: dict[str, Callable[[Path], Path]] = {"fp32": lambda tmp: export_onnx(reference.model, spec, tmp)}
     if fp16:
         copies["fp16"] = lambda tmp: write_fp16_copy(fp32, tmp, spec)
@@ -135,7 +137,7 @@ def export_run(
     writable_dir(out_dir, "output folder")
     result = ExportResult()
     for precision, write in copies.items():
-        final = fp32 if precision == "fp32" else out_dir / f"model.{precision}.onnx"
+        final = onnx_file(out_dir, precision)
         result.parity[precision] = _verified(write, final, reference, images, log)
         result.onnx[precision] = final
     for_tensorrt = {name: path for name, path in result.onnx.items() if name != CPU_INT8}  # u8: not for TensorRT
@@ -150,35 +152,72 @@ def pipeline_runners(
     and every exported artifact; the reference's row name; each artifact's accuracy-drop limit in pp."""
     reference = f"{label} (torch)"
     runners = {"zero-shot (torch)": open_runner(BUILTIN), reference: open_runner(run)}
+    artifacts, limits = artifact_runners(label, exported.onnx, exported.engines, max_drop, max_drop_int8)
+    return {**runners, **artifacts}, reference, limits
+
+
+def artifact_runners(
+    label: str, onnx: dict[str, Path], engines: dict[str, Path], max_drop: float, max_drop_int8: float
+) -> tuple[dict[str, Runner], dict[str, float | None]]:
+    """A runner per way this machine can serve the exported files (`onnx`, `engines`: keyed by their
+    ARTIFACT_PRECISIONS name): each ONNX file in ONNX Runtime, OpenVINO's rows where it is installed, the engines;
+    rows named '<label> (<backend> <name>)'; and each row's accuracy-drop limit (INT8 rows: `max_drop_int8`)."""
+    artifacts: dict[tuple[str, str, str | None], Path] = {("onnxruntime", p, None): f for p, f in onnx.items()}
+    artifacts.update({("tensorrt", p, None): f for p, f in engines.items()})
+    artifacts.update(_openvino_artifacts(onnx))
+    runners: dict[str, Runner] = {}
     limits: dict[str, float | None] = {}
-    artifacts: dict[tuple[str, str, str | None], Path] = {("onnxruntime", p, None): f for p, f in exported.onnx.items()}
-    artifacts.update({("tensorrt", p, None): f for p, f in exported.engines.items()})
-    artifacts.update(_openvino_artifacts(exported.onnx))
     for (backend, name, precision), path in artifacts.items():
         row = f"{label} ({backend} {name})"
         runners[row] = open_runner(path, backend, precision=precision)
         limits[row] = max_drop_int8 if ARTIFACT_PRECISIONS.get(name) == "int8" else max_drop
-    return runners, reference, limits
+    return runners, limits
+
+
+def exported_runners(
+    folder: Path, reference: str | None, max_drop: float, max_drop_int8: float, log: Log = print
+) -> tuple[dict[str, Runner], str, dict[str, float | None]]:
+    """The runners `eval --artifacts` compares: the model the artifacts came from (`reference`, default `folder`
+    when it is a run directory) and every exported file in `folder` on every runtime this machine has (engines
+    only where TensorRT runs); the reference's row name; each artifact row's accuracy-drop limit in pp."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--artifacts: no such folder: {folder}")
+    onnx, engines = exported_files(folder)
+    if not onnx and not engines:
+        raise UserError(f"{folder} holds no exported model (model.onnx, model.<precision>.onnx, .plan): export first")
+    if reference is None and not (folder / RUN_FILE).is_file():
+        raise OptionError(f"{folder} is not a run directory: name the model its artifacts came from with --reference")
+    source = reference or str(folder)
+    reference_runner = open_runner(source)
+    why_not = tensorrt_missing_reason() if engines else None
+    if why_not:
+        log(f"not evaluated: {', '.join(p.name for p in engines.values())} ({why_not})")
+        engines = {}
+    label = folder.resolve().name
+    runners, limits = artifact_runners(label, onnx, engines, max_drop, max_drop_int8)
+    reference_row = f"reference ({reference_runner.backend} {Path(source).name})"
+    return {reference_row: reference_runner, **runners}, reference_row, limits
 
 
 def _openvino_artifacts(onnx: dict[str, Path]) -> dict[tuple[str, str, str | None], Path]:
     """OpenVINO's rows, where it is installed: the FP32 file at FP32 and, where the CPU has a BF16 path, BF16; the
     INT8 Q/DQ file (OpenVINO's own INT8 kernels read the symmetric form)."""
-    from serve.openvino_runner import OpenVinoRunner, OpenVinoUnavailable
+    from serve.openvino_runner import OpenVinoUnavailable, cpu_supports_bf16, import_openvino
 
     rows: dict[tuple[str, str, str | None], Path] = {}
     try:
-        OpenVinoRunner(onnx["fp32"], "bf16")
-    except OpenVinoUnavailable as why:  # not installed, or no BF16 on this CPU
-        if "not installed" in str(why):
-            log.info("no OpenVINO rows: %s", why)
-            return rows
-    else:
-        rows["openvino", "bf16", "bf16"] = onnx["fp32"]
-    rows["openvino", "fp32", "fp32"] = onnx["fp32"]
+        import_openvino()
+    except OpenVinoUnavailable as why:  # not installed
+        log.info("no OpenVINO rows: %s", why)
+        return rows
+    if "fp32" in onnx:
+        rows["openvino", "fp32", "fp32"] = onnx["fp32"]
+        if cpu_supports_bf16():
+            rows["openvino", "bf16", "bf16"] = onnx["fp32"]
     if "int8" in onnx:
         rows["openvino", "int8", None] = onnx["int8"]
-    return dict(sorted(rows.items(), key=lambda item: ("fp32", "bf16", "int8").index(item[0][1])))
+    return rows
 
 
 def check_not_trained_on(spec: ArtifactSpec, sets: list[EvalSet], allow: bool) -> None:

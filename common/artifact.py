@@ -36,6 +36,24 @@ CPU_INT8 = "int8-cpu"  # the u8s8 copy, for CPUs; TensorRT builds engines from t
 DEFAULT_TEMPLATES = ("a photo of a {}",)
 
 
+def onnx_file(folder: Path, name: str) -> Path:
+    """Where export writes the ONNX file `name` (a key of ARTIFACT_PRECISIONS): model.onnx for fp32, else
+    model.<name>.onnx."""
+    return Path(folder) / ("model.onnx" if name == "fp32" else f"model.{name}.onnx")
+
+
+def engine_file(onnx: Path) -> Path:
+    """Where the TensorRT engine built from `onnx` goes: beside it, as <stem>.plan."""
+    return Path(onnx).with_suffix(".plan")
+
+
+def exported_files(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """The ONNX files and TensorRT engines an export left in `folder`, each keyed by its ARTIFACT_PRECISIONS name."""
+    onnx = {name: onnx_file(folder, name) for name in ARTIFACT_PRECISIONS if onnx_file(folder, name).is_file()}
+    engines = {name: engine_file(path) for name, path in onnx.items() if engine_file(path).is_file()}
+    return onnx, engines
+
+
 def check_templates(templates: list[str] | tuple[str, ...], where: str = "prompt templates") -> None:
     """Every template must put the class name where its one `{}` is; a template without one gives every class the
     same prompt, and other braces break formatting."""

@@ -11,6 +11,7 @@ A SPEC is one of:
 
 from __future__ import annotations
 
+import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,16 +27,22 @@ from common.data import (
     shared_images,
 )
 from common.run import DataSource
+from common.suite_readers.registry import SuiteSpec, parse_suite_spec, read_suite
 from common.world import BUILTIN, BUILTIN_HOLDOUT
 from common.world.suite import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
 
 ROLES = ("id", "ood")
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class EvalSet:
     data: LabeledImages
     role: str  # "id" or "ood"
+    # A set scored on part of the model's logits (ImageNet-R: 200 of 1000; ObjectNet: 113 classes, each one or more
+    # ImageNet classes): for each of the set's classes, the model class indices whose highest logit is its score.
+    # None: the set's labels are model class indices and every logit competes.
+    logit_pool: list[list[int]] | None = None
     # The set's items decoded and transformed once (serve.evaluate.preload), with the preprocessing they fit.
     preloaded: DecodedImages | None = None
     preloaded_for: dict | None = None
@@ -106,8 +113,11 @@ def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tupl
 
 
 def resolve_train_data(source: DataSource) -> TrainData:
-    """Training and validation sets, plus class order and prompt names."""
+    """Training and validation sets, plus class order, prompt names and (for a suite) its prompt templates."""
     spec = source.train
+    suite_spec = parse_suite_spec(spec)
+    if suite_spec:
+        return _suite_train_data(source, suite_spec)
     if source.classnames:
         names: dict[str, str] | None = read_classnames(Path(source.classnames))
     else:
@@ -126,12 +136,35 @@ def resolve_train_data(source: DataSource) -> TrainData:
         )
     else:
         train = load_dataset(spec, classes=classes)
-        if source.val:
-            val = load_dataset(source.val, classes=train.classes)
-        else:
-            train, val = _stratified_holdout(train, source.val_fraction, source.seed)
+        val = load_dataset(source.val, classes=train.classes) if source.val else None
+    return _checked_train_data(source, train, val, names)
+
+
+def _suite_train_data(source: DataSource, spec: SuiteSpec) -> TrainData:
+    """A suite's ID training data; its validation split, else --val-data, else a held-out fraction of train."""
+    data = read_suite(spec)
+    if data.train is None:
+        raise DataError(f"{source.train}: {spec.suite.info.title} is for evaluation only; it has no training split")
+    names = read_classnames(Path(source.classnames)) if source.classnames else data.classnames
+    train = data.train.reorder(list(names))
+    if source.val:
+        val: LabeledImages | None = load_dataset(source.val, classes=train.classes)
+    else:
+        val = data.val.reorder(train.classes, allow_missing=True) if data.val else None
+    for note in data.notes:
+        log.warning("%s: partial copy: %s", source.train, note)
+    return _checked_train_data(source, train, val, names)
+
+
+def _checked_train_data(
+    source: DataSource, train: LabeledImages, val: LabeledImages | None, names: dict[str, str] | None
+) -> TrainData:
+    """The training data, with a held-out validation fraction when `val` is None; refuses an empty set, images in
+    both, and classes without a training image."""
+    if val is None:
+        train, val = _stratified_holdout(train, source.val_fraction, source.seed)
     if not train.samples:
-        raise DataError(f"training set is empty: {spec}")
+        raise DataError(f"training set is empty: {source.train}")
     both = shared_images(train, val)
     if both:
         raise DataError(
@@ -161,11 +194,38 @@ def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> lis
     sets: list[EvalSet] = []
     for spec in specs or [BUILTIN]:
         suite = _builtin_suite_of(spec)
+        suite_spec = None if suite else parse_suite_spec(spec)
         if suite:
             sets += _builtin_eval_sets(spec, suite, classes)
+        elif suite_spec:
+            sets += _suite_eval_sets(spec, suite_spec, classes)
         else:
             role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
             data = load_dataset(path)
             # An evaluation set may cover only some of the model's classes; an unknown class is an error.
             sets.append(EvalSet(data.reorder(classes, allow_missing=True) if classes else data, role))
     return _unique_names(sets)
+
+
+def _suite_eval_sets(spec: str, suite_spec: SuiteSpec, classes: list[str] | None) -> list[EvalSet]:
+    """A suite's evaluation sets, each labelled in the model's class order, or pooled over its logits where the
+    suite scores a set on part of them."""
+    data = read_suite(suite_spec)
+    for note in data.notes:
+        log.warning("%s: partial copy: %s", spec, note)
+    sets = []
+    for part in data.eval_sets:
+        if part.model_classes is None:
+            sets.append(EvalSet(part.data.reorder(classes, allow_missing=True) if classes else part.data, part.role))
+            continue
+        model = classes or list(data.classnames)
+        index = {name: i for i, name in enumerate(model)}
+        unknown = sorted({c for cs in part.model_classes.values() for c in cs} - set(index))
+        if unknown:
+            raise DataError(
+                f"{spec}: {part.data.name} is scored on model classes the model lacks ({len(unknown)}, first: "
+                f"{unknown[0]}); evaluate a model of the suite's classes"
+            )
+        pool = [[index[c] for c in part.model_classes[name]] for name in part.data.classes]
+        sets.append(EvalSet(part.data, part.role, logit_pool=pool))
+    return sets

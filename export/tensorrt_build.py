@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.artifact import EngineInfo, read_onnx_spec, write_engine_sidecar
+from common.artifact import EngineInfo, engine_file, read_onnx_spec, write_engine_sidecar
 from common.errors import OptionError, check_number
 from common.provenance import file_sha256
 from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt, tensorrt_missing_reason
@@ -124,7 +124,7 @@ def build_engines(
         return {}, missing
     engines = {}
     for precision, onnx_path in onnx_files.items():
-        plan = onnx_path.with_suffix(".plan")
+        plan = engine_file(onnx_path)
         build_engine(onnx_path, plan, options)
         engines[precision] = plan
         log(f"built {plan}")

@@ -167,7 +167,7 @@ def evaluate_set(
     result = DatasetResult(
         name=ev.data.name,
         role=ev.role,
-        logits=all_logits.numpy(),
+        logits=pooled_logits(all_logits.numpy(), ev.logit_pool),
         labels=all_rows[:, 1].numpy(),
         groups=all_rows[:, 2].numpy(),
         group_names=ev.data.groups,
@@ -180,6 +180,17 @@ def evaluate_set(
             f"{ev.data.name!r}: the model is broken (a diverged training, or an overflow in reduced precision)"
         )
     return result
+
+
+def pooled_logits(logits: np.ndarray, pool: list[list[int]] | None) -> np.ndarray:
+    """The set's own logits: for each of its classes the highest of the model logits `pool` gives it (ImageNet-R
+    scored on its 200 classes, ObjectNet's classes each over its ImageNet classes); all of them when `pool` is None."""
+    if pool is None:
+        return logits
+    out = np.empty((len(logits), len(pool)), dtype=logits.dtype)
+    for j, indices in enumerate(pool):
+        out[:, j] = logits[:, indices].max(axis=1)
+    return out
 
 
 def _loader(

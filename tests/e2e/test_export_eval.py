@@ -197,3 +197,56 @@ def test_export_int8_records_calibration_and_refuses_bad_calibration_data(export
             run, tmp_path / "out", int8=Int8Options(calib_data=str(tiny_folder), n_images=16), log=lambda m: None
         )
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_passed(exported, tmp_path):
+    from serve.compare import report_paths
+    from serve.openvino_runner import cpu_supports_bf16
+
+    run, _ = exported
+    folder = tmp_path / "run"
+    shutil.copytree(run, folder)
+    # An engine TensorRT cannot run here is named and left out, not an error.
+    engine = EngineInfo("10.13.0", "NVIDIA A10", "8.6", min_batch=1, opt_batch=4, max_batch=8)
+    (folder / "model.plan").write_bytes(b"\x00")
+    write_engine_sidecar(folder / "model.plan", read_onnx_spec(folder / "model.onnx"), engine)
+    out = tmp_path / "reports" / "report.json"
+    args = ["eval", "--artifacts", str(folder), "--data", "builtin:id_test", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    names = ["reference (torch run)", "run (onnxruntime fp32)", "run (onnxruntime fp16)", "run (openvino fp32)"]
+    names += ["run (openvino bf16)"] if cpu_supports_bf16() else []
+    paths = report_paths(names, out)
+    assert paths["run (openvino fp32)"] == out.parent / "report-run-openvino-fp32.json"
+    assert sorted(out.parent.glob("*.json")) == sorted(paths.values())
+    reports = {name: json.loads(path.read_text()) for name, path in paths.items()}
+    reference, artifacts = reports[names[0]], names[1:]
+    assert reference["gate"] is None
+    for name in artifacts:
+        assert reports[name]["reference"] == str(folder) and reports[name]["gate"]["max_drop_pp"] == 1.0
+        assert reports[name]["datasets"]["id_test"]["n"] == reference["datasets"]["id_test"]["n"]
+    passed = [name for name in artifacts if reports[name]["gate"]["passed"]]
+    fastest = max(passed, key=lambda name: reports[name]["throughput"]["model_images_per_s"])
+    said = " ".join(result.stderr.split())
+    assert f"recommended for this machine: {fastest}:" in said
+    if tensorrt_missing_reason():
+        assert "not evaluated: model.plan" in said
+    # Without a run directory the reference must be named; with it, the same rows are measured against it.
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(folder / "model.fp16.onnx", bare)
+    refused = CliRunner().invoke(app, ["eval", "--artifacts", str(bare), "--out", str(tmp_path / "b.json")])
+    _one_line_error(refused, "is not a run directory: name the model its artifacts came from with --reference")
+    named = [
+        *args[:2],
+        str(bare),
+        "--reference",
+        str(folder / "model.onnx"),
+        *args[4:6],
+        "--out",
+        str(tmp_path / "b.json"),
+    ]
+    result = CliRunner().invoke(app, [*named, "--max-drop", "0"])
+    fp16 = json.loads((tmp_path / "b-bare-onnxruntime-fp16.json").read_text())
+    assert fp16["reference"] == str(folder / "model.onnx") and fp16["gate"]["max_drop_pp"] == 0.0
+    assert result.exit_code == (0 if fp16["gate"]["passed"] else 1), result.output

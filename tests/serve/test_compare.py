@@ -19,7 +19,7 @@ from common.artifact import ArtifactSpec, ClassifierMeta
 from common.data import DataError, read_batch
 from common.suites import EvalSet, builtin_classnames, resolve_eval_sets
 from common.transforms import eval_transform
-from serve.compare import compare_runners, comparison_rows, recommended
+from serve.compare import compare_runners, comparison_rows, recommended, write_reports
 from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate
 from serve.runner import Runner
@@ -249,8 +249,9 @@ def compare_five_rows(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSe
     out = tmp_path / "out"
     out.mkdir()
     reports = compare_runners(
-        runners, eval_sets, "proreg (torch)", limits, out, batch_size=16, progress=lambda *a: heard.append(a)
+        runners, eval_sets, "proreg (torch)", limits, batch_size=16, progress=lambda *a: heard.append(a)
     )
+    write_reports(reports, out / "report.json")
     assert list(reports) == list(runners)
     return Compared(reports, runners, expected, pair, drops[pair], heard, out)
 
@@ -312,7 +313,8 @@ def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSp
     weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
     runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
 
-    reports = compare_runners(runners, eval_sets, "ref", {"same": 1.0}, tmp_path)
+    reports = compare_runners(runners, eval_sets, "ref", {"same": 1.0})
+    write_reports(reports, tmp_path / "report.json")
 
     empty = reports["same"]["datasets"]["held"]
     assert empty["n"] == 0 and empty["skipped"] == 0
@@ -339,8 +341,7 @@ def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
     verdicts = []
     for k, sets in enumerate([eval_sets, eval_sets[::-1]]):
         runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
-        (tmp_path / str(k)).mkdir()
-        verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0}, tmp_path / str(k))["same"]["gate"])
+        verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0})["same"]["gate"])
     assert verdicts[0]["passed"] == verdicts[1]["passed"]
 
 
@@ -362,8 +363,7 @@ def test_non_finite_logits_fail_the_evaluation_instead_of_a_garbage_report(tmp_p
         evaluate(broken, eval_sets, batch_size=16)  # 18 images in batches of 16: two batches, two NaN rows
     runners = {"ref": FakeRunner("ref", spec, weight), "b": broken}
     with pytest.raises(ModelOutputError):
-        compare_runners(runners, eval_sets, "ref", {"b": 1.0}, tmp_path / "out")
-    assert not (tmp_path / "out").exists()  # no report of a broken model
+        compare_runners(runners, eval_sets, "ref", {"b": 1.0})
 
 
 def test_a_set_of_only_unreadable_images_fails_instead_of_reporting_nothing(tmp_path, spec, eval_sets) -> None:

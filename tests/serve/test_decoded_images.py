@@ -131,3 +131,17 @@ def test_a_reference_evaluation_reads_no_file_again_and_leaves_the_sets_alone(ru
     images = sum(len(ev.data.samples) for ev in sets)
     assert len(reads) == images + 2 + 2  # every file once, the readability probes twice
     assert all(ev.preloaded is None for ev in sets)
+
+
+def test_a_comparison_decodes_each_image_once_for_all_its_runners(runner, sets, monkeypatch):
+    from serve.compare import compare_runners
+
+    plain = {ev.data.name: evaluate(runner, [ev], batch_size=16)[0]["datasets"] for ev in sets}
+    reads = file_reads(monkeypatch)
+    rows = {"ref": runner, "a": runner, "b": runner}
+    reports = compare_runners(rows, sets, "ref", {"a": 0.0, "b": 0.0}, batch_size=16)
+    images = sum(len(ev.data.samples) for ev in sets)
+    assert len(reads) == images + 2 * len(rows)  # every file once; the readability probe per set per runner
+    for report in reports.values():
+        assert report["datasets"] == {name: plain[name][name] for name in plain}
+    assert reports["b"]["gate"]["passed"] and all(ev.preloaded is None for ev in sets)

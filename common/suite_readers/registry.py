@@ -1,0 +1,58 @@
+"""The suites by name, found in this package's modules (each defines SUITES), and the spec that names one."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from pathlib import Path
+from typing import NamedTuple
+
+import common.suite_readers as package
+from common.data import DataError
+from common.suite_readers.base import Suite, SuiteData, choose_variant
+
+_NOT_READERS = {"base", "registry"}
+
+
+@functools.cache
+def suites() -> dict[str, Suite]:
+    """Every suite by name, in the order `datasets` lists them."""
+    found: dict[str, Suite] = {}
+    for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name not in _NOT_READERS):
+        for suite in importlib.import_module(f"{package.__name__}.{module}").SUITES:
+            if suite.info.name in found:
+                raise RuntimeError(f"two suites are named {suite.info.name!r}")
+            found[suite.info.name] = suite
+    return found
+
+
+class SuiteSpec(NamedTuple):
+    suite: Suite
+    variant: str | None
+    root: Path
+
+
+def parse_suite_spec(spec: str) -> SuiteSpec | None:
+    """`SUITE[/VARIANT]:ROOT` -> the suite, variant and root; None when `spec` does not start with a suite's name
+    (a path, or a built-in spec)."""
+    head, sep, root = spec.partition(":")
+    name, _, variant = head.partition("/")
+    if not sep or name.lower() not in suites():
+        return None
+    if not root:
+        raise DataError(f"{spec}: the suite's root folder is missing ({name}[/VARIANT]:ROOT)")
+    return SuiteSpec(suites()[name.lower()], variant or None, Path(root).expanduser())
+
+
+def read_suite(spec: SuiteSpec) -> SuiteData:
+    """The suite's data under its root, for the variant named (or the default one)."""
+    info = spec.suite.info
+    variant = choose_variant(info, spec.variant) if info.variants else None
+    if spec.variant and not info.variants:
+        raise DataError(f"{info.name} takes no variant (got {spec.variant!r}): {info.name}:ROOT")
+    if not spec.root.is_dir():
+        raise DataError(
+            f"{info.title}: no such folder: {spec.root}; expected layout: {info.layout}; get it from {info.published}"
+        )
+    return spec.suite.read(spec.root, variant)
