@@ -18,6 +18,7 @@ import torch
 from common.artifact import ClassifierMeta
 from common.data import DataError, LabeledImages, Sample, read_batch
 from common.files import cache_root
+from common.samples import labels_of
 from common.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,8 @@ MIN_IMAGES = 16  # fewer images give activation ranges that depend on which ones
 def stratified_sample(data: LabeledImages, n: int, seed: int) -> list[Sample]:
     """`n` samples spread evenly over the classes (round robin over per-class shuffles), the same for a seed."""
     rng = random.Random(seed)
-    per_class = [[s for s in data.samples if s.label == c] for c in range(len(data.classes))]
+    labels = labels_of(data.samples)
+    per_class = [[data.samples[int(i)] for i in np.flatnonzero(labels == c)] for c in range(len(data.classes))]
     missing = [data.classes[c] for c, members in enumerate(per_class) if not members]
     if missing:
         raise DataError(f"calibration set {data.name!r} has no images of class(es): {', '.join(missing)}")

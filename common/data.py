@@ -7,9 +7,10 @@ import logging
 import os
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
@@ -17,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from common.errors import UserError
 from common.files import read_text_file
 from common.images import UnreadableImage, load_rgb
+from common.samples import Sample, SampleTable, path_texts
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"})
 log = logging.getLogger(__name__)
@@ -26,22 +28,14 @@ class DataError(UserError):
     """Bad dataset input; the message is one line naming the path and the problem."""
 
 
-@dataclass(frozen=True)
-class Sample:
-    """One image file, its class index and an optional group (e.g. a domain or a corruption kind)."""
-
-    path: Path
-    label: int
-    group: str | None = None
-
-
 @dataclass
 class LabeledImages:
-    """A named list of samples; `classes[i]` is the label string of class index i."""
+    """A named sequence of samples; `classes[i]` is the label string of class index i. `samples` is a list, or a
+    common.samples.SampleTable for a manifest (no Python object per image)."""
 
     name: str
     classes: list[str]
-    samples: list[Sample]
+    samples: Sequence[Sample]
 
     def reorder(self, classes: list[str], allow_missing: bool = False) -> LabeledImages:
         """Return a copy whose label indices follow `classes`, matched by name.
@@ -62,13 +56,17 @@ class LabeledImages:
                 f"(missing: {', '.join(missing) or '-'}; extra: {', '.join(extra) or '-'})"
             )
         new_index = {name: i for i, name in enumerate(classes)}
-        remap = [new_index[name] for name in self.classes]
-        samples = [Sample(s.path, remap[s.label], s.group) for s in self.samples]
+        remap = np.array([new_index[name] for name in self.classes], dtype=np.int64)
+        if isinstance(self.samples, SampleTable):
+            return LabeledImages(self.name, list(classes), self.samples.relabel(remap))
+        samples = [Sample(s.path, int(remap[s.label]), s.group) for s in self.samples]
         return LabeledImages(self.name, list(classes), samples)
 
     @property
     def groups(self) -> list[str]:
         """Sorted distinct group names; [] when no sample has a group."""
+        if isinstance(self.samples, SampleTable):
+            return self.samples.present_groups()
         return sorted({s.group for s in self.samples if s.group is not None})
 
 
@@ -128,7 +126,8 @@ def load_image_folder(root: Path, name: str | None = None) -> LabeledImages:
 
 
 def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:
-    """Load a CSV manifest with a `path,label[,group]` header; relative paths resolve against the CSV's folder.
+    """Load a CSV manifest with a `path,label[,group]` header; relative paths resolve against the CSV's folder. The
+    samples are a SampleTable: an ImageNet-size manifest (1.3 M rows) holds no Python object per image.
 
     Args:
         csv_path: The manifest file.
@@ -139,27 +138,42 @@ def load_manifest(csv_path: Path, classes: list[str] | None = None, name: str | 
     if not csv_path.is_file():
         raise DataError(f"no such dataset: {csv_path}")
     try:
-        rows = _manifest_rows(csv_path)
+        columns = _manifest_columns(csv_path)
     except (UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"manifest {csv_path} is not UTF-8 CSV text ({err})") from err
-    if not rows:
+    if not columns.paths:
         raise DataError(f"manifest has no samples: {csv_path}")
-    _refuse_repeats(csv_path, rows)
+    _refuse_repeats(csv_path, columns)
+    names = list(columns.label_codes)  # in first-seen order; codes index this list
     if classes is None:
-        classes = sorted({label for _, _, label, _ in rows})
+        classes = sorted(names)
     index = {c: i for i, c in enumerate(classes)}
-    samples: list[Sample] = []
-    for line, path, label, group_name in rows:
-        if label not in index:
-            raise DataError(f"manifest {csv_path} line {line}: unknown label {label!r} (known: {', '.join(classes)})")
-        # Joining an absolute path onto the folder yields the absolute path unchanged.
-        samples.append(Sample(csv_path.parent / path, index[label], group_name))
-    return LabeledImages(name or csv_path.stem, list(classes), samples)
+    unknown = [label for label in names if label not in index]
+    if unknown:
+        line = columns.lines[columns.label_column.index(columns.label_codes[unknown[0]])]
+        raise DataError(f"manifest {csv_path} line {line}: unknown label {unknown[0]!r} (known: {', '.join(classes)})")
+    remap = np.array([index[label] for label in names], dtype=np.int32)
+    labels = remap[np.array(columns.label_column, dtype=np.int64)]
+    groups = np.array(columns.group_column, dtype=np.int32)
+    table = SampleTable.from_columns(str(csv_path.parent), columns.paths, labels, groups, list(columns.group_codes))
+    return LabeledImages(name or csv_path.stem, list(classes), table)
 
 
-def _manifest_rows(csv_path: Path) -> list[tuple[int, str, str, str | None]]:
-    """(line number, path, label, group) of every non-blank row, with the header checked."""
-    rows = []
+@dataclass
+class _ManifestColumns:
+    """A manifest's rows by column: each label and group as a code (first-seen order), the line of every row."""
+
+    paths: list[str] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    label_column: list[int] = field(default_factory=list)
+    group_column: list[int] = field(default_factory=list)  # -1: no group
+    label_codes: dict[str, int] = field(default_factory=dict)
+    group_codes: dict[str, int] = field(default_factory=dict)
+
+
+def _manifest_columns(csv_path: Path) -> _ManifestColumns:
+    """Every non-blank row of a manifest, by column, with the header checked."""
+    out = _ManifestColumns()
     with csv_path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
@@ -170,36 +184,51 @@ def _manifest_rows(csv_path: Path) -> list[tuple[int, str, str, str | None]]:
             raise DataError(f"manifest {csv_path}: missing column(s) {', '.join(absent)} (header: {','.join(header)})")
         i_path, i_label = header.index("path"), header.index("label")
         i_group = header.index("group") if "group" in header else None
+        labels, groups = out.label_codes, out.group_codes
         for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
             if len(row) < len(header):
-                where = f"manifest {csv_path} line {reader.line_num}"
-                raise DataError(f"{where}: expected {len(header)} columns, got {len(row)}")
+                if not any(cell.strip() for cell in row):
+                    continue
+                raise DataError(
+                    f"manifest {csv_path} line {reader.line_num}: expected {len(header)} columns, got {len(row)}"
+                )
             path, label = row[i_path].strip(), row[i_label].strip()
             if not path or not label:
+                if not any(cell.strip() for cell in row):
+                    continue
                 raise DataError(f"manifest {csv_path} line {reader.line_num}: empty path or label")
             group = row[i_group].strip() if i_group is not None else ""
-            rows.append((reader.line_num, path, label, group or None))
-    return rows
+            out.paths.append(path)
+            out.lines.append(reader.line_num)
+            out.label_column.append(labels.setdefault(label, len(labels)))
+            out.group_column.append(groups.setdefault(group, len(groups)) if group else -1)
+    return out
 
 
-def _refuse_repeats(csv_path: Path, rows: list[tuple[int, str, str, str | None]]) -> None:
-    """A manifest that lists an image twice weighs it twice in training and in every accuracy: refuse it."""
+def _refuse_repeats(csv_path: Path, columns: _ManifestColumns) -> None:
+    """A manifest that lists an image twice weighs it twice in training and in every accuracy: refuse it. Paths
+    are compared normalised against the CSV's folder; plain relative paths (most rows) need no normalising."""
     first_line: dict[str, int] = {}
     repeats = []
-    for line, path, _, _ in rows:
-        key = os.path.normpath(csv_path.parent / path)
-        if key in first_line:
-            repeats.append((first_line[key], line, path))
-        else:
-            first_line[key] = line
+    base = str(csv_path.parent)
+    for line, path in zip(columns.lines, columns.paths, strict=True):
+        key = path if _plain_relative(path) else os.path.relpath(os.path.normpath(os.path.join(base, path)), base)
+        seen = first_line.setdefault(key, line)
+        if seen != line:
+            repeats.append((seen, line, path))
     if repeats:
         a, b, path = repeats[0]
         raise DataError(
             f"manifest {csv_path} lists {len(repeats)} image(s) more than once (first: {path} on lines {a} and {b}); "
             "remove the repeated rows"
         )
+
+
+def _plain_relative(path: str) -> bool:
+    """Whether normalising `path` against a folder would leave it as written: relative, no '.', '..' or empty
+    parts, no trailing slash (checked by string search, far cheaper than normpath for every row)."""
+    odd_start = path.startswith(("/", "./", "../", "~")) or path in (".", "..")
+    return not (odd_start or path.endswith(("/", "/.", "/..")) or "//" in path or "/./" in path or "/../" in path)
 
 
 def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
@@ -213,8 +242,8 @@ def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
             folders[folder] = os.path.realpath(folder)
         return os.path.join(folders[folder], name)
 
-    in_a = {real(s.path) for s in a.samples}
-    return [s.path for s in b.samples if real(s.path) in in_a]
+    in_a = {real(path) for path in path_texts(a.samples)}
+    return [Path(path) for path in path_texts(b.samples) if real(path) in in_a]
 
 
 def load_dataset(source: str | Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:

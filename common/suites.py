@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
+
 from common.data import (
     DataError,
     DecodedImages,
@@ -27,6 +29,7 @@ from common.data import (
     shared_images,
 )
 from common.run import DataSource
+from common.samples import labels_of, take
 from common.suite_readers.registry import SuiteSpec, parse_suite_spec, read_suite
 from common.world import BUILTIN, BUILTIN_HOLDOUT
 from common.world.suite import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
@@ -97,18 +100,22 @@ def _builtin_eval_sets(spec: str, suite: str, classes: list[str] | None) -> list
 
 
 def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
-    """Splits off `fraction` of every class as validation, deterministically."""
+    """Splits off `fraction` of every class as validation, deterministically (the same split for a seed)."""
     rng = random.Random(seed)
-    keep, held = [], []
+    labels = labels_of(data.samples)
+    order = np.argsort(labels, kind="stable")  # the samples of each class together, in dataset order
+    bounds = np.searchsorted(labels[order], np.arange(len(data.classes) + 1))
+    keep: list[int] = []
+    held: list[int] = []
     for label in range(len(data.classes)):
-        members = [s for s in data.samples if s.label == label]
+        members = order[bounds[label] : bounds[label + 1]].tolist()
         rng.shuffle(members)
         n_val = max(1, round(fraction * len(members))) if len(members) > 1 else 0
         held += members[:n_val]
         keep += members[n_val:]
     return (
-        LabeledImages(data.name, data.classes, keep),
-        LabeledImages(f"{data.name}-val", data.classes, held),
+        LabeledImages(data.name, data.classes, take(data.samples, keep)),
+        LabeledImages(f"{data.name}-val", data.classes, take(data.samples, held)),
     )
 
 
@@ -171,7 +178,7 @@ def _checked_train_data(
             f"{len(both)} image(s) are in both the training and the validation data (first: {both[0]}): the best "
             "checkpoint would be chosen on images it was trained on"
         )
-    present = {s.label for s in train.samples}
+    present = set(np.unique(labels_of(train.samples)).tolist())
     missing = [c for i, c in enumerate(train.classes) if i not in present]
     if missing:
         raise DataError(f"training set has no images of class(es): {', '.join(missing)}")
