@@ -236,7 +236,7 @@ def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
     (relative spellings and symlinked folders match); folders are resolved once each, not once per image."""
     folders: dict[str, str] = {}
 
-    def real(path: Path) -> str:
+    def real(path: str) -> str:
         folder, name = os.path.split(os.path.abspath(path))
         if folder not in folders:
             folders[folder] = os.path.realpath(folder)

@@ -136,15 +136,14 @@ def resolve_train_data(source: DataSource) -> TrainData:
                 f"the built-in benchmark brings its own validation split; --val-data {source.val} would be ignored"
             )
         train, val = _builtin_split("train", classes), _builtin_split("val", classes)
-    elif _builtin_suite_of(spec):
+        return _checked_train_data(source, train, val, names)
+    if _builtin_suite_of(spec):
         raise DataError(
             f"training data {spec}: the built-in benchmark trains on its own train split (and {BUILTIN_HOLDOUT} is "
             f"for evaluation only); use --data {BUILTIN}"
         )
-    else:
-        train = load_dataset(spec, classes=classes)
-        val = load_dataset(source.val, classes=train.classes) if source.val else None
-    return _checked_train_data(source, train, val, names)
+    train = load_dataset(spec, classes=classes)
+    return _checked_train_data(source, train, load_dataset(source.val, train.classes) if source.val else None, names)
 
 
 def _suite_train_data(source: DataSource, spec: SuiteSpec) -> TrainData:

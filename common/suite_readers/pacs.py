@@ -63,7 +63,8 @@ def _split_file(root: Path, domain: str, split: str) -> Path | None:
 
 
 def _split(images: Path, path: Path, name: str, domain: str) -> LabeledImages:
-    samples, absent = [], []
+    samples: list[Sample] = []
+    absent: list[Sample] = []
     for fields in read_split_lines(path, INFO):
         label = int(fields[1]) - 1
         if not 0 <= label < len(CLASSES):
