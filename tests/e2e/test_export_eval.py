@@ -242,7 +242,7 @@ def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_pass
         str(bare),
         "--reference",
         str(folder / "model.onnx"),
-        *args[4:6],
+        *args[3:5],
         "--out",
         str(tmp_path / "b.json"),
     ]
