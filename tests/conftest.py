@@ -53,3 +53,12 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     yield attempts
     assert attempts == [], f"network access attempted: {attempts}"
+
+
+@pytest.fixture
+def cwd(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty working directory per case: runs/ and the default report.json would land here."""
+    folder = tmp_path / "cwd"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder

@@ -270,15 +270,6 @@ def world(tmp_path_factory, benchmark_root) -> Path:
     return build_world(tmp_path_factory.mktemp("world"), benchmark_root)
 
 
-@pytest.fixture
-def cwd(tmp_path, monkeypatch) -> Path:
-    """A fresh, empty working directory per case: runs/ and the default report.json would land here."""
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
 # ------------------------------------------------------------------------------------------------------- harness
 
 Snapshot = dict[str, tuple[str, int, int]]  # relative path -> (kind, size, mtime_ns)

@@ -339,7 +339,7 @@ def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
     eval_sets[0].data.samples = []
     weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
     verdicts = []
-    for k, sets in enumerate([eval_sets, eval_sets[::-1]]):
+    for sets in [eval_sets, eval_sets[::-1]]:
         runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
         verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0})["same"]["gate"])
     assert verdicts[0]["passed"] == verdicts[1]["passed"]

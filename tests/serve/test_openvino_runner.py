@@ -275,14 +275,6 @@ def ov_world(builtin_onnx, tmp_path_factory, benchmark_root) -> Path:
     return root
 
 
-@pytest.fixture
-def cwd(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "cwd"
-    folder.mkdir()
-    monkeypatch.chdir(folder)
-    return folder
-
-
 @pytest.mark.parametrize(("name", "args", "message"), table(CASES))
 def test_eval_refuses_bad_runtime_choices(name, args, message, cwd, ov_world):
     assert_refused(["eval", *args], message, cwd, ov_world)
