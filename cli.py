@@ -866,7 +866,7 @@ def compare_cmd(
 
 @app.command("datasets")
 def datasets_cmd() -> None:
-    """The dataset suites a --data / --val-data spec can name (SUITE[/VARIANT]:ROOT): each with its roles, the
+    """The dataset suites a --data / --val-data spec can name (SUITE:ROOT, or SUITE/VARIANT:ROOT): each with its roles, the
     layout it is read from (as its authors distribute it), its class count and where to get it."""
     from common.suite_readers.registry import suites
 
