@@ -24,6 +24,9 @@ HEAD_LR_SCALE = 100.0
 # Seeds are mixed into per-epoch and per-image seeds (seed * 1_000_003 + ...), which must stay within torch's 64 bits.
 MAX_SEED = 2**32 - 1
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: auto is bf16 autocast on CUDA, fp32 on CPU
+# The learning rate's decay after warmup: cosine (the ProReg paper, WiSE-FT), or linear to 0 (ProReg's released code:
+# ViLT's polynomial decay of power 1).
+DECAYS = ("cosine", "linear")
 
 
 @dataclass
@@ -54,6 +57,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
     warmup_fraction: float = 0.1
+    warmup_steps: int | None = None  # warmup in optimizer steps (WiSE-FT's 500), instead of warmup_fraction
+    decay: str = "cosine"  # DECAYS
     augment: str = "none"
     # Without augmentation the teacher sees the same images every epoch: run it once and keep its logits (N x C
     # floats; 5 GB for ImageNet-1k, so it can be turned off).
@@ -65,13 +70,16 @@ class TrainConfig:
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     strict: bool = False
     log_every: int = 10
+    # Validations per epoch, each one a checkpoint and a chance at the best weights: 2 validates every half epoch
+    # (ProReg's released configs), 1 at epoch ends only.
+    val_per_epoch: int = 1
 
     def __post_init__(self) -> None:
         """Every training option is checked here, once, before anything is loaded or written; paths to data are made
         absolute, so the run can be resumed and exported from any working directory."""
         self.data = _absolute(self.data) or self.data
         self.val_data, self.classnames = _absolute(self.val_data), _absolute(self.classnames)
-        for name in ("epochs", "batch_size", "accum_steps", "log_every"):
+        for name in ("epochs", "batch_size", "accum_steps", "log_every", "val_per_epoch"):
             check_number(name, getattr(self, name), 1)
         if self.max_steps is not None:
             check_number("max_steps", self.max_steps, 1)
@@ -81,6 +89,9 @@ class TrainConfig:
             check_number("lr", self.lr, 0, above=True)
         check_number("weight_decay", self.weight_decay, 0)
         check_number("warmup_fraction", self.warmup_fraction, 0, 1)
+        if self.warmup_steps is not None:
+            check_number("warmup_steps", self.warmup_steps, 0)
+        check_choice("learning-rate decay", self.decay, DECAYS)
         check_number("val_fraction", self.val_fraction, 0, 1, above=True)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("augmentation", self.augment, AUGMENTATIONS)

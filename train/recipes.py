@@ -1,10 +1,29 @@
 """Named training recipes: a method with its settings, optionally followed by WiSE-FT (`NAME+wise` or
-`NAME+wiseALPHA`). `cli.py compare` measures them; RECOMMENDED is the one its table chose (README, BENCHMARKS.md),
-and what `train` and `pipeline` run by default.
+`NAME+wiseALPHA`). `cli.py compare` measures the method recipes (COMPARED); RECOMMENDED is the one its table chose
+(README, BENCHMARKS.md), and what `train` and `pipeline` run by default.
+
+The others are the papers' own settings, each from the authors' released code or configs:
+- proreg-bar, proreg-nico-animal, proreg-nico-vehicle, proreg-pacs, proreg-domainnet: ProReg (Zhu et al., AAAI
+  2023; github.com/BeierZhu/ProReg, config/<dataset>/prompt_xERM.yaml and vilt/config.py task_finetune_*): the
+  per-dataset alpha (and gamma) of those configs; AdamW betas (0.9, 0.98), weight decay 0.01, encoder lr 1e-5 and the
+  text-initialised head (text_features, logit_scale) at x100, 10% warmup then linear decay to 0 (ViLT's polynomial
+  decay of power 1), 10 epochs, RandAugment(2, 9), batch 256, validation every half epoch and the best checkpoint.
+  The live `xERM` of that code is the `official` weight, p_t^10 / (p_s + p_t^10), which does not read gamma (the
+  paper's CE^gamma form is commented out there); the configs' gamma is kept here for the record.
+- tes, tes-cifar100: TeS (Qian et al., arXiv 2304.01489; github.com/idstcv/TeS): run.py's defaults (lambda_v 0.2,
+  lambda_t 0.4, tau 0.03) and run_TeS.sh for CIFAR-100 (0.1, 0.3, 0.03). Only the method's settings carry over:
+  its SGD schedule is for a MoCo ResNet-50.
+- ce-imagenet: WiSE-FT's end-to-end ImageNet fine-tuning (Wortsman et al., CVPR 2022, appendix; the
+  github.com/mlfoundations/wise-ft README's command): cross-entropy through a linear head started from the zero-shot
+  classifier and trained at the encoder's rate, AdamW (torch's default betas), lr 3e-5, weight decay 0.1, batch 512,
+  10 epochs, 500 warmup steps then cosine. `ce-imagenet+wise` is WiSE-FT at its alpha 0.5.
+A recipe made for one data suite names it (`suite`); it trains on any other data all the same, and run.json records
+the recipe's name with every setting it resolved to.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -13,6 +32,8 @@ from common.errors import OptionError, check_choice
 
 if TYPE_CHECKING:  # torch-heavy; the CLI reads the recipe names at start-up
     from train.config import TrainConfig
+
+log = logging.getLogger(__name__)
 
 WISE_SUFFIX = "+wise"
 DEFAULT_WISE_ALPHA = 0.5  # WiSE-FT's own default (Wortsman et al.) when a recipe names no alpha
@@ -27,6 +48,46 @@ class Recipe:
     knob: str | None = None
     knob_values: tuple[Any, ...] = ()
     wise_alpha: float | None = None
+    suite: str | None = None  # the data suite (SUITE or SUITE/VARIANT) the settings were made for, if any
+
+
+# ProReg's released configs (vilt/config.py task_finetune_*), shared by every dataset. Batch 256 as 32 images x 8
+# accumulated micro-batches, which fit a ViT-B on a single GPU or on a CPU; give --batch-size/--accum-steps to change
+# the split (under torchrun the global batch is batch x processes x accumulation).
+PROREG_RELEASED = {
+    "head": "trainable",
+    "lr": 1e-5,
+    "head_lr_scale": 100.0,  # lr_mult 1e2 on text_features and logit_scale
+    "betas": (0.9, 0.98),
+    "weight_decay": 0.01,
+    "warmup_fraction": 0.1,
+    "decay": "linear",
+    "epochs": 10,
+    "augment": "randaugment",  # RandAugment(2, 9) before CLIP's preprocessing
+    "batch_size": 32,
+    "accum_steps": 8,
+    "val_per_epoch": 2,  # val_check_interval 0.5, the best val/the_metric checkpoint kept
+}
+
+
+def _proreg(dataset: str, suite: str, alpha: float, gamma: float) -> Recipe:
+    return Recipe(
+        f"ProReg's released {dataset} config: official weight, alpha {alpha:g}, trainable head, its training settings",
+        {"kind": "proreg", "weight_form": "official", "alpha": alpha, "gamma": gamma, "temperature": 1.0},
+        dict(PROREG_RELEASED),
+        suite=suite,
+    )
+
+
+def _tes(description: str, lv: float, lt: float, tau: float, knob: bool = False, suite: str | None = None) -> Recipe:
+    return Recipe(
+        description,
+        {"kind": "tes", "tes_lv": lv, "tes_lt": lt, "tes_tau": tau},
+        {"head": "linear"},
+        knob="tes_lv,tes_lt" if knob else None,
+        knob_values=((0.2, 0.4), (0.1, 0.3)) if knob else (),  # the authors' defaults and their CIFAR-100 script
+        suite=suite,
+    )
 
 
 RECIPES = {
@@ -47,19 +108,46 @@ RECIPES = {
         knob="alpha",
         knob_values=(1.0, 2.0),
     ),
-    "tes": Recipe(
-        "TeS: linear vision head (from the text classifier) on a text reference distribution",
-        {"kind": "tes"},
-        {"head": "linear"},
-        knob="tes_lv,tes_lt",
-        knob_values=((0.2, 0.4), (0.1, 0.3)),  # the authors' defaults and their CIFAR-100 script
+    "tes": _tes(
+        "TeS: linear vision head (from the text classifier) on a text reference distribution; authors' defaults",
+        0.2,
+        0.4,
+        0.03,
+        knob=True,
     ),
     "lp-ft": Recipe(
         "LP-FT: fit a trainable text-initialised head with the encoder frozen (half the steps), then fine-tune all",
         {"kind": "ce"},
         {"head": "trainable", "lp_fraction": 0.5},
     ),
+    # The papers' settings (module docstring).
+    "proreg-bar": _proreg("BAR", "bar", 1.0, 2.0),
+    "proreg-nico-animal": _proreg("NICO-animal", "nico/animal", 2.0, 1.0),
+    "proreg-nico-vehicle": _proreg("NICO-vehicle", "nico/vehicle", 1.5, 0.5),
+    "proreg-pacs": _proreg("PACS", "pacs", 2.0, 1.0),
+    "proreg-domainnet": _proreg("DomainNet", "domainnet", 2.0, 1.0),
+    "tes-cifar100": _tes("TeS with its authors' CIFAR-100 script's settings", 0.1, 0.3, 0.03, suite="cifar100"),
+    "ce-imagenet": Recipe(
+        "WiSE-FT's end-to-end ImageNet fine-tuning: CE, zero-shot-initialised linear head, its optimizer settings",
+        {"kind": "ce"},
+        {
+            "head": "linear",
+            "head_init": "text",
+            "head_lr_scale": 1.0,  # one AdamW over every parameter
+            "lr": 3e-5,
+            "betas": (0.9, 0.999),
+            "weight_decay": 0.1,
+            "warmup_steps": 500,
+            "decay": "cosine",
+            "epochs": 10,
+            "batch_size": 64,
+            "accum_steps": 8,  # batch 512
+        },
+        suite="imagenet",
+    ),
 }
+# The method recipes `compare` trains by default; the papers' settings are trained when named.
+COMPARED = ("ce", "kd", "proreg", "proreg-official", "tes", "lp-ft")
 # Chosen from `compare`'s table (BENCHMARKS.md, README): the best mean OOD top-1 among the recipes whose ID top-1 is
 # within 0.5 pp of the best fine-tuned ID top-1.
 RECOMMENDED = "proreg-official+wise"
@@ -101,4 +189,16 @@ def recipe_config(name: str, loss: dict[str, Any] | None = None, **train: Any) -
 
     recipe = resolve_recipe(name)
     settings = {**recipe.train, "recipe": name, "wise_alpha": recipe.wise_alpha, **train}
-    return TrainConfig(loss=LossConfig(**{**recipe.loss, **(loss or {})}), **settings)
+    cfg = TrainConfig(loss=LossConfig(**{**recipe.loss, **(loss or {})}), **settings)
+    if recipe.suite and not made_for(recipe.suite, cfg.data):
+        log.warning("recipe %r was made for %s data; training on %s with its settings", name, recipe.suite, cfg.data)
+    return cfg
+
+
+def made_for(suite: str, data: str) -> bool:
+    """Whether the data spec `data` (SUITE[/VARIANT]:ROOT, a path, builtin) reads `suite` (SUITE, or SUITE/VARIANT
+    when the settings were made for one variant)."""
+    head, sep, _ = data.partition(":")
+    name, _, variant = head.lower().partition("/")
+    wanted, _, wanted_variant = suite.partition("/")
+    return bool(sep) and name == wanted and (not wanted_variant or variant == wanted_variant)

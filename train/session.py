@@ -152,8 +152,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return torch.autocast(device.type, dtype=dtype)
 
 
-def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
-    warmup = max(1, math.ceil(warmup_fraction * total_steps))
+def _warmup_length(total_steps: int, warmup_fraction: float, warmup_steps: int | None) -> int:
+    return max(1, warmup_steps if warmup_steps is not None else math.ceil(warmup_fraction * total_steps))
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float, warmup_steps: int | None = None) -> Callable[[int], float]:
+    """Linear warmup (`warmup_steps`, else that share of the steps), then cosine decay to 0."""
+    warmup = _warmup_length(total_steps, warmup_fraction, warmup_steps)
 
     def factor(step: int) -> float:
         if step < warmup:
@@ -164,11 +169,35 @@ def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], f
     return factor
 
 
-def lp_ft_schedule(total: int, frozen: int, warmup_fraction: float, encoder: bool) -> Callable[[int], float]:
+def warmup_linear(total_steps: int, warmup_fraction: float, warmup_steps: int | None = None) -> Callable[[int], float]:
+    """Linear warmup, then linear decay to 0: ProReg's released code (ViLT's polynomial decay, power 1, end 0)."""
+    warmup = _warmup_length(total_steps, warmup_fraction, warmup_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, 1 - (step - warmup) / max(1, total_steps - warmup))
+
+    return factor
+
+
+SCHEDULES = {"cosine": warmup_cosine, "linear": warmup_linear}  # by train.config.DECAYS name
+
+
+def lp_ft_schedule(
+    total: int,
+    frozen: int,
+    warmup_fraction: float,
+    encoder: bool,
+    decay: str = "cosine",
+    warmup_steps: int | None = None,
+) -> Callable[[int], float]:
     """LP-FT's learning-rate factors: the encoder's is 0 for the `frozen` linear-probing steps, then warms up and
     decays over the rest; the head's warms up and decays over the probing steps, then again over the rest. With
-    nothing frozen both are one warmup-cosine over `total`."""
-    probe, tune = warmup_cosine(max(1, frozen), warmup_fraction), warmup_cosine(total - frozen, warmup_fraction)
+    nothing frozen both are one warmup and decay over `total`."""
+    schedule = SCHEDULES[decay]
+    probe = schedule(max(1, frozen), warmup_fraction, warmup_steps)
+    tune = schedule(total - frozen, warmup_fraction, warmup_steps)
 
     def factor(step: int) -> float:
         if step >= frozen:
@@ -176,6 +205,12 @@ def lp_ft_schedule(total: int, frozen: int, warmup_fraction: float, encoder: boo
         return 0.0 if encoder else probe(step)
 
     return factor
+
+
+def epoch_steps(cfg: TrainConfig, n_train: int, world: int) -> tuple[int, int]:
+    """An epoch's global micro-batches and optimizer steps (the last step may take fewer micro-batches)."""
+    micro_batches = math.ceil(n_train / (cfg.batch_size * world))
+    return micro_batches, math.ceil(micro_batches / cfg.accum_steps)
 
 
 def _student(cfg: TrainConfig, teacher: ClipClassifier) -> ClipClassifier:
@@ -204,7 +239,10 @@ def _model_state(
         groups.append({"params": head, "lr": lr * scale, "lr_scale": scale})
     optimizer = torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     frozen = min(total - 1, math.floor(cfg.lp_fraction * total))  # at least one step fine-tunes everything
-    factors = [lp_ft_schedule(total, frozen, cfg.warmup_fraction, encoder=i == 0) for i in range(len(groups))]
+    factors = [
+        lp_ft_schedule(total, frozen, cfg.warmup_fraction, i == 0, cfg.decay, cfg.warmup_steps)
+        for i in range(len(groups))
+    ]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
@@ -247,7 +285,7 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
     )
     val_set = ImageDataset(resolved.val, eval_transform(meta.preprocess), cfg.strict)
     parallel = Parallelism(ranks.world, cfg.batch_size, cfg.accum_steps, cfg.batch_size * ranks.world * cfg.accum_steps)
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / (cfg.batch_size * ranks.world)) / cfg.accum_steps)
+    _, steps_per_epoch = epoch_steps(cfg, len(train_set), ranks.world)
     total = cfg.max_steps or cfg.epochs * steps_per_epoch
     models = _model_state(cfg, teacher, device, total, ranks)
     record = RunRecord(

@@ -1,7 +1,8 @@
 """The fine-tuning loop: a frozen zero-shot teacher, a student (image tower and head), the loss of its method.
 
 Data order and augmentation are drawn from (seed, epoch, index), and the optimizer, scheduler and position are
-checkpointed at every epoch end and on Ctrl-C, so a resumed run takes exactly the steps an uninterrupted run takes.
+checkpointed at every validation (each epoch end, and within epochs with val_per_epoch > 1) and on Ctrl-C, so a
+resumed run takes exactly the steps an uninterrupted run takes.
 Under torchrun each rank takes its share of every global batch (train.session.rank_batches), gradients are averaged
 by DistributedDataParallel with each rank's loss weighted by its share of the step's images, and validation and
 the teacher's cached logits are sharded and summed: a W-process run takes the steps, and logs the losses, of one
@@ -45,7 +46,7 @@ from train.losses import compute_loss, total_loss
 from train.methods import LOSSES
 from train.metrics_log import MetricsLog
 from train.run_dirs import RunLock, check_unused, config_to_resume, fit_to_world, fresh_run_dir, point_latest
-from train.session import Session, autocast, build_session, loader, rank_batches, trained_parameters
+from train.session import Session, autocast, build_session, epoch_steps, loader, rank_batches, trained_parameters
 from train.wise import interpolate_in_place, wise_classifier, zero_shot_state
 
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -189,8 +190,20 @@ def validate_and_keep_best(s: Session, log: MetricsLog) -> None:
     keep_if_best(s, top1)
 
 
+def mid_epoch_validation_due(s: Session) -> bool:
+    """Whether the step just taken ends one of the first val_per_epoch - 1 equal parts of the epoch's steps (the
+    last part ends with the epoch, which is validated anyway)."""
+    parts = s.cfg.val_per_epoch
+    if parts == 1:
+        return False
+    _, steps = epoch_steps(s.cfg, len(s.data.train_set), s.ranks.world)
+    done = math.ceil(s.counters.batch_in_epoch / s.cfg.accum_steps)
+    return done < steps and done in {math.ceil(k * steps / parts) for k in range(1, parts)}
+
+
 def run_epoch(s: Session, log: MetricsLog, stop: Callable[[], bool], on_step: StepCallback | None) -> bool:
-    """Trains through the rest of the current epoch; returns whether the epoch's last batch was consumed."""
+    """Trains through the rest of the current epoch, or up to its next mid-epoch validation; returns whether the
+    epoch's last batch was consumed."""
     c = s.counters
     s.data.train_set.epoch = c.epoch
     order = torch.randperm(len(s.data.train_set), generator=torch.Generator().manual_seed(s.cfg.seed * 7919 + c.epoch))
@@ -216,7 +229,9 @@ def run_epoch(s: Session, log: MetricsLog, stop: Callable[[], bool], on_step: St
             write_metrics(s, log, {"step": c.step, "epoch": c.epoch, **terms})
         if on_step:
             on_step(c.step, terms)
-        if s.ranks.any(stop()) or c.step >= s.total_steps:  # every rank stops at the same step
+        # A step without a readable image changed nothing to validate, and must not end an epoch of them early (below).
+        validation_due = bool(n_images) and mid_epoch_validation_due(s)
+        if s.ranks.any(stop()) or c.step >= s.total_steps or validation_due:  # the same on every rank
             return last_of_epoch
     if start_batch == 0 and not s.ranks.any(readable):
         raise DataError(f"no image of {s.data.resolved.train.name!r} could be read in epoch {c.epoch} (see warnings)")
@@ -313,13 +328,16 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:
     with ctrl_c_requests_stop() as stop:
         while s.counters.step < s.total_steps:
             finished_epoch = run_epoch(s, log, stop, on_step)
+            mid_epoch = not finished_epoch and mid_epoch_validation_due(s)
+            if mid_epoch:  # before a stop is honoured: a resumed run starts past this point
+                validate_and_keep_best(s, log)
             if s.ranks.any(stop()):
                 save_checkpoint(s, "interrupted")
                 raise TrainingInterrupted(f"interrupted at step {s.counters.step}/{s.total_steps}")
             if finished_epoch:
                 validate_and_keep_best(s, log)
                 s.counters.epoch, s.counters.batch_in_epoch = s.counters.epoch + 1, 0
-            elif s.counters.step >= s.total_steps:
+            elif s.counters.step >= s.total_steps and not mid_epoch:
                 validate_and_keep_best(s, log)
             save_checkpoint(s, "running")
     s.record.train_seconds = round(time.time() - start + s.record.train_seconds, 2)
