@@ -39,7 +39,7 @@ from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
 from common.world import BUILTIN
 from train.methods import LOSSES
-from train.recipes import RECIPES, RECOMMENDED
+from train.recipes import COMPARED, RECIPES, RECOMMENDED
 
 if TYPE_CHECKING:
     from export.triton_repo import TritonRepoOptions
@@ -195,6 +195,11 @@ def train_cmd(
     ),
     strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
     log_every: int = typer.Option(10, help="Write the loss terms to metrics.jsonl every N steps (and at step 1)."),
+    val_per_epoch: int = typer.Option(1, help="Validations per epoch (ProReg's code: 2); each can be the best."),
+    weight_decay: float = typer.Option(0.01, help="AdamW weight decay."),
+    warmup_fraction: float = typer.Option(0.1, help="Share of the optimizer steps spent warming the rate up."),
+    warmup_steps: int | None = typer.Option(None, help="Warmup in optimizer steps (WiSE-FT: 500), instead."),
+    decay: str = typer.Option("cosine", help="The rate's decay after warmup: cosine | linear (ProReg's code)."),
     out: Path | None = typer.Option(None, help="Run directory; default runs/<time>-<loss>-s<seed>."),
     resume: Path | None = typer.Option(
         None,
@@ -233,12 +238,12 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     the method; method options typed beside it change its settings."""
     from train.config import TrainConfig
     from train.losses import LossConfig
-    from train.recipes import RECOMMENDED, recipe_config
+    from train.recipes import RECOMMENDED, recipe_config, resolve_recipe
 
     o = options
     same_name: tuple[str, ...] = ("model", "pretrained", "data", "val_data", "epochs", "max_steps", "batch_size")
     same_name += ("accum_steps", "lr", "augment", "teacher_cache", "seed", "device", "precision", "strict")
-    same_name += ("log_every",)
+    same_name += ("log_every", "val_per_epoch", "weight_decay", "warmup_fraction", "warmup_steps", "decay")
     shared = {
         **{k: o[k] for k in same_name},
         "classnames": str(o["classnames"]) if o["classnames"] else None,
@@ -249,7 +254,10 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
     if recipe:
         loss = {("kind" if k == "loss" else k): o[k] for k in ("loss", *LOSS_OPTIONS) if k in typed}
         method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction") if k in typed}
-        cfg = recipe_config(recipe, loss, **shared, **method)
+        # A recipe's own settings (ProReg's batch 32 x 8, RandAugment, lr 1e-5) give way only to options typed.
+        recipe_fields = set(resolve_recipe(recipe).train)
+        settings = {k: v for k, v in shared.items() if k in typed or k not in recipe_fields}
+        cfg = recipe_config(recipe, loss, **settings, **method)
         # Options typed beside a recipe make another method: run.json and the folder name say so by naming none.
         return dataclasses.replace(cfg, recipe=None) if loss or method else cfg
     loss_config = LossConfig(o["loss"], **{k: o[k] for k in LOSS_OPTIONS})
@@ -823,7 +831,9 @@ def _compare_spec(
 
 @app.command("compare")
 def compare_cmd(
-    methods: str = typer.Option(",".join(RECIPES), help=f"Recipes to train, comma-separated ({', '.join(RECIPES)})."),
+    methods: str = typer.Option(
+        ",".join(COMPARED), help=f"Recipes to train, comma-separated (any of {', '.join(RECIPES)})."
+    ),
     seeds: str = typer.Option("0,1,2", help="Seeds, comma-separated: every method is trained once per seed."),
     data: str = typer.Option(BUILTIN, help="Training data (as train --data)."),
     eval_data: list[str] = typer.Option(
@@ -866,8 +876,8 @@ def compare_cmd(
 
 @app.command("datasets")
 def datasets_cmd() -> None:
-    """The dataset suites a --data / --val-data spec can name (SUITE:ROOT, or SUITE/VARIANT:ROOT): each with its roles, the
-    layout it is read from (as its authors distribute it), its class count and where to get it."""
+    """The dataset suites a --data / --val-data spec can name (SUITE:ROOT, or SUITE/VARIANT:ROOT): each with its
+    roles, the layout it is read from (as its authors distribute it), its class count and where to get it."""
     from common.suite_readers.registry import suites
 
     table = Table(title=escape("dataset suites: --data SUITE[/VARIANT]:ROOT"), show_lines=True)

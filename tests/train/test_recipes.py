@@ -445,3 +445,33 @@ def test_a_stop_at_a_mid_epoch_validation_resumes_past_it(tmp_path, tiny_folder)
     assert _validations(tmp_path / "run") == [(2, 0)]
     train(cfg, tmp_path / "run", resume=True)
     assert _validations(tmp_path / "run") == [(2, 0), (4, 0), (6, 1)]  # step 6 is the last: validated once
+
+
+def test_the_cli_applies_a_recipes_settings_and_typed_options_override_them(monkeypatch):
+    """`train --recipe proreg-pacs` trains with the recipe's batch, accumulation, augmentation and rate, not the
+    options' defaults; an option typed beside it wins."""
+    from typer.testing import CliRunner
+
+    import cli
+
+    seen = []
+
+    def capture(cfg, out, resume, overrides=None):
+        seen.append(cfg)
+
+    monkeypatch.setattr(cli, "do_train", capture)
+    for args in (
+        ["--recipe", "proreg-pacs"],
+        ["--recipe", "proreg-pacs", "--batch-size", "16", "--val-per-epoch", "1"],
+    ):
+        result = CliRunner().invoke(cli.app, ["train", *args])
+        assert result.exit_code == 0, result.output
+    recipe, typed = seen
+    assert (recipe.batch_size, recipe.accum_steps, recipe.augment, recipe.lr) == (32, 8, "randaugment", 1e-5)
+    assert (recipe.val_per_epoch, recipe.decay, recipe.weight_decay, recipe.recipe) == (
+        2,
+        "linear",
+        0.01,
+        "proreg-pacs",
+    )
+    assert (typed.batch_size, typed.accum_steps, typed.val_per_epoch, typed.recipe) == (16, 8, 1, "proreg-pacs")
