@@ -62,6 +62,9 @@ class SuiteData:
 class Suite:
     info: SuiteInfo
     read: Callable[[Path, str | None], SuiteData]  # (root, variant or None) -> the data
+    # A cheaper read for evaluation, where listing the training split costs (ImageNet's 1.28 M files): its data's
+    # train is None. None: `read` serves both.
+    read_for_eval: Callable[[Path, str | None], SuiteData] | None = None
 
 
 def require(path: Path, what: str, info: SuiteInfo) -> Path:

@@ -202,8 +202,23 @@ def _evaluation_only(data: LabeledImages, notes: list[str], model_classes: dict[
     )
 
 
+def _imagenet_dir(root: Path) -> Path:
+    return _dataset_dir(root, IMAGENET, ("imagenet",), ("train", "val", "val_in_folder"), "the folders train/ and val/")
+
+
 def read_imagenet(root: Path, variant: str | None) -> SuiteData:
-    base = _dataset_dir(root, IMAGENET, ("imagenet",), ("train", "val", "val_in_folder"), "the folders train/ and val/")
+    """For training: train/ (required) and val/."""
+    data = read_imagenet_val(root, variant)
+    train_dir = require(_imagenet_dir(root) / "train", "the training split train/", IMAGENET)
+    train, absent_train = _scan(train_dir, "imagenet-train", WNIDS, WNIDS)
+    data.train = train
+    data.notes += _partial(train, absent_train, len(WNIDS))
+    return data
+
+
+def read_imagenet_val(root: Path, variant: str | None) -> SuiteData:
+    """For evaluation: val/ alone (train/ is not listed)."""
+    base = _imagenet_dir(root)
     val_dir = next((base / s for s in ("val_in_folder", "val") if (base / s).is_dir()), base / "val")
     require(val_dir, "the ID test split val/", IMAGENET)
     val, absent_val = _scan(val_dir, "imagenet-val", WNIDS, WNIDS)
@@ -216,14 +231,7 @@ def read_imagenet(root: Path, variant: str | None) -> SuiteData:
             f"{IMAGENET.title}: no images in the wnid folders of {val_dir}{hint}; expected layout: {IMAGENET.layout}"
         )
     notes = _partial(val, absent_val, len(WNIDS))
-    if (base / "train").is_dir():
-        train, absent_train = _scan(base / "train", "imagenet-train", WNIDS, WNIDS)
-        notes += _partial(train, absent_train, len(WNIDS))
-    else:
-        # A copy of val/ alone is common for evaluation; training on it fails: this note, then "training set is empty".
-        train = LabeledImages("imagenet-train", list(WNIDS), [])
-        notes.append(f"imagenet-train: train/ missing (looked for {base / 'train'}); only val/ can be evaluated")
-    return SuiteData(train=train, val=None, eval_sets=[SuiteSet(val, "id")], classnames=dict(CLASSNAMES), notes=notes)
+    return SuiteData(train=None, val=None, eval_sets=[SuiteSet(val, "id")], classnames=dict(CLASSNAMES), notes=notes)
 
 
 def read_imagenet_v2(root: Path, variant: str | None) -> SuiteData:
@@ -311,7 +319,7 @@ def read_objectnet(root: Path, variant: str | None) -> SuiteData:
 
 
 SUITES = [
-    Suite(IMAGENET, read_imagenet),
+    Suite(IMAGENET, read_imagenet, read_for_eval=read_imagenet_val),
     Suite(IMAGENET_V2, read_imagenet_v2),
     Suite(IMAGENET_SKETCH, read_imagenet_sketch),
     Suite(IMAGENET_R, read_imagenet_r),

@@ -45,8 +45,9 @@ def parse_suite_spec(spec: str) -> SuiteSpec | None:
     return SuiteSpec(suites()[name.lower()], variant or None, Path(root).expanduser())
 
 
-def read_suite(spec: SuiteSpec) -> SuiteData:
-    """The suite's data under its root, for the variant named (or the default one)."""
+def read_suite(spec: SuiteSpec, training: bool = False) -> SuiteData:
+    """The suite's data under its root, for the variant named (or the default one); `training`: its training split
+    is needed (an evaluation may skip listing it)."""
     info = spec.suite.info
     variant = choose_variant(info, spec.variant) if info.variants else None
     if spec.variant and not info.variants:
@@ -55,4 +56,5 @@ def read_suite(spec: SuiteSpec) -> SuiteData:
         raise DataError(
             f"{info.title}: no such folder: {spec.root}; expected layout: {info.layout}; get it from {info.published}"
         )
-    return spec.suite.read(spec.root, variant)
+    read = spec.suite.read_for_eval if spec.suite.read_for_eval and not training else spec.suite.read
+    return read(spec.root, variant)

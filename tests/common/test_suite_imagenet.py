@@ -150,10 +150,21 @@ def test_partial_copies_are_noted_with_counts(own_root, caplog):
     assert "partial copy: imagenet-r: 3 of 30000 images" in caplog.text
     assert "partial copy: objectnet: 1 of 3 class folders missing (first: banana)" in caplog.text
     shutil.rmtree(own_root / "imagenet" / "train")
-    with caplog.at_level(logging.WARNING), pytest.raises(DataError, match=r"training set is empty: imagenet:"):
+    with pytest.raises(MissingSuiteData, match=r"the training split train/ not found \(looked for .*imagenet/train\)"):
         resolve_train_data(DataSource(f"imagenet:{own_root}"))
-    assert "partial copy: imagenet-train: train/ missing (looked for" in caplog.text
     assert len(resolve_eval_sets([f"imagenet:{own_root}"])[0].data.samples) == 10  # val alone still evaluates
+
+
+def test_evaluation_does_not_list_the_training_split(own_root, monkeypatch):
+    import common.suite_readers.imagenet as imagenet
+
+    listed = []
+    scan = imagenet._scan
+    monkeypatch.setattr(imagenet, "_scan", lambda folder, *a: listed.append(folder.name) or scan(folder, *a))
+    resolve_eval_sets([f"imagenet:{own_root}"])
+    assert listed == ["val"]
+    resolve_train_data(DataSource(f"imagenet:{own_root}"))
+    assert listed == ["val", "val", "train"]
 
 
 def test_missing_folders_are_named(own_root):
