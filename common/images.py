@@ -4,13 +4,22 @@
 images (F) likewise, transparent pixels of RGBA/LA/PA and of palette images with a transparent color keep whatever
 color lies under them (often black), and a phone photo's EXIF orientation is ignored. Transparent areas are put on
 white, as a viewer shows them; high-bit-depth images are scaled to 8 bits by their format's range.
+
+Record paths: a dataset shipped as a few container files (CIFAR's batch files) rather than image files names each
+image `<container file>/<format>#<index>`, e.g. `cifar-10-batches-bin/data_batch_1.bin/cifar10-bin#42`. The
+container is a regular file, and nothing can lie below a regular file, so no real image has such a path (a file
+really named `cifar10-bin#42` sits in a folder and is read as an image file). load_rgb hands a record path to the
+reader registered for its format, importing the module that registers it on first use: a DataLoader worker may have
+imported only this module.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -68,11 +77,53 @@ def is_regular_file(path: Path) -> bool:
         return False
 
 
+# Record format -> the module that registers its reader (with register_record_reader) when imported.
+RECORD_FORMATS = {
+    "cifar10-bin": "common.suite_readers.cifar",
+    "cifar100-bin": "common.suite_readers.cifar",
+    "cifar-pickle": "common.suite_readers.cifar",
+}
+RecordReader = Callable[[Path, int], Image.Image]  # (container file, record index) -> 8-bit RGB; UnreadableImage
+_record_readers: dict[str, RecordReader] = {}
+
+
+def register_record_reader(record_format: str, reader: RecordReader) -> None:
+    """Makes load_rgb read `<container>/<record_format>#<index>` paths with `reader` (a format of RECORD_FORMATS)."""
+    if record_format not in RECORD_FORMATS:
+        raise ValueError(f"record format {record_format!r} is not in common.images.RECORD_FORMATS")
+    _record_readers[record_format] = reader
+
+
+def record_path(container: Path, record_format: str, index: int) -> Path:
+    """The path naming record `index` of `container` (see the module docstring)."""
+    return Path(container) / f"{record_format}#{index}"
+
+
+def parse_record_path(path: Path) -> tuple[Path, str, int] | None:
+    """(container, format, index) of a record path; None for any other path (an image file)."""
+    record_format, sep, index = Path(path).name.rpartition("#")
+    if not sep or record_format not in RECORD_FORMATS or not (index.isascii() and index.isdigit()):
+        return None
+    container = Path(path).parent
+    return None if container.is_dir() else (container, record_format, int(index))
+
+
+def _read_record(container: Path, record_format: str, index: int) -> Image.Image:
+    if record_format not in _record_readers:
+        importlib.import_module(RECORD_FORMATS[record_format])  # registers the reader
+    return _record_readers[record_format](container, index)
+
+
 def load_rgb(path: Path) -> Image.Image:
-    """Decodes the whole file (Image.open is lazy; decoding is what catches truncated files) into 8-bit RGB.
+    """Decodes the whole file (Image.open is lazy; decoding is what catches truncated files) into 8-bit RGB; a record
+    path (see the module docstring) is read by its format's reader.
 
     Raises UnreadableImage for a file that cannot be decoded, including a non-regular one.
     """
+    if "#" in os.fspath(path):  # a cheap test first: most paths are image files
+        record = parse_record_path(path)
+        if record is not None:
+            return _read_record(*record)
     if not is_regular_file(path):
         raise UnreadableImage(f"not a regular file: {path}")
     try:
