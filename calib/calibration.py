@@ -18,6 +18,7 @@ import torch
 from common.artifact import ClassifierMeta
 from common.data import DataError, LabeledImages, Sample, read_batch
 from common.files import cache_root
+from common.images import stored_file
 from common.samples import labels_of
 from common.transforms import eval_transform, train_transform
 
@@ -44,7 +45,8 @@ def stratified_sample(data: LabeledImages, n: int, seed: int) -> list[Sample]:
 
 
 def _cache_key(samples: list[Sample], meta: ClassifierMeta, seed: int, augment: bool) -> str:
-    stamp = [(str(s.path), s.path.stat().st_mtime_ns if s.path.exists() else 0) for s in samples]
+    files = [stored_file(s.path) for s in samples]  # a CIFAR record's batch file
+    stamp = [(str(s.path), f.stat().st_mtime_ns if f.exists() else 0) for s, f in zip(samples, files, strict=True)]
     key = {"images": stamp, "preprocess": meta.preprocess, "seed": seed, "augment": augment}
     blob = json.dumps(key, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

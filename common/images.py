@@ -108,6 +108,12 @@ def parse_record_path(path: Path) -> tuple[Path, str, int] | None:
     return None if container.is_dir() else (container, record_format, int(index))
 
 
+def stored_file(path: Path) -> Path:
+    """The file on disk that holds `path`'s image: the path itself, or a record path's container."""
+    record = parse_record_path(path)
+    return record[0] if record else Path(path)
+
+
 def _read_record(container: Path, record_format: str, index: int) -> Image.Image:
     if record_format not in _record_readers:
         importlib.import_module(RECORD_FORMATS[record_format])  # registers the reader

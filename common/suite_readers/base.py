@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.data import DataError, LabeledImages
+from common.data import DataError, LabeledImages, Sample
 
 
 class MissingSuiteData(DataError):
@@ -111,3 +111,14 @@ def read_split_lines(path: Path, info: SuiteInfo) -> Iterable[list[str]]:
             fields = line.split()
             if fields:
                 yield fields
+
+
+def keep_labels(name: str, parts: list[LabeledImages], labels: list[int], notes: list[str]) -> LabeledImages:
+    """`parts` joined as `name`, on the classes `labels` of theirs (in that order: class i is their labels[i]),
+    without images of the other classes, counted in `notes` (a partial copy whose ID training data lacks a class)."""
+    index = {label: i for i, label in enumerate(labels)}
+    samples = [s for part in parts for s in part.samples]
+    kept = [Sample(s.path, index[s.label], s.group) for s in samples if s.label in index]
+    if len(kept) < len(samples):
+        notes.append(f"{name}: {len(samples) - len(kept)} image(s) of classes without training images left out")
+    return LabeledImages(name, [parts[0].classes[label] for label in labels], kept)

@@ -30,6 +30,7 @@ from common.suite_readers.base import (
     SuiteData,
     SuiteInfo,
     SuiteSet,
+    keep_labels,
     missing_counts,
     read_split_lines,
     require,
@@ -140,16 +141,6 @@ def _split(root: Path, domain: str, split: str) -> LabeledImages:
     return LabeledImages(f"{domain}-{split}", list(CLASSES), samples)
 
 
-def _keep(data: LabeledImages, labels: list[int], notes: list[str]) -> LabeledImages:
-    """`data` on the classes `labels` (in that order), without images of the other classes (counted in `notes`)."""
-    index = {label: i for i, label in enumerate(labels)}
-    kept = [Sample(s.path, index[s.label], s.group) for s in data.samples if s.label in index]
-    left_out = len(data.samples) - len(kept)
-    if left_out:
-        notes.append(f"{data.name}: {left_out} image(s) of classes without training images left out")
-    return LabeledImages(f"domainnet-{data.name}", [CLASSES[label] for label in labels], kept)
-
-
 def read(root: Path, domain: str | None) -> SuiteData:
     assert domain is not None  # DomainNet has a default variant
     train = _split(root, domain, "train")
@@ -160,9 +151,11 @@ def read(root: Path, domain: str | None) -> SuiteData:
     labels = sorted({s.label for s in train.samples})
     if len(labels) < len(CLASSES):
         notes.append(f"classes: {len(labels)} of {len(CLASSES)} in {domain}_train.txt (the model gets those)")
-    sets = [SuiteSet(_keep(id_test, labels, notes), "id")] + [SuiteSet(_keep(d, labels, notes), "ood") for d in ood]
+    sets = [SuiteSet(keep_labels(f"domainnet-{id_test.name}", [id_test], labels, notes), "id")] + [
+        SuiteSet(keep_labels(f"domainnet-{d.name}", [d], labels, notes), "ood") for d in ood
+    ]
     return SuiteData(
-        train=_keep(train, labels, notes),
+        train=keep_labels(f"domainnet-{train.name}", [train], labels, notes),
         val=None,
         eval_sets=sets,
         classnames={CLASSES[label]: CLASSES[label].replace("_", " ") for label in labels},

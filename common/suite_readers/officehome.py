@@ -21,7 +21,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.data import DataError, LabeledImages, Sample
-from common.suite_readers.base import MissingSuiteData, Suite, SuiteData, SuiteInfo, SuiteSet, missing_counts
+from common.suite_readers.base import (
+    MissingSuiteData,
+    Suite,
+    SuiteData,
+    SuiteInfo,
+    SuiteSet,
+    keep_labels,
+    missing_counts,
+)
 
 DOMAINS = {"art": "Art", "clipart": "Clipart", "product": "Product", "real_world": "Real World"}  # variant -> folder
 ZIP_FOLDER = "OfficeHomeDataset_10072016"
@@ -93,16 +101,6 @@ def _domain(images: Path, domain: str) -> LabeledImages:
     return LabeledImages(domain, list(CLASSES), samples)
 
 
-def _keep(name: str, parts: list[LabeledImages], labels: list[int], notes: list[str]) -> LabeledImages:
-    """`parts` joined, on the classes `labels` (in that order), without images of the other classes (counted)."""
-    index = {label: i for i, label in enumerate(labels)}
-    samples = [s for part in parts for s in part.samples]
-    kept = [Sample(s.path, index[s.label], s.group) for s in samples if s.label in index]
-    if len(kept) < len(samples):
-        notes.append(f"{name}: {len(samples) - len(kept)} image(s) of classes without training images left out")
-    return LabeledImages(name, [CLASSES[label] for label in labels], kept)
-
-
 def read(root: Path, target: str | None) -> SuiteData:
     assert target is not None  # Office-Home has a default variant
     images = _image_root(root)
@@ -113,9 +111,9 @@ def read(root: Path, target: str | None) -> SuiteData:
     if len(labels) < len(CLASSES):
         notes.append(f"classes: {len(labels)} of {len(CLASSES)} with images in the ID domains (the model gets those)")
     return SuiteData(
-        train=_keep("officehome-train", sources, labels, notes),
+        train=keep_labels("officehome-train", sources, labels, notes),
         val=None,
-        eval_sets=[SuiteSet(_keep(f"officehome-{target}", [domains[target]], labels, notes), "ood")],
+        eval_sets=[SuiteSet(keep_labels(f"officehome-{target}", [domains[target]], labels, notes), "ood")],
         classnames={CLASSES[label]: CLASSES[label].replace("_", " ").lower() for label in labels},
         notes=notes,
     )

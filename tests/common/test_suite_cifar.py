@@ -352,3 +352,23 @@ def test_datasets_lists_both_suites_with_their_layouts():
     text = " ".join(result.output.split())
     assert "CIFAR-10 (Krizhevsky, 2009)" in text and "CIFAR-100 (Krizhevsky, 2009)" in text
     assert "no OOD set" in text and "cifar100" in text
+
+
+def test_a_rewritten_batch_file_invalidates_cached_calibration_images(tmp_path):
+    import os
+
+    from calib.calibration import _cache_key
+    from common.artifact import ClassifierMeta
+    from common.images import stored_file
+
+    root = layout.make_cifar10_binary(tmp_path / "c10")
+    (ev,) = resolve_eval_sets([f"cifar10:{root}"])
+    samples = list(ev.data.samples[:4])
+    batch = stored_file(samples[0].path)
+    assert batch.is_file() and batch.name == "test_batch.bin"
+    classes = ev.data.classes
+    meta = ClassifierMeta("builtin", None, {}, {"size": 32}, classes, classes, ["a photo of a {}."], 100.0)
+    before = _cache_key(samples, meta, seed=0, augment=False)
+    stat = batch.stat()
+    os.utime(batch, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert _cache_key(samples, meta, seed=0, augment=False) != before

@@ -107,7 +107,7 @@ def test_classes_without_training_images_leave_the_eval_sets(root, caplog):
         sets = resolve_eval_sets([f"domainnet:{root}"], classes=data.classes)
     assert [len(ev.data.samples) for ev in sets] == [3, 3, 3, 3]
     assert not any(s.path.parent.name == "zigzag" for ev in sets for s in ev.data.samples)
-    assert "partial copy: clipart-test: 1 image(s) of classes without training images left out" in caplog.text
+    assert "partial copy: domainnet-clipart-test: 1 image(s) of classes without training images left out" in caplog.text
 
 
 def test_missing_and_wrong_copies_are_named(root):
