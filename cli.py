@@ -146,7 +146,9 @@ def train_cmd(
     ),
     pretrained: str | None = typer.Option(None, help="Pretrained tag (e.g. laion2b_s34b_b79k) or checkpoint file."),
     data: str = typer.Option(
-        BUILTIN, help="Training data: builtin, an image folder (a sub-folder per class) or a CSV path,label[,group]."
+        BUILTIN,
+        help="Training data: builtin, an image folder (a sub-folder per class), a CSV path,label[,group], or a suite"
+        " SUITE:ROOT / SUITE/VARIANT:ROOT (cli.py datasets lists them).",
     ),
     val_data: str | None = typer.Option(None, help="Validation data; default: 10% held out of --data."),
     classnames: Path | None = typer.Option(None, help="Class-names file: 'label[,display name]' per line."),
@@ -338,7 +340,9 @@ def eval_cmd(
         " run) and gated; prints which passed and is fastest on this machine. Reports: <out>-<row>.json.",
     ),
     data: list[str] = typer.Option(
-        [], help="builtin | builtin:SPLIT | [id:|ood:]PATH (repeatable); default: the built-in ID and OOD sets."
+        [],
+        help="builtin | builtin:SPLIT | [id:|ood:]PATH | SUITE:ROOT | SUITE/VARIANT:ROOT (repeatable; cli.py datasets"
+        " lists the suites); default: the built-in ID and OOD sets.",
     ),
     reference: str | None = typer.Option(
         None,
