@@ -148,9 +148,11 @@ def resolve_train_data(source: DataSource) -> TrainData:
 
 def _suite_train_data(source: DataSource, spec: SuiteSpec) -> TrainData:
     """A suite's ID training data; its validation split, else --val-data, else a held-out fraction of train."""
+    if not spec.suite.info.trains:
+        raise DataError(f"{source.train}: {spec.suite.info.title} is for evaluation only; it has no training split")
     data = read_suite(spec, training=True)
     if data.train is None:
-        raise DataError(f"{source.train}: {spec.suite.info.title} is for evaluation only; it has no training split")
+        raise DataError(f"{source.train}: the suite gave no training split")
     names = read_classnames(Path(source.classnames)) if source.classnames else data.classnames
     train = data.train.reorder(list(names))
     if source.val:

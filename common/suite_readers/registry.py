@@ -41,7 +41,7 @@ def parse_suite_spec(spec: str) -> SuiteSpec | None:
     if not sep or name.lower() not in suites():
         return None
     if not root:
-        raise DataError(f"{spec}: the suite's root folder is missing ({name}[/VARIANT]:ROOT)")
+        raise DataError(f"data {spec!r} names the suite {name} but no root folder ({name}[/VARIANT]:ROOT)")
     return SuiteSpec(suites()[name.lower()], variant or None, Path(root).expanduser())
 
 

@@ -158,6 +158,15 @@ CASES = [
         f"the reference {W}/reordered.onnx classifies other classes (or in another order) than {ONNX}",
     ),
     ("max-drop-without-reference", [*ZERO_SHOT, "--max-drop", "1"], "--max-drop needs --reference"),
+    # suites (SUITE[/VARIANT]:ROOT)
+    ("suite-root-missing", [*ZERO_SHOT, "--data", f"pacs:{W}/nope"], f"PACS (Li et al., ICCV 2017): no such folder"),
+    ("suite-unknown-variant", [*ZERO_SHOT, "--data", f"pacs/clipart:{W}/empty"], "pacs: unknown variant 'clipart'"),
+    ("suite-no-root", [*ZERO_SHOT, "--data", "pacs:"], "data 'pacs:' names the suite pacs but no root folder"),
+    (
+        "suite-layout-missing",
+        [*ZERO_SHOT, "--data", f"imagenet-r:{W}/empty"],
+        "ImageNet-R",
+    ),
     # --artifacts (a folder of exported files against their model)
     ("artifacts-and-onnx", ["--artifacts", f"{W}/run", "--onnx", ONNX], "give exactly one of --checkpoint, --onnx"),
     ("artifacts-missing", ["--artifacts", f"{W}/nope"], f"--artifacts: no such folder: {W}/nope"),

@@ -129,6 +129,15 @@ CASES = [
     # data
     ("data-missing", ["--max-steps", "1", "--data", f"{W}/nope"], f"no such dataset: {W}/nope"),
     ("data-empty-folder", ["--max-steps", "1", "--data", f"{W}/empty"], f"no class folders in dataset: {W}/empty"),
+    # suites
+    ("suite-root-missing", ["--max-steps", "1", "--data", f"pacs:{W}/nope"], f"no such folder: {W}/nope"),
+    ("suite-unknown-variant", ["--max-steps", "1", "--data", f"pacs/clipart:{W}/empty"], "unknown variant 'clipart'"),
+    (
+        "suite-evaluation-only",
+        ["--max-steps", "1", "--data", f"imagenet-r:{W}/empty"],
+        f"imagenet-r:{W}/empty: ImageNet-R",
+    ),
+    ("suite-layout-missing", ["--max-steps", "1", "--data", f"pacs:{W}/empty"], "kfold/ not found (looked in"),
     (
         "data-empty-class",
         ["--max-steps", "1", "--data", f"{W}/images-emptyclass"],
