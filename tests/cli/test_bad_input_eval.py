@@ -159,7 +159,7 @@ CASES = [
     ),
     ("max-drop-without-reference", [*ZERO_SHOT, "--max-drop", "1"], "--max-drop needs --reference"),
     # suites (SUITE[/VARIANT]:ROOT)
-    ("suite-root-missing", [*ZERO_SHOT, "--data", f"pacs:{W}/nope"], f"PACS (Li et al., ICCV 2017): no such folder"),
+    ("suite-root-missing", [*ZERO_SHOT, "--data", f"pacs:{W}/nope"], "PACS (Li et al., ICCV 2017): no such folder"),
     ("suite-unknown-variant", [*ZERO_SHOT, "--data", f"pacs/clipart:{W}/empty"], "pacs: unknown variant 'clipart'"),
     ("suite-no-root", [*ZERO_SHOT, "--data", "pacs:"], "data 'pacs:' names the suite pacs but no root folder"),
     (
