@@ -28,6 +28,8 @@ BEST_WEIGHTS = "best.safetensors"
 LAST_WEIGHTS = "last.safetensors"
 FINETUNED_WEIGHTS = "finetuned.safetensors"  # a recipe with WiSE-FT keeps the un-interpolated model here
 STATE_FILE = "state.pt"
+# FLYP trains the text tower too: its weights at the best step (never interpolated: WiSE-FT reads them)
+TEXT_TOWER_WEIGHTS = "text_tower.safetensors"
 METRICS_FILE = "metrics.jsonl"
 RUNS_ROOT = Path("runs")  # where fresh runs go, relative to the working directory
 LATEST = "latest"  # RUNS_ROOT/latest: a symlink to the newest finished run

@@ -11,6 +11,7 @@ from common.run import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,
     STATE_FILE,
+    TEXT_TOWER_WEIGHTS,
     BestCheckpoint,
     CheckpointError,
     RunProgress,
@@ -28,6 +29,8 @@ def check_finite_weights(s: Session) -> None:
     named = list(s.models.student.named_parameters())
     if s.models.projection:
         named += [(f"projection.{n}", p) for n, p in s.models.projection.named_parameters()]
+    if s.models.text_tower:
+        named += [(f"text_tower.{n}", p) for n, p in s.models.text_tower.named_parameters()]
     bad = [name for name, p in named if not torch.isfinite(p).all()]
     if bad:
         raise TrainingDiverged(diverged_message(s, f"the weights are not finite ({bad[0]})"))
@@ -78,6 +81,8 @@ def save_checkpoint(s: Session, status: str) -> None:
     }
     if m.projection:  # TeS's projection trains with the model but is not part of it
         state["projection"] = m.projection.state_dict()
+    if m.text_tower:  # FLYP's text tower: here, in the one file that holds the position, so they cannot disagree
+        state["text_tower"] = m.text_tower.state_dict()
     tmp = s.out / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(s.out / STATE_FILE)
@@ -86,12 +91,15 @@ def save_checkpoint(s: Session, status: str) -> None:
 
 
 def keep_if_best(s: Session, val_top1: float) -> None:
-    """Saves the student as best.safetensors when `val_top1` beats every earlier validation."""
+    """Saves the student as best.safetensors when `val_top1` beats every earlier validation (and FLYP's text tower
+    as text_tower.safetensors)."""
     c = s.counters
     if val_top1 > c.best_val_top1:
         check_finite_weights(s)
         c.best_val_top1, c.best_step = val_top1, c.step
         if s.ranks.is_main:
+            if s.models.text_tower:  # first: best.safetensors of a step always has its text tower (train.wise)
+                save_weights(s.models.text_tower, s.out / TEXT_TOWER_WEIGHTS, step=c.step)
             save_weights(s.models.student, s.out / BEST_WEIGHTS, step=c.step)
 
 
@@ -113,6 +121,8 @@ def restore(s: Session, previous: RunRecord) -> None:
             m.scaler.load_state_dict(state["scaler"])
         if m.projection:
             m.projection.load_state_dict(state["projection"])
+        if m.text_tower:
+            m.text_tower.load_state_dict(state["text_tower"])
         s.counters = LoopCounters(**state["position"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -1,7 +1,8 @@
-"""The fine-tuning objectives: conventional (ce), fixed-trade-off distillation (kd), ProReg and TeS.
+"""The fine-tuning objectives: conventional (ce), fixed-trade-off distillation (kd), ProReg, TeS and FLYP.
 
 Notation as in DESIGN.md: student logits s, teacher (zero-shot) logits z, labels y, temperature T; for TeS, the
-projection's cosines against the fixed text classifier, g(h) W^T, which divided by tau are TeS's u.
+projection's cosines against the fixed text classifier, g(h) W^T, which divided by tau are TeS's u; for FLYP, the
+normalized image features f, the normalized features t of each image's caption, and CLIP's learned scale.
 Every loss returns named terms; the trainer sums the keys ending in `_loss` and logs all of them.
 """
 
@@ -90,15 +91,41 @@ def tes_terms(cfg: LossConfig, student: torch.Tensor, text_cosines: torch.Tensor
     }
 
 
+def flyp_terms(
+    image_features: torch.Tensor, caption_features: torch.Tensor, logit_scale: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """FLYP: CLIP's symmetric contrastive loss, L = (CE(l, i) + CE(l^T, i)) / 2 with l = scale f t^T and targets
+    i = 0..n-1, each image's own caption. As in the authors' code (open_clip's ClipLoss, no class labels), the caption
+    of another image of the same class is a negative like any other, duplicates included."""
+    logits = logit_scale * image_features @ caption_features.t()
+    targets = torch.arange(len(logits), device=logits.device)
+    image_to_text = F.cross_entropy(logits, targets)
+    text_to_image = F.cross_entropy(logits.t(), targets)
+    return {
+        "contrastive_loss": (image_to_text + text_to_image) / 2,
+        "image_to_text_ce": image_to_text.detach(),
+        "text_to_image_ce": text_to_image.detach(),
+        "logit_scale": logit_scale.detach(),
+    }
+
+
 def compute_loss(
     cfg: LossConfig,
-    student: torch.Tensor,
+    student: torch.Tensor | None,
     teacher: torch.Tensor | None,
     labels: torch.Tensor,
     text_cosines: torch.Tensor | None = None,
+    contrastive: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """The named loss terms for one batch. `teacher` (zero-shot logits) is needed by proreg and kd,
-    `text_cosines` (TeS's projection against the text classifier, g(h) W^T) by tes."""
+    """The named loss terms for one batch. `student` (its logits) is needed by every loss but flyp, `teacher`
+    (zero-shot logits) by proreg and kd, `text_cosines` (TeS's projection against the text classifier, g(h) W^T) by
+    tes, `contrastive` (image features, caption features, CLIP's scale) by flyp."""
+    if cfg.kind == "flyp":
+        if contrastive is None:
+            raise ValueError("loss 'flyp' needs image and caption features and the logit scale")
+        return flyp_terms(*contrastive)
+    if student is None:
+        raise ValueError(f"loss {cfg.kind!r} needs the student's logits")
     if cfg.kind == "tes":
         if text_cosines is None:
             raise ValueError("loss 'tes' needs the projection's text cosines")

@@ -11,6 +11,9 @@ class Method:
     uses_teacher: bool  # needs the frozen zero-shot model's logits (cached once when nothing is augmented)
     heads: tuple[str, ...] = ("text", "trainable", "linear")  # the heads it can train (common.artifact.HEAD_KINDS)
     uses_text_projection: bool = False  # trains TeS's projection head g (training only, never exported)
+    # FLYP: trains CLIP's text tower too (train.flyp.TextTower, kept beside the weights, never exported) and rebuilds
+    # the fixed text head W from it.
+    trains_text_tower: bool = False
 
 
 LOSSES = {
@@ -22,5 +25,12 @@ LOSSES = {
         False,
         heads=("linear",),
         uses_text_projection=True,
+    ),
+    "flyp": Method(
+        "FLYP: CLIP's contrastive loss between images and their class prompts, both towers trained; the text head is "
+        "rebuilt from the tuned text tower",
+        False,
+        heads=("text",),
+        trains_text_tower=True,
     ),
 }

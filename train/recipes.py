@@ -17,6 +17,10 @@ The others are the papers' own settings, each from the authors' released code or
   github.com/mlfoundations/wise-ft README's command): cross-entropy through a linear head started from the zero-shot
   classifier and trained at the encoder's rate, AdamW (torch's default betas), lr 3e-5, weight decay 0.1, batch 512,
   10 epochs, 500 warmup steps then cosine. `ce-imagenet+wise` is WiSE-FT at its alpha 0.5.
+- flyp-imagenet: FLYP (Goyal et al., CVPR 2023; github.com/locuslab/FLYP, README's ImageNet command and src/args.py):
+  one AdamW (torch's default betas) over both towers and CLIP's logit scale, lr 1e-5, weight decay 0.1, batch 512,
+  10 epochs, 500 warmup steps then cosine to 0. Each image's caption is drawn from the run's templates (their
+  CSVs pair each image with every one of the 80 ImageNet templates); give those with --template.
 A recipe made for one data suite names it (`suite`); it trains on any other data all the same, and run.json records
 the recipe's name with every setting it resolved to.
 """
@@ -120,6 +124,13 @@ RECIPES = {
         {"kind": "ce"},
         {"head": "trainable", "lp_fraction": 0.5},
     ),
+    # The method alone, with this project's training settings like the recipes above (the authors' own settings
+    # are flyp-imagenet's).
+    "flyp": Recipe(
+        "FLYP: contrastive loss between images and their class prompts, both towers trained, the text head rebuilt "
+        "from the tuned text tower",
+        {"kind": "flyp"},
+    ),
     # The papers' settings (module docstring).
     "proreg-bar": _proreg("BAR", "bar", 1.0, 2.0),
     "proreg-nico-animal": _proreg("NICO-animal", "nico/animal", 2.0, 1.0),
@@ -142,6 +153,20 @@ RECIPES = {
             "epochs": 10,
             "batch_size": 64,
             "accum_steps": 8,  # batch 512
+        },
+        suite="imagenet",
+    ),
+    "flyp-imagenet": Recipe(
+        "FLYP's ImageNet command: its optimizer settings (one AdamW over both towers and the logit scale)",
+        {"kind": "flyp"},
+        {
+            "lr": 1e-5,
+            "betas": (0.9, 0.999),  # torch's default: the authors' AdamW names none
+            "weight_decay": 0.1,
+            "warmup_steps": 500,
+            "decay": "cosine",
+            "epochs": 10,
+            "batch_size": 512,  # the contrastive loss's negatives are one micro-batch's captions: do not split it
         },
         suite="imagenet",
     ),

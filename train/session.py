@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,7 @@ from common.run import Parallelism, RunData, RunRecord
 from common.suites import TrainData, resolve_train_data
 from common.transforms import eval_transform, train_transform
 from train.config import TrainConfig
+from train.flyp import TextTower, load_text_tower
 from train.methods import LOSSES
 from train.run_dirs import RunLock
 
@@ -68,18 +70,32 @@ class TextProjection(nn.Module):
         return F.normalize(self.layers(features), dim=-1)
 
 
+class TrainOutputs(NamedTuple):
+    """What one training pass gives the loss."""
+
+    logits: torch.Tensor | None  # the student's; None for FLYP, whose head is rebuilt from the text tower
+    projected: torch.Tensor | None  # TeS: the projection of the image features
+    contrastive: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None  # FLYP: image and caption features, scale
+
+
 class TrainForward(nn.Module):
-    """The training pass as one module: the student's logits and, for TeS, the projected features. Under torchrun it
-    is what DistributedDataParallel wraps, so every parameter the optimizer changes is synchronized."""
+    """The training pass as one module: the student's logits and, for TeS, the projected features; for FLYP the image
+    features and the captions' through the text tower. Under torchrun it is what DistributedDataParallel wraps, so
+    every parameter the optimizer changes (the text tower's included) is synchronized."""
 
-    def __init__(self, student: ClipClassifier, projection: TextProjection | None):
+    def __init__(self, student: ClipClassifier, projection: TextProjection | None, text_tower: TextTower | None = None):
         super().__init__()
-        self.student, self.projection = student, projection
+        self.student, self.projection, self.text_tower = student, projection, text_tower
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, images: torch.Tensor, captions: torch.Tensor | None = None) -> TrainOutputs:
         features = self.student.features(images)
+        if self.text_tower is not None:
+            if captions is None:
+                raise ValueError("FLYP's training pass needs the images' caption tokens")
+            caption_features, scale = self.text_tower(captions)
+            return TrainOutputs(None, None, (features, caption_features, scale))
         projected = self.projection(features) if self.projection is not None else None
-        return self.student.head(features), projected
+        return TrainOutputs(self.student.head(features), projected, None)
 
 
 @dataclass
@@ -94,6 +110,7 @@ class ModelState:
     forward: nn.Module  # TrainForward, wrapped in DistributedDataParallel under torchrun
     projection: TextProjection | None = None  # TeS only
     frozen_encoder_steps: int = 0  # LP-FT: the encoder trains only from this step on
+    text_tower: TextTower | None = None  # FLYP only: trained, and the source of the student's text head
 
     @property
     def data_parallel(self) -> nn.parallel.DistributedDataParallel | None:
@@ -101,6 +118,16 @@ class ModelState:
 
     def text_weights(self) -> torch.Tensor:
         return self.teacher.text_head().weight
+
+    def rebuild_text_head(self, prompts: list[str], templates: list[str]) -> None:
+        """FLYP: the student's fixed text head becomes the one the tuned text tower gives (before each validation
+        and each save of the best weights: it takes no part in the training loss)."""
+        if self.text_tower is None:
+            return
+        weight, scale = self.text_tower.classifier(prompts, templates)
+        head = self.student.text_head()
+        head.weight.copy_(weight)
+        head.logit_scale.fill_(scale)
 
 
 @dataclass
@@ -227,17 +254,14 @@ def _model_state(
 ) -> ModelState:
     teacher = teacher.to(device).requires_grad_(False)
     student = _student(cfg, teacher)
+    method = LOSSES[cfg.loss.kind]
     projection = None
-    if LOSSES[cfg.loss.kind].uses_text_projection:
+    if method.uses_text_projection:
         width = teacher.text_head().weight.shape[1]
         projection = TextProjection(int(width), int(width)).to(device)  # CLIP's towers share the embedding width
-    lr = cfg.resolved_lr()
-    head = [p for p in student.head.parameters()] + (list(projection.parameters()) if projection else [])
-    groups = [{"params": list(student.visual.parameters()), "lr": lr, "lr_scale": 1.0}]
-    if head:
-        scale = cfg.resolved_head_lr_scale()
-        groups.append({"params": head, "lr": lr * scale, "lr_scale": scale})
-    optimizer = torch.optim.AdamW(groups, lr=lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    text_tower = load_text_tower(cfg.model, cfg.pretrained).to(device) if method.trains_text_tower else None
+    groups = _parameter_groups(cfg, student, projection, text_tower)
+    optimizer = torch.optim.AdamW(groups, lr=cfg.resolved_lr(), betas=cfg.betas, weight_decay=cfg.weight_decay)
     frozen = min(total - 1, math.floor(cfg.lp_fraction * total))  # at least one step fine-tunes everything
     factors = [
         lp_ft_schedule(total, frozen, cfg.warmup_fraction, i == 0, cfg.decay, cfg.warmup_steps)
@@ -246,11 +270,31 @@ def _model_state(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
-    forward: nn.Module = TrainForward(student, projection)
+    forward: nn.Module = TrainForward(student, projection, text_tower)
     ranks = ranks or Ranks()
     if ranks.distributed:
         forward = _data_parallel(forward, device, find_unused=frozen > 0, warn=ranks.is_main)
-    return ModelState(student, teacher, optimizer, scheduler, scaler, forward, projection, frozen)
+        if text_tower is not None and ranks.is_main:
+            log.warning(
+                "FLYP's contrastive loss takes its negatives from each process's share of a micro-batch (features "
+                "are not gathered across processes): losses differ from one process with the same global batch"
+            )
+    return ModelState(student, teacher, optimizer, scheduler, scaler, forward, projection, frozen, text_tower)
+
+
+def _parameter_groups(
+    cfg: TrainConfig, student: ClipClassifier, projection: TextProjection | None, text_tower: TextTower | None
+) -> list[dict]:
+    """The encoder's group (FLYP's text tower and CLIP's logit scale with it: the authors train every CLIP parameter
+    with one AdamW) and, when there is one, the head's (a trainable head, TeS's projection) at its multiple."""
+    lr = cfg.resolved_lr()
+    encoder = list(student.visual.parameters()) + (list(text_tower.parameters()) if text_tower else [])
+    head = list(student.head.parameters()) + (list(projection.parameters()) if projection else [])
+    groups = [{"params": encoder, "lr": lr, "lr_scale": 1.0}]
+    if head:
+        scale = cfg.resolved_head_lr_scale()
+        groups.append({"params": head, "lr": lr * scale, "lr_scale": scale})
+    return groups
 
 
 def _data_parallel(forward: nn.Module, device: torch.device, find_unused: bool, warn: bool) -> nn.Module:
@@ -303,8 +347,9 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
 
 
 def trained_parameters(s: Session) -> list[nn.Parameter]:
-    """Everything the optimizer changes: the student's parameters and TeS's projection's."""
+    """Everything the optimizer changes: the student's parameters, TeS's projection's and FLYP's text tower's."""
     extra = list(s.models.projection.parameters()) if s.models.projection else []
+    extra += list(s.models.text_tower.parameters()) if s.models.text_tower else []
     return list(s.models.student.parameters()) + extra
 
 

@@ -42,6 +42,7 @@ from train.checkpointing import (
     set_base_lr,
 )
 from train.config import TrainConfig
+from train.flyp import caption_templates, captions
 from train.losses import compute_loss, total_loss
 from train.methods import LOSSES
 from train.metrics_log import MetricsLog
@@ -112,6 +113,8 @@ def set_train_mode(s: Session) -> None:
         m.student.visual.eval()
     if m.projection:
         m.projection.train()
+    if m.text_tower:
+        m.text_tower.train()
 
 
 def step_counts(s: Session, micro_batches: list[Batch]) -> tuple[int, int]:
@@ -128,14 +131,26 @@ def placeholder_batch(s: Session) -> Batch:
     return Batch(torch.zeros(1, 3, size, size), zero, zero.clone(), zero.clone(), 0)
 
 
+def caption_tokens(s: Session, batch: Batch) -> torch.Tensor | None:
+    """FLYP: each image's caption, its class prompt in the template drawn for it this epoch, tokenized."""
+    tower = s.models.text_tower
+    if tower is None:
+        return None
+    meta = s.record.classifier
+    choices = caption_templates(s.cfg.seed, s.counters.epoch, batch.indices.tolist(), len(meta.templates))
+    return tower.tokenize(captions(meta.prompts, meta.templates, batch.labels.tolist(), choices)).to(s.device)
+
+
 def micro_batch_terms(s: Session, batch: Batch) -> dict[str, torch.Tensor]:
     """The loss terms of one micro-batch, and their sum as "loss"."""
     m = s.models
     images, labels = batch.images.to(s.device), batch.labels.to(s.device)
     with autocast(s.device, s.cfg.precision):
-        student, projected = m.forward(images)
-        cosines = projected.float() @ m.text_weights().t() if projected is not None else None
-    terms = compute_loss(s.cfg.loss, student.float(), teacher_logits(s, batch, images), labels, cosines)
+        out = m.forward(images, caption_tokens(s, batch))
+        cosines = out.projected.float() @ m.text_weights().t() if out.projected is not None else None
+    student = out.logits.float() if out.logits is not None else None
+    teacher = teacher_logits(s, batch, images)
+    terms = compute_loss(s.cfg.loss, student, teacher, labels, cosines, contrastive=out.contrastive)
     terms["loss"] = total_loss(terms)  # "loss" does not end in LOSS_SUFFIX, so it is not summed again
     return terms
 
@@ -185,6 +200,8 @@ def write_metrics(s: Session, log: MetricsLog, record: dict[str, Any]) -> None:
 
 
 def validate_and_keep_best(s: Session, log: MetricsLog) -> None:
+    meta = s.record.classifier
+    s.models.rebuild_text_head(meta.prompts, meta.templates)  # FLYP's head, from the text tower as it is now
     top1 = validate(s)
     write_metrics(s, log, {"step": s.counters.step, "epoch": s.counters.epoch, "val_top1": top1})
     keep_if_best(s, top1)

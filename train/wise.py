@@ -3,7 +3,9 @@
 theta = (1 - alpha) theta_0 + alpha theta_ft over the image tower and, where it was trained, the head. theta_0 is
 the zero-shot model, rebuilt from what run.json says (model, pretrained weights, prompts, templates), with the
 run's head kind started from the text classifier, or another run of the same architecture and classes (`base`).
-alpha 0 gives theta_0 exactly and alpha 1 theta_ft exactly. The result is a run directory like any other, so export,
+A FLYP run trained the text tower too: both towers are interpolated, and the text head is rebuilt from the
+interpolated text tower (train.flyp). alpha 0 gives theta_0 exactly and alpha 1 theta_ft exactly (for FLYP, the head
+at an end is that end's own, built from that very tower). The result is a run directory like any other, so export,
 eval and the pipeline take it, and the shipped model costs nothing extra at inference.
 """
 
@@ -17,13 +19,24 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_weights, save_weights
+from common.checkpoint import load_weights, save_weights, weights_step
 from common.classifier import ClipClassifier, classifier_from_state, zero_shot_classifier
 from common.errors import OptionError, UserError, check_number
 from common.files import share_like_umask, writable_dir
 from common.provenance import file_sha256, git_commit
-from common.run import BEST_WEIGHTS, FINETUNED_WEIGHTS, RUN_FILE, Run, WiseInfo, write_run_record
+from common.run import (
+    BEST_WEIGHTS,
+    FINETUNED_WEIGHTS,
+    RUN_FILE,
+    TEXT_TOWER_WEIGHTS,
+    CheckpointError,
+    Run,
+    WiseInfo,
+    write_run_record,
+)
 from train.config import TrainConfig
+from train.flyp import load_text_tower, prefixed, split_text_tower, text_head_from_tower
+from train.methods import LOSSES
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> None:
@@ -50,10 +63,15 @@ def finetuned_weights(run: Run) -> Path:
     return run.best_weights
 
 
+def _train_config(run: Run) -> TrainConfig:
+    return TrainConfig.from_dict(run.record.train_config, f"{run.path / RUN_FILE}: train_config")
+
+
 def zero_shot_state(run: Run) -> dict[str, torch.Tensor]:
-    """The weights the run started from: its pretrained tower and its head kind started from the text classifier."""
+    """The weights the run started from: its pretrained tower and its head kind started from the text classifier
+    (and, for FLYP, the pretrained text tower, prefixed)."""
     meta = run.classifier
-    cfg = TrainConfig.from_dict(run.record.train_config, f"{run.path / RUN_FILE}: train_config")
+    cfg = _train_config(run)
     if cfg.head_init != "text":
         raise OptionError(
             f"{run.path}: its {meta.head} head started at random, not from the text classifier, so there is no "
@@ -62,7 +80,30 @@ def zero_shot_state(run: Run) -> dict[str, torch.Tensor]:
     teacher, _ = zero_shot_classifier(meta.model, meta.pretrained, meta.classes, meta.prompts, meta.templates)
     text = teacher.text_head()
     start = ClipClassifier(teacher.visual, text.weight, float(text.logit_scale), head=meta.head)
-    return start.state_dict()
+    if not LOSSES[cfg.loss.kind].trains_text_tower:
+        return start.state_dict()
+    return start.state_dict() | prefixed(load_text_tower(meta.model, meta.pretrained).state_dict())
+
+
+def finetuned_state(run: Run) -> dict[str, torch.Tensor]:
+    """The fine-tuned weights of a run (finetuned_weights) and, for FLYP, its tuned text tower of the same step,
+    prefixed."""
+    weights = finetuned_weights(run)
+    state = load_weights(weights)
+    if not LOSSES[_train_config(run).loss.kind].trains_text_tower:
+        return state
+    tower = run.path / TEXT_TOWER_WEIGHTS
+    if not tower.is_file():
+        raise CheckpointError(
+            f"{run.path}: no {TEXT_TOWER_WEIGHTS}, the text tower FLYP tuned, which WiSE-FT interpolates with the "
+            "image tower"
+        )
+    if weights_step(tower) != weights_step(weights):
+        raise CheckpointError(
+            f"{run.path}: {TEXT_TOWER_WEIGHTS} is from step {weights_step(tower)} but {weights.name} from step "
+            f"{weights_step(weights)} (the run was killed while saving them)"
+        )
+    return state | prefixed(load_weights(tower))
 
 
 def check_compatible(tuned: Run, base: Run) -> None:
@@ -104,13 +145,15 @@ def base_state(run: Run, base: Run | None) -> dict[str, torch.Tensor]:
     if base is None:
         return zero_shot_state(run)
     check_compatible(run, base)
-    return load_weights(finetuned_weights(base))
+    return finetuned_state(base)
 
 
 def wise_classifier(run: Run, alpha: float, base: dict[str, torch.Tensor]) -> ClipClassifier:
     """The interpolated classifier in memory (the sweep evaluates these before one is written)."""
-    tuned = load_weights(finetuned_weights(run))
-    return classifier_from_state(run.classifier, interpolate(base, tuned, alpha), str(run.path))
+    state, tower = split_text_tower(interpolate(base, finetuned_state(run), alpha))
+    if tower and 0 < alpha < 1:  # FLYP: the head the interpolated text tower gives; at the ends, that end's own
+        state |= text_head_from_tower(run.classifier, tower, str(run.path))
+    return classifier_from_state(run.classifier, state, str(run.path))
 
 
 def write_wise_run(

@@ -15,7 +15,7 @@ CASES = [
     ("epochs-not-a-number", [*ONE_STEP, "--epochs", "ten"], usage("--epochs")),
     ("max-steps-0", ["--max-steps", "0"], "max_steps must be a finite number at least 1, got 0"),
     ("max-steps-negative", ["--max-steps", "-2"], "max_steps must be a finite number at least 1, got -2"),
-    ("loss-unknown", [*ONE_STEP, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes)"),
+    ("loss-unknown", [*ONE_STEP, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes, flyp)"),
     ("recipe-unknown", [*ONE_STEP, "--recipe", "magic"], "unknown recipe 'magic' (choose from ce, kd, proreg,"),
     ("recipe-bad-wise", [*ONE_STEP, "--recipe", "kd+wise2"], "the WiSE-FT alpha must lie in [0, 1], got 2"),
     ("recipe-and-loss", [*ONE_STEP, "--recipe", "ce", "--loss", "kd"], "give --recipe or --loss, not both"),

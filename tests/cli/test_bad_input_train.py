@@ -69,7 +69,7 @@ CASES = [
         "state.pt or last.safetensors is not this run's",
     ),
     # choices
-    ("loss-unknown", [*FAST, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes)"),
+    ("loss-unknown", [*FAST, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes, flyp)"),
     ("weight-form-unknown", [*FAST, "--weight-form", "magic"], "unknown ProReg weight form 'magic'"),
     ("augment-unknown", [*FAST, "--augment", "autoaugment"], "unknown augmentation 'autoaugment'"),
     (

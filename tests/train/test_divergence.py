@@ -26,9 +26,9 @@ def break_at(monkeypatch, call: int, how: str) -> None:
     """Makes the `call`-th loss (one per step here) non-finite, or its gradient infinite."""
     real, calls = trainer.compute_loss, []
 
-    def compute_loss(cfg, student, teacher, labels, text_cosines=None):
+    def compute_loss(cfg, student, teacher, labels, text_cosines=None, contrastive=None):
         calls.append(1)
-        terms = real(cfg, student, teacher, labels, text_cosines)
+        terms = real(cfg, student, teacher, labels, text_cosines, contrastive)
         if len(calls) == call and how == "loss":
             terms["ce_loss"] = terms["ce_loss"] * math.nan
         if len(calls) == call and how == "gradient":

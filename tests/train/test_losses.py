@@ -93,7 +93,7 @@ def test_no_gradient_through_proreg_weight():
 
 
 def test_bad_config_is_refused():
-    with pytest.raises(OptionError, match=r"unknown loss 'focal' \(choose from proreg, kd, ce, tes\)"):
+    with pytest.raises(OptionError, match=r"unknown loss 'focal' \(choose from proreg, kd, ce, tes, flyp\)"):
         LossConfig(kind="focal")
     with pytest.raises(OptionError, match="weight form"):
         LossConfig(weight_form="magic")

@@ -44,8 +44,8 @@ def stored(cfg: TrainConfig) -> TrainConfig:
 def test_the_recipes_are_the_documented_ones():
     methods = ["ce", "kd", "proreg", "proreg-official", "tes", "lp-ft"]
     papers = ["proreg-bar", "proreg-nico-animal", "proreg-nico-vehicle", "proreg-pacs", "proreg-domainnet"]
-    assert list(RECIPES) == [*methods, *papers, "tes-cifar100", "ce-imagenet"]
-    assert list(COMPARED) == methods  # what compare trains by default; the papers' settings when named
+    assert list(RECIPES) == [*methods, "flyp", *papers, "tes-cifar100", "ce-imagenet", "flyp-imagenet"]
+    assert list(COMPARED) == methods  # what compare trains by default; FLYP and the papers' settings when named
     assert DEFAULT_WISE_ALPHA == 0.5
     assert recipe_names() == [*RECIPES, *(f"{name}{WISE_SUFFIX}" for name in RECIPES)]
 
