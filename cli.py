@@ -383,14 +383,14 @@ def eval_cmd(
         chosen = [(backend, str(source)) for backend, source in named.items() if source]
         if len(chosen) != 1:
             raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton, --artifacts")
+        if model is not None and not triton:
+            raise OptionError("--model names a model on a Triton server: only with --triton")
         if artifacts:
             if runtime or precision or reference_runtime:
                 raise OptionError("--artifacts evaluates every runtime: --runtime, --precision and the reference's")
             return _eval_artifacts(artifacts, reference, data, max_drop, max_drop_int8, batch_size, out, allow_overlap)
         if max_drop_int8 is not None:
             raise OptionError("--max-drop-int8 is the INT8 gate of --artifacts: only with --artifacts DIR")
-        if model is not None and not triton:
-            raise OptionError("--model names a model on a Triton server: only with --triton")
         if triton:
             from serve.triton_runner import model_url
 

@@ -152,19 +152,25 @@ def pipeline_runners(
     and every exported artifact; the reference's row name; each artifact's accuracy-drop limit in pp."""
     reference = f"{label} (torch)"
     runners = {"zero-shot (torch)": open_runner(BUILTIN), reference: open_runner(run)}
-    artifacts, limits = artifact_runners(label, exported.onnx, exported.engines, max_drop, max_drop_int8)
+    artifacts, limits = artifact_runners(label, exported.onnx, exported.engines, max_drop, max_drop_int8, log.info)
     return {**runners, **artifacts}, reference, limits
 
 
 def artifact_runners(
-    label: str, onnx: dict[str, Path], engines: dict[str, Path], max_drop: float, max_drop_int8: float
+    label: str,
+    onnx: dict[str, Path],
+    engines: dict[str, Path],
+    max_drop: float,
+    max_drop_int8: float,
+    say: Log = print,
 ) -> tuple[dict[str, Runner], dict[str, float | None]]:
     """A runner per way this machine can serve the exported files (`onnx`, `engines`: keyed by their
-    ARTIFACT_PRECISIONS name): each ONNX file in ONNX Runtime, OpenVINO's rows where it is installed, the engines;
-    rows named '<label> (<backend> <name>)'; and each row's accuracy-drop limit (INT8 rows: `max_drop_int8`)."""
+    ARTIFACT_PRECISIONS name): each ONNX file in ONNX Runtime, OpenVINO's rows where it is installed (`say` tells
+    why there are none), the engines; rows named '<label> (<backend> <name>)'; and each row's accuracy-drop limit
+    (INT8 rows: `max_drop_int8`)."""
     artifacts: dict[tuple[str, str, str | None], Path] = {("onnxruntime", p, None): f for p, f in onnx.items()}
     artifacts.update({("tensorrt", p, None): f for p, f in engines.items()})
-    artifacts.update(_openvino_artifacts(onnx))
+    artifacts.update(_openvino_artifacts(onnx, say))
     runners: dict[str, Runner] = {}
     limits: dict[str, float | None] = {}
     for (backend, name, precision), path in artifacts.items():
@@ -195,12 +201,12 @@ def exported_runners(
         log(f"not evaluated: {', '.join(p.name for p in engines.values())} ({why_not})")
         engines = {}
     label = folder.resolve().name
-    runners, limits = artifact_runners(label, onnx, engines, max_drop, max_drop_int8)
+    runners, limits = artifact_runners(label, onnx, engines, max_drop, max_drop_int8, log)
     reference_row = f"reference ({reference_runner.backend} {Path(source).name})"
     return {reference_row: reference_runner, **runners}, reference_row, limits
 
 
-def _openvino_artifacts(onnx: dict[str, Path]) -> dict[tuple[str, str, str | None], Path]:
+def _openvino_artifacts(onnx: dict[str, Path], say: Log) -> dict[tuple[str, str, str | None], Path]:
     """OpenVINO's rows, where it is installed: the FP32 file at FP32 and, where the CPU has a BF16 path, BF16; the
     INT8 Q/DQ file (OpenVINO's own INT8 kernels read the symmetric form)."""
     from serve.openvino_runner import OpenVinoUnavailable, cpu_supports_bf16, import_openvino
@@ -209,7 +215,7 @@ def _openvino_artifacts(onnx: dict[str, Path]) -> dict[tuple[str, str, str | Non
     try:
         import_openvino()
     except OpenVinoUnavailable as why:  # not installed
-        log.info("no OpenVINO rows: %s", why)
+        say(f"not evaluated on OpenVINO: {why}")
         return rows
     if "fp32" in onnx:
         rows["openvino", "fp32", "fp32"] = onnx["fp32"]

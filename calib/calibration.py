@@ -19,7 +19,7 @@ from common.artifact import ClassifierMeta
 from common.data import DataError, LabeledImages, Sample, read_batch
 from common.files import cache_root
 from common.images import stored_file
-from common.samples import labels_of
+from common.samples import indices_by_class
 from common.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
@@ -29,19 +29,18 @@ MIN_IMAGES = 16  # fewer images give activation ranges that depend on which ones
 def stratified_sample(data: LabeledImages, n: int, seed: int) -> list[Sample]:
     """`n` samples spread evenly over the classes (round robin over per-class shuffles), the same for a seed."""
     rng = random.Random(seed)
-    labels = labels_of(data.samples)
-    per_class = [[data.samples[int(i)] for i in np.flatnonzero(labels == c)] for c in range(len(data.classes))]
+    per_class = indices_by_class(data.samples, len(data.classes))
     missing = [data.classes[c] for c, members in enumerate(per_class) if not members]
     if missing:
         raise DataError(f"calibration set {data.name!r} has no images of class(es): {', '.join(missing)}")
     for members in per_class:
         rng.shuffle(members)
-    picked: list[Sample] = []
+    picked: list[int] = []
     depth = 0
     while len(picked) < n and any(depth < len(m) for m in per_class):
         picked += [m[depth] for m in per_class if depth < len(m)][: n - len(picked)]
         depth += 1
-    return picked
+    return [data.samples[i] for i in picked]
 
 
 def _cache_key(samples: list[Sample], meta: ClassifierMeta, seed: int, augment: bool) -> str:

@@ -130,3 +130,12 @@ def path_texts(samples: Sequence[Sample]) -> Iterator[str]:
     if isinstance(samples, SampleTable):
         return (samples.path_text(i) for i in range(len(samples)))
     return (str(s.path) for s in samples)
+
+
+def indices_by_class(samples: Sequence[Sample], n_classes: int) -> list[list[int]]:
+    """For each class, the indices of its samples in dataset order (one stable sort of the labels, not a scan of
+    every sample per class)."""
+    labels = labels_of(samples)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(n_classes + 1))
+    return [order[bounds[c] : bounds[c + 1]].tolist() for c in range(n_classes)]

@@ -29,7 +29,7 @@ from common.data import (
     shared_images,
 )
 from common.run import DataSource
-from common.samples import labels_of, take
+from common.samples import indices_by_class, labels_of, take
 from common.suite_readers.registry import SuiteSpec, parse_suite_spec, read_suite
 from common.world import BUILTIN, BUILTIN_HOLDOUT
 from common.world.suite import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
@@ -102,13 +102,9 @@ def _builtin_eval_sets(spec: str, suite: str, classes: list[str] | None) -> list
 def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
     """Splits off `fraction` of every class as validation, deterministically (the same split for a seed)."""
     rng = random.Random(seed)
-    labels = labels_of(data.samples)
-    order = np.argsort(labels, kind="stable")  # the samples of each class together, in dataset order
-    bounds = np.searchsorted(labels[order], np.arange(len(data.classes) + 1))
     keep: list[int] = []
     held: list[int] = []
-    for label in range(len(data.classes)):
-        members = order[bounds[label] : bounds[label + 1]].tolist()
+    for members in indices_by_class(data.samples, len(data.classes)):
         rng.shuffle(members)
         n_val = max(1, round(fraction * len(members))) if len(members) > 1 else 0
         held += members[:n_val]
@@ -120,7 +116,7 @@ def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tupl
 
 
 def resolve_train_data(source: DataSource) -> TrainData:
-    """Training and validation sets, plus class order, prompt names and (for a suite) its prompt templates."""
+    """Training and validation sets, plus class order and prompt names (a suite's own, unless --classnames)."""
     spec = source.train
     suite_spec = parse_suite_spec(spec)
     if suite_spec:

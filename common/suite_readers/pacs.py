@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.data import LabeledImages, Sample
+from common.data import IMAGE_EXTENSIONS, LabeledImages, Sample
 from common.suite_readers.base import (
     MissingSuiteData,
     Suite,
@@ -85,7 +85,7 @@ def _folder(images: Path, domain: str) -> LabeledImages:
         Sample(path, label, domain)
         for label, name in enumerate(CLASSES)
         for path in sorted((images / domain / name).glob("*"))
-        if path.suffix.lower() in (".jpg", ".jpeg", ".png")
+        if path.suffix.lower() in IMAGE_EXTENSIONS
     ]
     return LabeledImages(domain, list(CLASSES), samples)
 
@@ -101,7 +101,7 @@ def read(root: Path, target: str | None) -> SuiteData:
     with_splits = all(_split_file(root, d, "train") for d in DOMAINS)
     if with_splits:
         split = {
-            (d, s): _split(images, _split_file(root, d, s) or root, f"{d}-{s}", d)
+            (d, s): _split(images, _split_file(root, d, s) or root / f"{d}_{s}_kfold.txt", f"{d}-{s}", d)
             for d in DOMAINS
             for s in ("train", "crossval", "test")
         }

@@ -63,6 +63,10 @@ def test_missing_and_partial_copies_are_named(root, caplog):
         resolve_train_data(DataSource(f"pacs/clipart:{root}"))
     with pytest.raises(DataError, match=r"no such folder: .*nope.*get it from https://domaingeneralization"):
         resolve_eval_sets([f"pacs:{root / 'nope'}"])
+    (root / "cartoon_test_kfold.txt").rename(root / "moved.txt")  # the train split files alone
+    with pytest.raises(MissingSuiteData, match=r"split file cartoon_test_kfold.txt not found \(looked for "):
+        resolve_eval_sets([f"pacs:{root}"])
+    (root / "moved.txt").rename(root / "cartoon_test_kfold.txt")
     (root / "kfold" / "cartoon" / "dog" / "pic_000.jpg").unlink()
     with pytest.raises(MissingSuiteData, match=r"1 of 7 images listed in .*cartoon_train_kfold.txt are missing"):
         resolve_train_data(DataSource(f"pacs:{root}"))

@@ -250,3 +250,19 @@ def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_pass
     fp16 = json.loads((tmp_path / "b-bare-onnxruntime-fp16.json").read_text())
     assert fp16["reference"] == str(folder / "model.onnx") and fp16["gate"]["max_drop_pp"] == 0.0
     assert result.exit_code == (0 if fp16["gate"]["passed"] else 1), result.output
+
+
+def test_artifact_rows_say_when_openvino_is_missing(exported, monkeypatch):
+    import serve.openvino_runner
+    from workflows import artifact_runners
+
+    _, result = exported
+
+    def missing():
+        raise serve.openvino_runner.OpenVinoUnavailable("OpenVINO is not installed: pip install openvino")
+
+    monkeypatch.setattr(serve.openvino_runner, "import_openvino", missing)
+    heard: list[str] = []
+    runners, limits = artifact_runners("run", {"fp32": result.onnx["fp32"]}, {}, 1.0, 1.5, say=heard.append)
+    assert list(runners) == ["run (onnxruntime fp32)"] and limits == {"run (onnxruntime fp32)": 1.0}
+    assert heard == ["not evaluated on OpenVINO: OpenVINO is not installed: pip install openvino"]
