@@ -268,16 +268,11 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
 
 
 def _templates(options: dict[str, Any], typed: set[str]) -> list[str]:
-    """The prompt templates: --templates-file, else --template as typed, else the data suite's own (ImageNet's 80),
-    else the default."""
-    from common.suite_readers.registry import parse_suite_spec
-
+    """The prompt templates: --templates-file, else --template as typed, else [] (TrainConfig resolves it: the data
+    suite's own, such as ImageNet's 80, else the default)."""
     if options["templates_file"]:
         return _read_templates(options["templates_file"])
-    suite = parse_suite_spec(options["data"])
-    if "template" not in typed and suite and suite.suite.info.templates:
-        return list(suite.suite.info.templates)
-    return list(options["template"])
+    return list(options["template"]) if "template" in typed else []
 
 
 def _read_templates(path: Path) -> list[str]:

@@ -9,6 +9,7 @@ from typing import Any
 from common.artifact import DEFAULT_TEMPLATES, HEAD_INITS, check_templates
 from common.errors import OptionError, check_choice, check_number
 from common.run import CheckpointError, DataSource
+from common.suite_readers.registry import parse_suite_spec
 from common.transforms import AUGMENTATIONS
 from common.typed_json import from_json
 from common.world import BUILTIN
@@ -36,7 +37,9 @@ class TrainConfig:
     data: str = BUILTIN
     val_data: str | None = None
     classnames: str | None = None
-    templates: list[str] = field(default_factory=lambda: list(DEFAULT_TEMPLATES))
+    # Prompt templates; [] (the default): the data suite's own (ImageNet's 80), else DEFAULT_TEMPLATES. run.json
+    # records the ones resolved.
+    templates: list[str] = field(default_factory=list)
     loss: LossConfig = field(default_factory=LossConfig)
     head: str | None = None  # common.artifact.HEAD_KINDS; None: the loss's first (text, or linear for tes)
     head_init: str = "text"  # a linear head's start: the text classifier or random
@@ -95,6 +98,9 @@ class TrainConfig:
         check_number("val_fraction", self.val_fraction, 0, 1, above=True)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("augmentation", self.augment, AUGMENTATIONS)
+        if not self.templates:
+            suite = parse_suite_spec(self.data)
+            self.templates = list(suite.suite.info.templates or DEFAULT_TEMPLATES if suite else DEFAULT_TEMPLATES)
         check_templates(self.templates)
         self._check_head()
 
@@ -150,5 +156,9 @@ class TrainConfig:
 
 
 def _absolute(spec: str | None) -> str | None:
-    """A path that exists, made absolute; anything else (builtin, a suite spec, a missing path) as given."""
+    """A path that exists, or a suite spec's root that exists, made absolute; anything else (builtin, a missing path)
+    as given."""
+    suite = parse_suite_spec(spec) if spec else None
+    if suite and suite.root.exists():
+        return f"{spec.partition(':')[0]}:{suite.root.resolve()}"  # type: ignore[union-attr]
     return str(Path(spec).resolve()) if spec and spec != BUILTIN and Path(spec).exists() else spec

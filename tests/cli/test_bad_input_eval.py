@@ -170,6 +170,7 @@ CASES = [
     # --artifacts (a folder of exported files against their model)
     ("artifacts-and-onnx", ["--artifacts", f"{W}/run", "--onnx", ONNX], "give exactly one of --checkpoint, --onnx"),
     ("artifacts-missing", ["--artifacts", f"{W}/nope"], f"--artifacts: no such folder: {W}/nope"),
+    ("artifacts-model", ["--artifacts", f"{W}/run", "--model", "m"], "--model names a model on a Triton server"),
     ("artifacts-none-there", ["--artifacts", f"{W}/empty"], f"{W}/empty holds no exported model (model.onnx"),
     ("artifacts-runtime", ["--artifacts", f"{W}/run", "--runtime", "openvino"], "--artifacts evaluates every runtime"),
     (

@@ -200,3 +200,16 @@ def test_a_damaged_saved_config_is_a_checkpoint_error() -> None:
         TrainConfig.from_dict({**saved, "betas": [0.9, 0.98, 0.5]}, "run.json: train_config")
     with pytest.raises(CheckpointError, match=r"loss\.alpha should be float, not str"):
         TrainConfig.from_dict({**saved, "loss": {**saved["loss"], "alpha": "1"}}, "run.json: train_config")
+
+
+def test_templates_default_to_the_data_suites_own_and_suite_roots_are_made_absolute(tmp_path, monkeypatch):
+    from common.artifact import DEFAULT_TEMPLATES
+
+    (tmp_path / "PACS").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert TrainConfig().templates == list(DEFAULT_TEMPLATES)
+    imagenet = TrainConfig(data="imagenet:/data/imagenet")
+    assert len(imagenet.templates) == 80 and "a photo of a {}." in imagenet.templates
+    pacs = TrainConfig(data="pacs/photo:PACS")
+    assert pacs.data == f"pacs/photo:{tmp_path / 'PACS'}" and pacs.templates == ["a photo of a {}."]
+    assert TrainConfig(data="imagenet:/data/imagenet", templates=["art of a {}"]).templates == ["art of a {}"]
