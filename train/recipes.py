@@ -223,7 +223,10 @@ def recipe_config(name: str, loss: dict[str, Any] | None = None, **train: Any) -
 def made_for(suite: str, data: str) -> bool:
     """Whether the data spec `data` (SUITE[/VARIANT]:ROOT, a path, builtin) reads `suite` (SUITE, or SUITE/VARIANT
     when the settings were made for one variant)."""
-    head, sep, _ = data.partition(":")
-    name, _, variant = head.lower().partition("/")
+    from common.suite_readers.registry import parse_suite_spec  # reads the suites: not at the CLI's start-up
+
+    spec = parse_suite_spec(data)
     wanted, _, wanted_variant = suite.partition("/")
-    return bool(sep) and name == wanted and (not wanted_variant or variant == wanted_variant)
+    if spec is None or spec.suite.info.name != wanted:
+        return False
+    return not wanted_variant or (spec.variant or spec.suite.info.default_variant) == wanted_variant
