@@ -16,6 +16,7 @@ from pathlib import Path
 from common.errors import OptionError, check_choice
 from common.run import Run, open_run
 from common.world import BUILTIN
+from serve.openvino_runner import OPENVINO_PRECISIONS
 from serve.runner import Runner
 
 
@@ -64,7 +65,7 @@ BACKENDS = {
     "onnxruntime": Backend(".onnx", _onnxruntime),
     "tensorrt": Backend(".plan", _tensorrt),
     "triton": Backend(None, _triton, schemes=("http://", "grpc://")),
-    "openvino": Backend(None, _openvino, precisions=("fp32", "bf16")),  # .onnx files, when named
+    "openvino": Backend(None, _openvino, precisions=OPENVINO_PRECISIONS),  # .onnx files, when named
 }
 
 
