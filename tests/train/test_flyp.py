@@ -13,9 +13,6 @@ image's caption is a negative even though it is the same text).
 import math
 import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,6 +33,12 @@ from train.recipes import recipe_config
 from train.trainer import TrainingInterrupted, train
 from train.wise import write_wise_run, zero_shot_state
 from workflows import export_run
+
+# These tests run in a fresh interpreter (tests/train/test_flyp_isolated.py): in the full suite's long-lived process,
+# a SIGINT sent to itself after them (this file's resume test, then test_recipes') segfaulted pytest, depending on
+# the tests before; not reproduced with this file alone. Root cause not found yet (see the stop note).
+CHILD = "PROREG_FLYP_CHILD"
+pytestmark = pytest.mark.skipif(os.environ.get(CHILD) != "1", reason="run by test_flyp_isolated.py in a fresh process")
 
 IMAGES = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 CAPTIONS = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
@@ -199,26 +202,8 @@ def test_the_wise_recipe_interpolates_in_place(folder, tmp_path):
     assert all(torch.equal(written[k], kept[k]) for k in kept)
 
 
-_CHILD, _RESUME = "PROREG_FLYP_RESUME_CHILD", "test_resume_equals_uninterrupted_run"
-
-
 @pytest.mark.slow
 def test_resume_equals_uninterrupted_run(folder, tmp_path):
-    """Ctrl-C at step 2, resume: the losses, weights and text tower of an uninterrupted run. Checked in a fresh
-    interpreter: in the full suite's long-lived process the SIGINT this test sends crashed pytest (a segfault that
-    depends on earlier tests; it does not happen with this file alone, nor with tests/train, tests/serve,
-    tests/cli, tests/common or tests/calib before it)."""
-    if os.environ.get(_CHILD) != "1":
-        child = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"{__file__}::{_RESUME}"],
-            cwd=Path(__file__).parents[2],
-            env={**os.environ, _CHILD: "1"},
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert child.returncode == 0, child.stdout[-4000:] + child.stderr[-2000:]
-        return
     cfg = _config(folder, max_steps=6)
     train(cfg, tmp_path / "straight")
 
