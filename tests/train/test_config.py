@@ -6,7 +6,7 @@ import dataclasses
 import json
 import os
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -89,7 +89,8 @@ def test_data_source() -> None:
 
 
 def test_fresh_run_dir_names_time_loss_and_seed(tmp_path: Path) -> None:
-    before = datetime.now().replace(microsecond=0)
+    # A second of slack: a VM's clock can step back between two readings (seen in CI: the name 1 s before `before`).
+    before = datetime.now().replace(microsecond=0) - timedelta(seconds=1)
     path = fresh_run_dir(TrainConfig(loss=LossConfig(kind="ce"), seed=7), tmp_path)
     after = datetime.now()
     assert path.parent == tmp_path
