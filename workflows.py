@@ -60,7 +60,7 @@ from serve.runner import Runner
 from serve.torch_runner import TorchRunner
 from train.config import TrainConfig
 from train.recipes import DEFAULT_WISE_ALPHA, knob_settings, recipe_config, resolve_recipe
-from train.wise import base_state, check_new_run_dir, wise_classifier, write_wise_run
+from train.wise import Interpolation, base_state, check_new_run_dir, wise_classifier, write_wise_run
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -269,13 +269,13 @@ def wise_sweep(
     """Evaluates the interpolation at each alpha on the run's validation data and on `sets`; writes the one with
     the best validation top-1 (WISE_RULE) as the run directory `out`, with wise-sweep.json/.md/.png beside it."""
     check_new_run_dir(run, out)  # before the sweep's minutes of evaluation
-    base_weights = base_state(run, base)
+    interpolation = Interpolation(run, base_state(run, base))
     preprocess = run.classifier.preprocess
     val = preload([EvalSet(resolve_train_data(run.record.data.source).val, "id")], preprocess)[0]
     sets = preload(sets, preprocess)  # decoded once for all alphas
     rows = []
     for i, alpha in enumerate(alphas):
-        model = wise_classifier(run, alpha, base_weights)
+        model = interpolation.classifier(alpha)
         runner = TorchRunner(model, ArtifactSpec(classifier=run.classifier), f"{run.path} (alpha {alpha:g})")
         step = f"alpha {alpha:g} ({i + 1}/{len(alphas)})"
         hook = (lambda n, d, t, step=step: progress(f"{step}: {n}", d, t)) if progress else None
@@ -293,7 +293,7 @@ def wise_sweep(
     alpha = wise_choice({r["alpha"]: r["val_top1"] for r in rows})
     sweep = WiseSweep(rows, alpha)
     val_top1 = next(r["val_top1"] for r in rows if r["alpha"] == alpha)
-    written = write_wise_run(run, alpha, out, base, base_weights, val_top1=val_top1)
+    written = write_wise_run(run, alpha, out, base, interpolation, val_top1=val_top1)
     _write_sweep(sweep, written)
     return written, sweep
 
@@ -438,9 +438,9 @@ def _scored_cell(run: Run, cell: Cell, spec: CompareSpec) -> Cell:
     scores = _stored(file, names)
     wanted = sorted({*spec.alphas, 1.0} - {0.0})
     if any(alpha not in scores for alpha in wanted):
-        base = base_state(run, None)
+        interpolation = Interpolation(run, base_state(run, None))
         for alpha in wanted:
-            model = wise_classifier(run, alpha, base)
+            model = interpolation.classifier(alpha)
             scores[alpha] = _score(
                 TorchRunner(model, ArtifactSpec(classifier=run.classifier), str(run.path)), run, spec
             )

@@ -27,10 +27,8 @@ class TrainingDiverged(UserError):
 
 def check_finite_weights(s: Session) -> None:
     named = list(s.models.student.named_parameters())
-    if s.models.projection:
-        named += [(f"projection.{n}", p) for n, p in s.models.projection.named_parameters()]
-    if s.models.text_tower:
-        named += [(f"text_tower.{n}", p) for n, p in s.models.text_tower.named_parameters()]
+    for prefix, module in s.models.side_modules().items():
+        named += [(f"{prefix}.{n}", p) for n, p in module.named_parameters()]
     bad = [name for name, p in named if not torch.isfinite(p).all()]
     if bad:
         raise TrainingDiverged(diverged_message(s, f"the weights are not finite ({bad[0]})"))
@@ -79,10 +77,8 @@ def save_checkpoint(s: Session, status: str) -> None:
         "scaler": m.scaler.state_dict(),
         "position": vars(c),
     }
-    if m.projection:  # TeS's projection trains with the model but is not part of it
-        state["projection"] = m.projection.state_dict()
-    if m.text_tower:  # FLYP's text tower: here, in the one file that holds the position, so they cannot disagree
-        state["text_tower"] = m.text_tower.state_dict()
+    # TeS's projection and FLYP's text tower: here, in the one file that holds the position, so they cannot disagree
+    state |= {name: module.state_dict() for name, module in m.side_modules().items()}
     tmp = s.out / (STATE_FILE + ".tmp")
     torch.save(state, tmp)
     tmp.replace(s.out / STATE_FILE)
@@ -119,10 +115,8 @@ def restore(s: Session, previous: RunRecord) -> None:
         m.scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             m.scaler.load_state_dict(state["scaler"])
-        if m.projection:
-            m.projection.load_state_dict(state["projection"])
-        if m.text_tower:
-            m.text_tower.load_state_dict(state["text_tower"])
+        for name, module in m.side_modules().items():
+            module.load_state_dict(state[name])
         s.counters = LoopCounters(**state["position"])
     except (KeyError, TypeError, ValueError, RuntimeError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

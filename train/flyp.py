@@ -86,10 +86,12 @@ def split_text_tower(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Te
     return classifier, tower
 
 
-def text_head_from_tower(meta: ClassifierMeta, tower_state: dict[str, torch.Tensor], where: str) -> dict:
+def text_head_from_tower(
+    meta: ClassifierMeta, tower_state: dict[str, torch.Tensor], where: str, tower: TextTower | None = None
+) -> dict:
     """The fixed text head's tensors (head.weight, head.logit_scale) that the text tower `tower_state` gives for the
-    classes and templates of `meta`."""
-    tower = load_text_tower(meta.model, meta.pretrained)
+    classes and templates of `meta`; `tower` (of `meta`'s model, loaded again when None) takes all of its weights."""
+    tower = tower or load_text_tower(meta.model, meta.pretrained)
     try:
         tower.load_state_dict(tower_state)
     except RuntimeError as err:

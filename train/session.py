@@ -119,6 +119,12 @@ class ModelState:
     def text_weights(self) -> torch.Tensor:
         return self.teacher.text_head().weight
 
+    def side_modules(self) -> dict[str, nn.Module]:
+        """What trains beside the student and is not part of the exported model (TeS's projection, FLYP's text
+        tower), by the name its state has in state.pt: one list for the checks, the saves and the restores."""
+        named = {"projection": self.projection, "text_tower": self.text_tower}
+        return {name: module for name, module in named.items() if module is not None}
+
     def rebuild_text_head(self, prompts: list[str], templates: list[str]) -> None:
         """FLYP: the student's fixed text head becomes the one the tuned text tower gives (before each validation
         and each save of the best weights: it takes no part in the training loss)."""

@@ -35,7 +35,7 @@ from common.run import (
     write_run_record,
 )
 from train.config import TrainConfig
-from train.flyp import load_text_tower, prefixed, split_text_tower, text_head_from_tower
+from train.flyp import TextTower, load_text_tower, prefixed, split_text_tower, text_head_from_tower
 from train.methods import LOSSES
 
 
@@ -148,12 +148,26 @@ def base_state(run: Run, base: Run | None) -> dict[str, torch.Tensor]:
     return finetuned_state(base)
 
 
+class Interpolation:
+    """The classifiers between `base` and a run's fine-tuned weights, in memory (a sweep evaluates several alphas
+    before one is written): the fine-tuned weights are read once, and FLYP's text tower is loaded once."""
+
+    def __init__(self, run: Run, base: dict[str, torch.Tensor]):
+        self.run, self.base, self.tuned = run, base, finetuned_state(run)
+        self.tower: TextTower | None = None  # FLYP: the module each alpha's interpolated text tower is loaded into
+
+    def classifier(self, alpha: float) -> ClipClassifier:
+        meta, where = self.run.classifier, str(self.run.path)
+        state, tower_state = split_text_tower(interpolate(self.base, self.tuned, alpha))
+        if tower_state and 0 < alpha < 1:  # FLYP: the head the interpolated text tower gives; at the ends, its own
+            self.tower = self.tower or load_text_tower(meta.model, meta.pretrained)
+            state |= text_head_from_tower(meta, tower_state, where, self.tower)
+        return classifier_from_state(meta, state, where)
+
+
 def wise_classifier(run: Run, alpha: float, base: dict[str, torch.Tensor]) -> ClipClassifier:
-    """The interpolated classifier in memory (the sweep evaluates these before one is written)."""
-    state, tower = split_text_tower(interpolate(base, finetuned_state(run), alpha))
-    if tower and 0 < alpha < 1:  # FLYP: the head the interpolated text tower gives; at the ends, that end's own
-        state |= text_head_from_tower(run.classifier, tower, str(run.path))
-    return classifier_from_state(run.classifier, state, str(run.path))
+    """The interpolated classifier at one alpha."""
+    return Interpolation(run, base).classifier(alpha)
 
 
 def write_wise_run(
@@ -161,19 +175,18 @@ def write_wise_run(
     alpha: float,
     out: Path,
     base: Run | None = None,
-    base_weights: dict[str, torch.Tensor] | None = None,
+    interpolation: Interpolation | None = None,
     val_top1: float | None = None,
 ) -> Run:
     """Writes the interpolated model as a new run directory `out` (best.safetensors and run.json, which names the
     fine-tuned run, alpha and base, and the interpolation's validation top-1 `val_top1` when it was measured; `best`
-    stays the fine-tuned checkpoint's)."""
+    stays the fine-tuned checkpoint's). A sweep passes its `interpolation`, so nothing is read or loaded again."""
     check_alpha(alpha)
     out = Path(out)
     check_new_run_dir(run, out)
     if run.record.status != "finished":
         raise UserError(f"{run.path} has not finished training ({run.record.status}): finish or resume it first")
-    weights = base_weights if base_weights is not None else base_state(run, base)
-    model = wise_classifier(run, alpha, weights)
+    model = (interpolation or Interpolation(run, base_state(run, base))).classifier(alpha)
     writable_dir(out, "output folder")
     save_weights(model, out / BEST_WEIGHTS, step=run.record.best.step)
     record = copy.deepcopy(run.record)
