@@ -374,28 +374,18 @@ def eval_cmd(
     from workflows import check_not_trained_on
 
     with one_line_errors():
-        named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine, "triton": triton, "": artifacts}
-        chosen = [(backend, str(source)) for backend, source in named.items() if source]
-        if len(chosen) != 1:
-            raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton, --artifacts")
-        if model is not None and not triton:
-            raise OptionError("--model names a model on a Triton server: only with --triton")
+        backend, source = _eval_source(checkpoint, onnx, engine, triton, model, artifacts)
         if artifacts:
             if runtime or precision or reference_runtime:
                 raise OptionError("--artifacts evaluates every runtime: --runtime, --precision and the reference's")
             return _eval_artifacts(artifacts, reference, data, max_drop, max_drop_int8, batch_size, out, allow_overlap)
         if max_drop_int8 is not None:
             raise OptionError("--max-drop-int8 is the INT8 gate of --artifacts: only with --artifacts DIR")
-        if triton:
-            from serve.triton_runner import model_url
-
-            chosen = [("triton", model_url(triton, model or TRITON_DEFAULT_MODEL))]
         if max_drop is not None and not reference:
             raise OptionError("--max-drop needs --reference: the drop is measured against it")
         if max_drop is not None:
             check_max_drop(max_drop, "--max-drop")
         check_report_path(out)  # before any work: never over a file that is not a report of ours
-        ((backend, source),) = chosen
         backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
         ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
         runner = open_runner(source, backend, precision=precision)
@@ -416,6 +406,30 @@ def eval_cmd(
     if report.get("gate") and not report["gate"]["passed"]:
         console.print(f"[red]gate failed[/red]: worst drop {report['gate']['worst_drop_pp']:+.2f} pp > {max_drop} pp")
         raise typer.Exit(1)
+
+
+def _eval_source(
+    checkpoint: str | None,
+    onnx: Path | None,
+    engine: Path | None,
+    triton: str | None,
+    model: str | None,
+    artifacts: Path | None,
+) -> tuple[str, str]:
+    """(backend, source) of the one model eval was given ("" for --artifacts); a Triton source as its model's URL."""
+    from common.errors import OptionError
+
+    named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine, "triton": triton, "": artifacts}
+    chosen = [(backend, str(source)) for backend, source in named.items() if source]
+    if len(chosen) != 1:
+        raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton, --artifacts")
+    if model is not None and not triton:
+        raise OptionError("--model names a model on a Triton server: only with --triton")
+    if triton:
+        from serve.triton_runner import model_url
+
+        return "triton", model_url(triton, model or TRITON_DEFAULT_MODEL)
+    return chosen[0]
 
 
 def _eval_artifacts(
