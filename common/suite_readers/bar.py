@@ -16,7 +16,16 @@ import json
 from pathlib import Path
 
 from common.data import IMAGE_EXTENSIONS, LabeledImages, Sample
-from common.suite_readers.base import MissingSuiteData, Suite, SuiteData, SuiteInfo, SuiteSet, missing_counts, require
+from common.suite_readers.base import (
+    MissingSuiteData,
+    Suite,
+    SuiteData,
+    SuiteInfo,
+    SuiteSet,
+    missing_counts,
+    refuse_absent,
+    require,
+)
 
 # class name -> the action as the file names and metadata spell it (and as the prompts say it)
 ACTIONS = {
@@ -72,10 +81,7 @@ def _from_metadata(root: Path, path: Path) -> dict[str, list[Sample]]:
             absent.append(root / split / f"{stem}.jpg")
             continue
         splits[split].append(Sample(file, label))
-    if absent:
-        raise MissingSuiteData(
-            f"{INFO.title}: {len(absent)} of {len(entries)} images listed in {path} are missing (first: {absent[0]})"
-        )
+    refuse_absent(INFO, path, len(entries), absent)
     return splits
 
 

@@ -8,7 +8,7 @@ classes, each one or more ImageNet classes) says so in `SuiteSet.model_classes`:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,14 +67,26 @@ class Suite:
     read_for_eval: Callable[[Path, str | None], SuiteData] | None = None
 
 
+def missing_data(info: SuiteInfo, problem: str) -> MissingSuiteData:
+    """The error for a suite's folder or file that is not there: `problem` (what is missing and where it was looked
+    for, e.g. 'split file x.txt not found (looked in ROOT)'), then the expected layout and where to get the suite."""
+    return MissingSuiteData(f"{info.title}: {problem}; expected layout: {info.layout}; get it from {info.published}")
+
+
 def require(path: Path, what: str, info: SuiteInfo) -> Path:
     """`path`, or MissingSuiteData naming `what` is missing, where it was looked for and where to get the suite."""
     if not path.exists():
-        raise MissingSuiteData(
-            f"{info.title}: {what} not found (looked for {path}); expected layout: {info.layout}; "
-            f"get it from {info.published}"
-        )
+        raise missing_data(info, f"{what} not found (looked for {path})")
     return path
+
+
+def refuse_absent(info: SuiteInfo, listed_in: Path, listed: int, absent: Sequence[Path]) -> None:
+    """MissingSuiteData when any image file that `listed_in` (a split or metadata file) lists is absent: how many of
+    the `listed` images, and the first absent one."""
+    if absent:
+        raise MissingSuiteData(
+            f"{info.title}: {len(absent)} of {listed} images listed in {listed_in} are missing (first: {absent[0]})"
+        )
 
 
 def choose_variant(info: SuiteInfo, variant: str | None) -> str:

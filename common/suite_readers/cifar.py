@@ -33,9 +33,9 @@ import numpy as np
 from PIL import Image
 
 from common.data import DataError, LabeledImages
-from common.images import UnreadableImage, is_regular_file, register_record_reader
+from common.images import UnreadableImage, is_regular_file, record_path, register_record_reader
 from common.samples import SampleTable
-from common.suite_readers.base import MissingSuiteData, Suite, SuiteData, SuiteInfo, SuiteSet, missing_counts, require
+from common.suite_readers.base import Suite, SuiteData, SuiteInfo, SuiteSet, missing_counts, missing_data, require
 
 PIXELS = 3 * 32 * 32  # bytes of one image: three 32 x 32 planes
 PUBLISHED = {"train": 50000, "test": 10000}  # images per split, both datasets
@@ -253,10 +253,7 @@ def _find_layout(root: Path, cifar: Cifar) -> tuple[Path, Layout]:
             if any((folder / name).is_file() for name in (layout.test, layout.meta, *layout.train)):
                 return folder, layout
     looked = ", ".join(str(root / layout.folder) for layout in cifar.layouts)
-    raise MissingSuiteData(
-        f"{cifar.info.title}: no batch files found (looked in {root}, {looked}); expected layout: "
-        f"{cifar.info.layout}; get it from {cifar.info.published}"
-    )
+    raise missing_data(cifar.info, f"no batch files found (looked in {root}, {looked})")
 
 
 def _class_names(folder: Path, layout: Layout, cifar: Cifar) -> list[str]:
@@ -321,7 +318,7 @@ def _split(folder: Path, files: tuple[str, ...], layout: Layout, cifar: Cifar, c
     for file in files:
         if (folder / file).is_file():
             file_labels = _labels(folder / file, layout, cifar)
-            paths += [f"{file}/{layout.record_format}#{i}" for i in range(len(file_labels))]
+            paths += [record_path(Path(file), layout.record_format, i).as_posix() for i in range(len(file_labels))]
             labels.append(file_labels)
     label_column = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
     no_groups = np.full(len(paths), -1, dtype=np.int32)

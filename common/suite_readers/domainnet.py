@@ -25,14 +25,15 @@ from pathlib import Path
 
 from common.data import DataError, LabeledImages, Sample
 from common.suite_readers.base import (
-    MissingSuiteData,
     Suite,
     SuiteData,
     SuiteInfo,
     SuiteSet,
     keep_labels,
     missing_counts,
+    missing_data,
     read_split_lines,
+    refuse_absent,
     require,
 )
 
@@ -104,10 +105,7 @@ def _split_file(root: Path, domain: str, split: str) -> Path:
     for folder in SPLIT_FOLDERS:
         if (root / folder / name).is_file():
             return root / folder / name
-    raise MissingSuiteData(
-        f"{INFO.title}: split file {name} not found (looked in {root} and its splits/, image_list/, txt/); "
-        f"expected layout: {INFO.layout}; get it from {INFO.published}"
-    )
+    raise missing_data(INFO, f"split file {name} not found (looked in {root} and its splits/, image_list/, txt/)")
 
 
 def _label(fields: list[str], path: Path) -> int:
@@ -128,16 +126,15 @@ def _split(root: Path, domain: str, split: str) -> LabeledImages:
     path = _split_file(root, domain, split)
     require(root / domain, f"domain folder {domain}/", INFO)
     samples: list[Sample] = []
-    absent: list[Sample] = []
+    absent: list[Path] = []
     for fields in read_split_lines(path, INFO):
         label = _label(fields, path)
         file = root / fields[0]
-        (samples if file.is_file() else absent).append(Sample(file, label, domain))
-    if absent:
-        raise MissingSuiteData(
-            f"{INFO.title}: {len(absent)} of {len(samples) + len(absent)} images listed in {path} are missing "
-            f"(first: {absent[0].path})"
-        )
+        if file.is_file():
+            samples.append(Sample(file, label, domain))
+        else:
+            absent.append(file)
+    refuse_absent(INFO, path, len(samples) + len(absent), absent)
     return LabeledImages(f"{domain}-{split}", list(CLASSES), samples)
 
 

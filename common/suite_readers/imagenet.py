@@ -40,6 +40,7 @@ from common.suite_readers.base import (
     SuiteInfo,
     SuiteSet,
     missing_counts,
+    missing_data,
     require,
 )
 
@@ -155,10 +156,7 @@ def _dataset_dir(root: Path, info: SuiteInfo, names: Sequence[str], markers: Seq
     for folder in candidates:
         if any((folder / marker).is_dir() for marker in markers):
             return folder
-    raise MissingSuiteData(
-        f"{info.title}: {what} not found (looked in {', '.join(map(str, candidates))}); expected layout: "
-        f"{info.layout}; get it from {info.published}"
-    )
+    raise missing_data(info, f"{what} not found (looked in {', '.join(map(str, candidates))})")
 
 
 def _is_image(name: str) -> bool:

@@ -24,7 +24,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from common.data import IMAGE_EXTENSIONS, LabeledImages, Sample
-from common.suite_readers.base import MissingSuiteData, Suite, SuiteData, SuiteInfo, SuiteSet, require
+from common.suite_readers.base import MissingSuiteData, Suite, SuiteData, SuiteInfo, SuiteSet, missing_data, require
 
 # CaaM's training contexts per NICO animal class (its configs' `training_dist`), in CaaM's order.
 ANIMAL_TRAIN_CONTEXTS = {
@@ -150,10 +150,10 @@ def _plus_image_root(root: Path) -> Path:
     ):
         if any((folder / d).is_dir() for d in PLUS_DOMAINS):
             return folder
-    raise MissingSuiteData(
-        f"{PLUS_INFO.title}: no domain folder ({', '.join(PLUS_DOMAINS)}) found in {root}, {root / 'train'} or "
-        f"{root / 'track_1/public_dg_0416/train'}; expected layout: {PLUS_INFO.layout}; "
-        f"get it from {PLUS_INFO.published}"
+    raise missing_data(
+        PLUS_INFO,
+        f"no domain folder ({', '.join(PLUS_DOMAINS)}) found in {root}, {root / 'train'} or "
+        f"{root / 'track_1/public_dg_0416/train'}",
     )
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from common.data import DataError, LabeledImages, Sample
 from common.suite_readers.base import (
-    MissingSuiteData,
     Suite,
     SuiteData,
     SuiteInfo,
     SuiteSet,
     keep_labels,
     missing_counts,
+    missing_data,
 )
 
 DOMAINS = {"art": "Art", "clipart": "Clipart", "product": "Product", "real_world": "Real World"}  # variant -> folder
@@ -72,9 +72,10 @@ def _image_root(root: Path) -> Path:
     for images in (root, root / ZIP_FOLDER):
         if any(_domain_folder(images, d) for d in DOMAINS):
             return images
-    raise MissingSuiteData(
-        f"{INFO.title}: the domain folders not found (looked in {root} and {root / ZIP_FOLDER} for Art/, Clipart/, "
-        f"Product/, Real World/); expected layout: {INFO.layout}; get it from {INFO.published}"
+    raise missing_data(
+        INFO,
+        f"the domain folders not found (looked in {root} and {root / ZIP_FOLDER} for Art/, Clipart/, Product/, "
+        "Real World/)",
     )
 
 
@@ -82,10 +83,7 @@ def _domain(images: Path, domain: str) -> LabeledImages:
     """One domain's images, labelled in `CLASSES` order; a folder that is not a class is an error."""
     folder = _domain_folder(images, domain)
     if folder is None:
-        raise MissingSuiteData(
-            f"{INFO.title}: domain folder {DOMAINS[domain]}/ not found (looked in {images}); expected layout: "
-            f"{INFO.layout}; get it from {INFO.published}"
-        )
+        raise missing_data(INFO, f"domain folder {DOMAINS[domain]}/ not found (looked in {images})")
     unknown = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name not in CLASSES)
     if unknown:
         raise DataError(

@@ -20,7 +20,9 @@ from common.suite_readers.base import (
     SuiteInfo,
     SuiteSet,
     missing_counts,
+    missing_data,
     read_split_lines,
+    refuse_absent,
     require,
 )
 
@@ -48,9 +50,8 @@ def _image_root(root: Path) -> Path:
             return root / sub
     if all((root / d).is_dir() for d in DOMAINS):
         return root
-    raise MissingSuiteData(
-        f"{INFO.title}: the image folder kfold/ not found (looked in {root} for kfold/, images/ and the four domain "
-        f"folders); expected layout: {INFO.layout}; get it from {INFO.published}"
+    raise missing_data(
+        INFO, f"the image folder kfold/ not found (looked in {root} for kfold/, images/ and the four domain folders)"
     )
 
 
@@ -64,18 +65,17 @@ def _split_file(root: Path, domain: str, split: str) -> Path | None:
 
 def _split(images: Path, path: Path, name: str, domain: str) -> LabeledImages:
     samples: list[Sample] = []
-    absent: list[Sample] = []
+    absent: list[Path] = []
     for fields in read_split_lines(path, INFO):
         label = int(fields[1]) - 1
         if not 0 <= label < len(CLASSES):
             raise MissingSuiteData(f"{path}: label {fields[1]} outside 1..{len(CLASSES)} ({fields[0]})")
         file = images / fields[0]
-        (samples if file.is_file() else absent).append(Sample(file, label, domain))
-    if absent:
-        raise MissingSuiteData(
-            f"{INFO.title}: {len(absent)} of {len(samples) + len(absent)} images listed in {path} are missing "
-            f"(first: {absent[0].path})"
-        )
+        if file.is_file():
+            samples.append(Sample(file, label, domain))
+        else:
+            absent.append(file)
+    refuse_absent(INFO, path, len(samples) + len(absent), absent)
     return LabeledImages(name, list(CLASSES), samples)
 
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import common.suite_readers as package
 from common.data import DataError
-from common.suite_readers.base import Suite, SuiteData, choose_variant
+from common.suite_readers.base import Suite, SuiteData, choose_variant, missing_data
 
 _NOT_READERS = {"base", "registry"}
 
@@ -53,8 +53,6 @@ def read_suite(spec: SuiteSpec, training: bool = False) -> SuiteData:
     if spec.variant and not info.variants:
         raise DataError(f"{info.name} takes no variant (got {spec.variant!r}): {info.name}:ROOT")
     if not spec.root.is_dir():
-        raise DataError(
-            f"{info.title}: no such folder: {spec.root}; expected layout: {info.layout}; get it from {info.published}"
-        )
+        raise missing_data(info, f"no such folder: {spec.root}")
     read = spec.suite.read_for_eval if spec.suite.read_for_eval and not training else spec.suite.read
     return read(spec.root, variant)

@@ -17,7 +17,16 @@ import csv
 from pathlib import Path
 
 from common.data import LabeledImages, Sample
-from common.suite_readers.base import MissingSuiteData, Suite, SuiteData, SuiteInfo, SuiteSet, missing_counts, require
+from common.suite_readers.base import (
+    MissingSuiteData,
+    Suite,
+    SuiteData,
+    SuiteInfo,
+    SuiteSet,
+    missing_counts,
+    refuse_absent,
+    require,
+)
 
 FOLDER = "waterbird_complete95_forest2water2"
 CLASSES = ("landbird", "waterbird")  # y = 0, 1
@@ -82,10 +91,7 @@ def _read_metadata(folder: Path) -> dict[str, list[Sample]]:
         if not file.is_file():
             absent.append(file)
         splits[SPLITS[split]].append(Sample(file, label, group_name(label, place)))
-    if absent:
-        raise MissingSuiteData(
-            f"{INFO.title}: {len(absent)} of {len(rows)} images listed in {path} are missing (first: {absent[0]})"
-        )
+    refuse_absent(INFO, path, len(rows), absent)
     return splits
 
 
