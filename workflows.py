@@ -42,7 +42,7 @@ from export.fp16 import write_fp16_copy
 from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec, move_onnx, remove_onnx
 from export.tensorrt_build import EngineOptions, build_engines
 from serve.backends import open_runner
-from serve.evaluate import evaluate, preload
+from serve.evaluate import evaluate, hold_decoded
 from serve.leaderboard import (
     WISE_RULE,
     ZERO_SHOT,
@@ -271,8 +271,8 @@ def wise_sweep(
     check_new_run_dir(run, out)  # before the sweep's minutes of evaluation
     interpolation = Interpolation(run, base_state(run, base))
     preprocess = run.classifier.preprocess
-    val = preload([EvalSet(resolve_train_data(run.record.data.source).val, "id")], preprocess)[0]
-    sets = preload(sets, preprocess)  # decoded once for all alphas
+    val = hold_decoded([EvalSet(resolve_train_data(run.record.data.source).val, "id")], preprocess)[0]
+    sets = hold_decoded(sets, preprocess)  # decoded once for all alphas
     rows = []
     for i, alpha in enumerate(alphas):
         model = interpolation.classifier(alpha)
@@ -450,14 +450,14 @@ def _scored_cell(run: Run, cell: Cell, spec: CompareSpec) -> Cell:
 
 
 @functools.cache
-def _preloaded_validation(source: DataSource, preprocess_json: str) -> EvalSet:
+def _held_validation(source: DataSource, preprocess_json: str) -> EvalSet:
     data = resolve_train_data(source).val
-    return preload([EvalSet(data, "id")], json.loads(preprocess_json))[0]
+    return hold_decoded([EvalSet(data, "id")], json.loads(preprocess_json))[0]
 
 
 def _validation_set(run: Run) -> EvalSet:
     """A run's validation images, decoded once per process for every run with the same data and preprocessing."""
-    return _preloaded_validation(run.record.data.source, json.dumps(run.classifier.preprocess, sort_keys=True))
+    return _held_validation(run.record.data.source, json.dumps(run.classifier.preprocess, sort_keys=True))
 
 
 def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
@@ -472,7 +472,9 @@ def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, s
         run = _trained_cell(out / "cells" / cell.folder, cell)
         if i == 0:  # every cell's model takes the same preprocessing: decode the sets once
             preprocess = run.classifier.preprocess
-            spec = replace(spec, sets=preload(spec.sets, preprocess), holdout=preload(spec.holdout, preprocess))
+            spec = replace(
+                spec, sets=hold_decoded(spec.sets, preprocess), holdout=hold_decoded(spec.holdout, preprocess)
+            )
         cells.append(_scored_cell(run, Cell(cell.method, cell.knob, cell.seed, str(run.path)), spec))
     if on_cell:
         on_cell(len(todo), len(todo), "leaderboard")

@@ -308,8 +308,8 @@ class ImageDataset(Dataset):
 
 class DecodedImages:
     """Images decoded once and held in memory by file path, as an ImageDataset's transform made them (uint8
-    pixels for evaluation), for evaluating many models of one preprocessing on the same images: filled by
-    serve.evaluate.preload up front, or from the batches of a first evaluation. Files are taken to stay unchanged
+    pixels for evaluation), for evaluating many models of one preprocessing on the same images: filled from the
+    batches of a first evaluation (serve.evaluate: hold_decoded, keep_decoded). Files are taken to stay unchanged
     while the process lives (one found unreadable stays skipped)."""
 
     def __init__(self) -> None:
@@ -319,17 +319,6 @@ class DecodedImages:
     def holds(self, path: Path) -> bool:
         """Whether `path` needs no reading: its image is held, or it was found unreadable."""
         return path in self.images or path in self.unreadable
-
-    def fill(self, dataset: ImageDataset) -> DecodedImages:
-        """Reads every image of `dataset` not held yet."""
-        for i, sample in enumerate(dataset.data.samples):
-            if not self.holds(sample.path):
-                item = dataset[i]
-                if item is None:
-                    self.unreadable.add(sample.path)
-                else:
-                    self.images[sample.path] = item[0]
-        return self
 
     def keep(self, data: LabeledImages, indices: torch.Tensor, images: torch.Tensor) -> None:
         """Holds a batch's images (`images[k]` is sample `indices[k]` of `data`), copied out of the batch."""

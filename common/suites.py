@@ -46,9 +46,9 @@ class EvalSet:
     # ImageNet classes): for each of the set's classes, the model class indices whose highest logit is its score.
     # None: the set's labels are model class indices and every logit competes.
     logit_pool: list[list[int]] | None = None
-    # The set's items decoded and transformed once (serve.evaluate.preload), with the preprocessing they fit.
-    preloaded: DecodedImages | None = None
-    preloaded_for: dict | None = None
+    # The set's images decoded once and held (serve.evaluate.hold_decoded, keep_decoded), for this preprocessing.
+    decoded: DecodedImages | None = None
+    decoded_for: dict | None = None
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -79,7 +81,14 @@ class BatchedEvalTransform:
 
 def batched_eval_transform(preprocess: dict[str, Any]) -> BatchedEvalTransform | None:
     """`eval_transform(preprocess)` split at ToTensor (BatchedEvalTransform); None when open_clip built it in
-    another shape than [PIL steps ending in an RGB conversion, ToTensor, Normalize], which then runs whole."""
+    another shape than [PIL steps ending in an RGB conversion, ToTensor, Normalize], which then runs whole. Built
+    once per preprocessing (each set and runner of an evaluation asks again; the split is stateless)."""
+    return _batched_eval_transform(json.dumps(preprocess, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=16)
+def _batched_eval_transform(preprocess_json: str) -> BatchedEvalTransform | None:
+    preprocess = json.loads(preprocess_json)
     steps = list(eval_transform(preprocess).transforms)  # type: ignore[attr-defined]  # a torchvision Compose
     if len(steps) < 3 or not isinstance(steps[-2], T.ToTensor) or not isinstance(steps[-1], T.Normalize):
         return None

@@ -2,7 +2,7 @@
 
 Loading runs in DataLoader workers while the runner computes, so the model, not the JPEG decoder, sets the pace.
 Images travel as uint8 pixels and are normalized once per batch (common.transforms.BatchedEvalTransform, the same
-floats as open_clip's per-image transform); a set's decoded pixels can be held in memory (preload, keep_decoded) so
+floats as open_clip's per-image transform); a set's decoded pixels can be held in memory (hold_decoded, keep_decoded) so
 that evaluating further models on it reads no file.
 Per-dataset logits are kept so that a second runner can be compared with the first (agreement, logit drift).
 Under torchrun every set is sharded over the ranks and each rank's logits gathered back into the set's order, so
@@ -107,25 +107,20 @@ def eval_items(
 
 def _fit_in_memory(sets: list[EvalSet], preprocess: dict[str, Any]) -> bool:
     """Whether the sets' images, decoded to uint8 pixels, take at most PRELOAD_MAX_BYTES (and can be held at all)."""
-    if batched_eval_transform(preprocess) is None:
+    batched = batched_eval_transform(preprocess)
+    if batched is None:
         return False  # no uint8 form to hold
-    size = preprocess.get("size", 224)
-    height, width = (size, size) if isinstance(size, int) else size
+    width, height = batched.output_size
     return sum(len(ev.data.samples) for ev in sets) * 3 * height * width <= PRELOAD_MAX_BYTES
 
 
-def preload(sets: list[EvalSet], preprocess: dict[str, Any]) -> list[EvalSet]:
-    """The sets with every image decoded (and resized) once and kept in memory, for evaluating many models of one
-    preprocessing on the same images (a comparison, a WiSE-FT sweep); sets that would take more than
-    PRELOAD_MAX_BYTES stay read from disk at each evaluation."""
+def hold_decoded(sets: list[EvalSet], preprocess: dict[str, Any]) -> list[EvalSet]:
+    """Copies of the sets that hold their images, decoded (and resized) for `preprocess`, from their first evaluation
+    on, for evaluating many models of one preprocessing on the same images (a comparison, a WiSE-FT sweep); sets
+    that would take more than PRELOAD_MAX_BYTES stay read from disk at each evaluation."""
     if not _fit_in_memory(sets, preprocess):
         return sets
-    out = []
-    for ev in sets:
-        check_some_readable(ev.data)
-        dataset, _ = eval_items(ev.data, preprocess)
-        out.append(replace(ev, preloaded=DecodedImages().fill(dataset), preloaded_for=preprocess))
-    return out
+    return [replace(ev, decoded=DecodedImages(), decoded_for=preprocess) for ev in sets]
 
 
 def evaluate_set(
@@ -137,7 +132,7 @@ def evaluate_set(
     progress: ProgressHook | None,
     keep_decoded: bool = False,
 ) -> DatasetResult:
-    """One set's results; `keep_decoded` holds its decoded images on `ev` (ev.preloaded) for the next evaluation."""
+    """One set's results; `keep_decoded` holds its decoded images on `ev` (ev.decoded) for the next evaluation."""
     check_some_readable(ev.data)
     ranks = current()
     share = ranks.shard(range(len(ev.data.samples)))  # everything with one process
@@ -198,10 +193,10 @@ def _loader(
 ) -> tuple[DataLoader, DecodedImages | None]:
     """The loader over this rank's `share` of the set, reading held images where the set has them for this
     preprocessing, and the DecodedImages its batches are to be kept in (None: none to keep)."""
-    held = ev.preloaded if ev.preloaded is not None and ev.preloaded_for == preprocess else None
+    held = ev.decoded if ev.decoded is not None and ev.decoded_for == preprocess else None
     if held is None and keep_decoded:
-        held = ev.preloaded = DecodedImages()
-        ev.preloaded_for = preprocess
+        held = ev.decoded = DecodedImages()
+        ev.decoded_for = preprocess
     filling = held is not None and not all(held.holds(ev.data.samples[i].path) for i in share)
     base, collate = eval_items(ev.data, preprocess, keep_pixels=filling)
     dataset: Dataset = held.over(base) if held is not None else base
@@ -232,7 +227,7 @@ def evaluate(
 ) -> tuple[dict[str, Any], dict[str, DatasetResult]]:
     """Runs `runner` over every set; returns the report (without reference) and the raw per-set results.
 
-    `keep_decoded` holds the decoded images on the sets (EvalSet.preloaded) when they fit in PRELOAD_MAX_BYTES, so
+    `keep_decoded` holds the decoded images on the sets (EvalSet.decoded) when they fit in PRELOAD_MAX_BYTES, so
     that evaluating another model of the same preprocessing on them reads no file: this evaluation's throughput
     still includes decoding, the next one's does not."""
     check_number("batch size", batch_size, 1)

@@ -1,4 +1,4 @@
-"""Evaluation through the batched preprocessing and held decoded images (serve.evaluate with keep_decoded, preload,
+"""Evaluation through the batched preprocessing and held decoded images (serve.evaluate with keep_decoded, hold_decoded,
 evaluate_against): the same logits as reading every file, with no file read again."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from common.data import load_dataset
 from common.suites import EvalSet
 from common.transforms import eval_transform
 from serve.backends import open_runner
-from serve.evaluate import evaluate, evaluate_against, preload
+from serve.evaluate import evaluate, evaluate_against, hold_decoded
 
 
 @pytest.fixture(scope="module")
@@ -69,8 +69,7 @@ def test_held_images_give_the_logits_of_the_files_without_reading_them(runner, s
         np.testing.assert_allclose(result.logits, expected[name], rtol=0, atol=1e-5)  # batch sizes differ
     assert first["datasets"]["big"]["skipped"] == 1
     assert all(
-        ev.preloaded is not None and len(ev.preloaded.images) == len(ev.data.samples) - (ev.role == "ood")
-        for ev in sets
+        ev.decoded is not None and len(ev.decoded.images) == len(ev.data.samples) - (ev.role == "ood") for ev in sets
     )
 
     reads = file_reads(monkeypatch)
@@ -95,7 +94,7 @@ def test_images_read_by_worker_processes_are_held_too(sets):
         "runner = open_runner('builtin', device='cpu')\n"
         "sets = [EvalSet(load_dataset(f, runner.spec.classes), 'id') for f in sys.argv[1:]]\n"
         "first, a = evaluate(runner, sets, batch_size=7, num_workers=2, keep_decoded=True)\n"
-        "held = sum(len(ev.preloaded.images) + len(ev.preloaded.unreadable) for ev in sets)\n"
+        "held = sum(len(ev.decoded.images) + len(ev.decoded.unreadable) for ev in sets)\n"
         "assert held == sum(len(ev.data.samples) for ev in sets), held\n"
         "second, b = evaluate(runner, sets, batch_size=7, num_workers=2)\n"
         "assert second['datasets'] == first['datasets']\n"
@@ -106,19 +105,23 @@ def test_images_read_by_worker_processes_are_held_too(sets):
     assert done.returncode == 0, done.stderr
 
 
-def test_preloaded_sets_evaluate_like_the_files(runner, sets, monkeypatch):
+def test_sets_that_hold_their_images_read_them_once(runner, sets, monkeypatch):
     from_files, results = evaluate(runner, sets, batch_size=16)
-    held = preload(sets, runner.spec.classifier.preprocess)
+    held = hold_decoded(sets, runner.spec.classifier.preprocess)
     reads = file_reads(monkeypatch)
+    first, _ = evaluate(runner, held, batch_size=16)
+    assert len(reads) == 2 + sum(len(ev.data.samples) for ev in sets)  # the readability probes, every file once
+    reads.clear()
     from_memory, again = evaluate(runner, held, batch_size=16)
-    assert from_memory["datasets"] == from_files["datasets"]
+    assert first["datasets"] == from_memory["datasets"] == from_files["datasets"]
     assert all(np.array_equal(again[n].logits, results[n].logits) for n in results)
     assert len(reads) == 2  # the two readability probes
+    assert all(ev.decoded is None for ev in sets)  # the caller's sets are left alone
 
 
 def test_images_held_for_another_preprocessing_are_not_used(runner, sets, monkeypatch):
     other = dict(runner.spec.classifier.preprocess, size=32)
-    held = preload(sets, other)
+    held = hold_decoded(sets, other)
     reads = file_reads(monkeypatch)
     evaluate(runner, held, batch_size=16)
     assert len(reads) == 2 + sum(len(ev.data.samples) for ev in sets)
@@ -130,7 +133,7 @@ def test_a_reference_evaluation_reads_no_file_again_and_leaves_the_sets_alone(ru
     assert report["gate"]["passed"] and all(a["top1_agreement"] == 1.0 for a in report["agreement"].values())
     images = sum(len(ev.data.samples) for ev in sets)
     assert len(reads) == images + 2 + 2  # every file once, the readability probes twice
-    assert all(ev.preloaded is None for ev in sets)
+    assert all(ev.decoded is None for ev in sets)
 
 
 def test_a_comparison_decodes_each_image_once_for_all_its_runners(runner, sets, monkeypatch):
@@ -144,4 +147,4 @@ def test_a_comparison_decodes_each_image_once_for_all_its_runners(runner, sets, 
     assert len(reads) == images + 2 * len(rows)  # every file once; the readability probe per set per runner
     for report in reports.values():
         assert report["datasets"] == {name: plain[name][name] for name in plain}
-    assert reports["b"]["gate"]["passed"] and all(ev.preloaded is None for ev in sets)
+    assert reports["b"]["gate"]["passed"] and all(ev.decoded is None for ev in sets)
