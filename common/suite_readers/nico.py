@@ -142,19 +142,12 @@ def read_nico(root: Path, superclass: str | None) -> SuiteData:
 
 
 def _plus_image_root(root: Path) -> Path:
-    for folder in (
-        root,
-        root / "train",
-        root / "track_1" / "public_dg_0416" / "train",
-        root / "public_dg_0416" / "train",
-    ):
+    folders = [root, root / "train", root / "track_1" / "public_dg_0416" / "train", root / "public_dg_0416" / "train"]
+    for folder in folders:
         if any((folder / d).is_dir() for d in PLUS_DOMAINS):
             return folder
-    raise missing_data(
-        PLUS_INFO,
-        f"no domain folder ({', '.join(PLUS_DOMAINS)}) found in {root}, {root / 'train'} or "
-        f"{root / 'track_1/public_dg_0416/train'}",
-    )
+    looked = ", ".join(map(str, folders))
+    raise missing_data(PLUS_INFO, f"no domain folder ({', '.join(PLUS_DOMAINS)}) found in any of {looked}")
 
 
 def _plus_domain(images: Path, domain: str) -> tuple[list[Sample], int]:

@@ -24,8 +24,8 @@ from common.suite_readers.base import (
     SuiteInfo,
     SuiteSet,
     missing_counts,
+    missing_data,
     refuse_absent,
-    require,
 )
 
 FOLDER = "waterbird_complete95_forest2water2"
@@ -57,8 +57,8 @@ def _dataset_root(root: Path) -> Path:
         return root
     if (root / FOLDER / "metadata.csv").is_file():
         return root / FOLDER
-    require(root / "metadata.csv", "metadata.csv", INFO)
-    return root  # not reached: require raised
+    looked = f"{root / 'metadata.csv'} and {root / FOLDER / 'metadata.csv'}"
+    raise missing_data(INFO, f"metadata.csv not found (looked for {looked})")
 
 
 def _row_fields(row: dict[str, str], line: int, path: Path) -> tuple[str, int, int, int]:
