@@ -280,11 +280,6 @@ def _model_state(
     ranks = ranks or Ranks()
     if ranks.distributed:
         forward = _data_parallel(forward, device, find_unused=frozen > 0, warn=ranks.is_main)
-        if text_tower is not None and ranks.is_main:
-            log.warning(
-                "FLYP's contrastive loss takes its negatives from each process's share of a micro-batch (features "
-                "are not gathered across processes): losses differ from one process with the same global batch"
-            )
     return ModelState(student, teacher, optimizer, scheduler, scaler, forward, projection, frozen, text_tower)
 
 

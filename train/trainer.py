@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from common.data import Batch, DataError, ImageDataset
-from common.distributed import current
+from common.distributed import Ranks, current
 from common.errors import OptionError
 from common.files import writable_dir
 from common.progress import ProgressHook
@@ -141,8 +141,9 @@ def caption_tokens(s: Session, batch: Batch) -> torch.Tensor | None:
     return tower.tokenize(captions(meta.prompts, meta.templates, batch.labels.tolist(), choices)).to(s.device)
 
 
-def micro_batch_terms(s: Session, batch: Batch) -> dict[str, torch.Tensor]:
-    """The loss terms of one micro-batch, and their sum as "loss"."""
+def micro_batch_terms(s: Session, batch: Batch, placeholder: bool = False) -> tuple[dict[str, torch.Tensor], int]:
+    """The loss terms of one micro-batch, their sum as "loss", and the number of images they are the mean over:
+    this rank's, or for FLYP under torchrun the whole global micro-batch's (`placeholder`: this rank has none)."""
     m = s.models
     images, labels = batch.images.to(s.device), batch.labels.to(s.device)
     with autocast(s.device, s.cfg.precision):
@@ -150,9 +151,53 @@ def micro_batch_terms(s: Session, batch: Batch) -> dict[str, torch.Tensor]:
         cosines = out.projected.float() @ m.text_weights().t() if out.projected is not None else None
     student = out.logits.float() if out.logits is not None else None
     teacher = teacher_logits(s, batch, images)
-    terms = compute_loss(s.cfg.loss, student, teacher, labels, cosines, contrastive=out.contrastive)
-    terms["loss"] = total_loss(terms)  # "loss" does not end in LOSS_SUFFIX, so it is not summed again
-    return terms
+    contrastive, count = out.contrastive, len(labels)
+    if contrastive is not None and gathers_features(s):
+        contrastive, count = micro_batch_wide(s.ranks, contrastive, 0 if placeholder else len(labels))
+    if count:
+        terms = compute_loss(s.cfg.loss, student, teacher, labels, cosines, contrastive=contrastive)
+        terms["loss"] = total_loss(terms)  # "loss" does not end in LOSS_SUFFIX, so it is not summed again
+    else:  # FLYP: no readable image in the whole micro-batch; the backward still runs (DDP needs every rank in it)
+        terms = {"loss": torch.zeros((), device=s.device)}
+    if contrastive is not out.contrastive:  # keeps every parameter in this rank's graph when its rows are left out
+        terms["loss"] = terms["loss"] + 0 * sum(part.sum() for part in out.contrastive)
+    return terms, count
+
+
+def gathers_features(s: Session) -> bool:
+    """FLYP under torchrun: each micro-batch's image and caption features are gathered from every rank."""
+    return s.models.text_tower is not None and s.ranks.distributed
+
+
+def micro_batch_wide(
+    ranks: Ranks, contrastive: tuple[torch.Tensor, torch.Tensor, torch.Tensor], rows: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], int]:
+    """FLYP under torchrun: the image and caption features of the whole global micro-batch, every rank's first `rows`
+    in rank order, and how many; this rank's keep their gradient, the others' are copies (open_clip's ClipLoss
+    without gather_with_grad). Every rank then computes the loss one process computes on that micro-batch, with all
+    of its negatives; optimizer_step scales it so that DDP's average is that loss's gradient."""
+    image_features, caption_features, scale = contrastive
+
+    def whole(local: torch.Tensor) -> torch.Tensor:
+        parts = ranks.gather_rows(local[:rows].detach().float())
+        parts[ranks.rank] = local[:rows].float()
+        return torch.cat([part.to(local.device) for part in parts])
+
+    image_rows, caption_rows = whole(image_features), whole(caption_features)
+    # The scale is the same parameter on every rank, which all take its gradient from the whole loss: 1/world of it
+    # each (the value is unchanged), as the features' gradients reach only the rank that computed them.
+    scale = scale.detach() + (scale - scale.detach()) / ranks.world
+    return (image_rows, caption_rows, scale), len(image_rows)
+
+
+def step_work(s: Session, micro_batches: list[Batch]) -> list[tuple[Batch, bool]]:
+    """The micro-batches this rank runs, each with whether it is a placeholder (fed at weight 0): the readable ones,
+    or one placeholder when it has none (DDP needs every rank in every backward). FLYP under torchrun runs all of
+    them, a placeholder for each empty one, since the features of each micro-batch are gathered from every rank."""
+    if gathers_features(s):
+        return [(b, False) if len(b.labels) else (placeholder_batch(s), True) for b in micro_batches]
+    readable = [(b, False) for b in micro_batches if len(b.labels)]
+    return readable or [(placeholder_batch(s), True)]
 
 
 def optimizer_step(s: Session, micro_batches: list[Batch]) -> tuple[dict[str, float], int]:
@@ -165,19 +210,20 @@ def optimizer_step(s: Session, micro_batches: list[Batch]) -> tuple[dict[str, fl
     if not images:
         return {}, 0
     set_train_mode(s)
-    readable = [b for b in micro_batches if len(b.labels)]
-    work = readable or [placeholder_batch(s)]
+    work = step_work(s, micro_batches)
+    wide = gathers_features(s)  # FLYP: each micro-batch's whole loss on every rank
     sums: dict[str, torch.Tensor] = {}
-    for i, batch in enumerate(work):
-        weight = len(batch.labels) / images if readable else 0.0
+    for i, (batch, placeholder) in enumerate(work):
         keep_local = m.data_parallel is not None and i < len(work) - 1  # synchronize once, on the last backward
         with m.data_parallel.no_sync() if keep_local and m.data_parallel else contextlib.nullcontext():
-            terms = micro_batch_terms(s, batch)
+            terms, count = micro_batch_terms(s, batch, placeholder)
+            weight = 0.0 if placeholder and not wide else count / images
             # DDP averages gradients over the ranks; weighting by the share of the step's images makes the sum
             # the gradient of the mean over all of them, however unevenly they were split.
             m.scaler.scale(terms["loss"] * weight * s.ranks.world).backward()
+        shown = weight / s.ranks.world if wide else weight  # FLYP's wide terms: the same on every rank
         for k, v in terms.items():
-            sums[k] = sums.get(k, torch.zeros((), dtype=torch.float64)) + float(v.detach()) * weight
+            sums[k] = sums.get(k, torch.zeros((), dtype=torch.float64)) + float(v.detach()) * shown
     keys = sorted(sums)
     totals = dict(zip(keys, s.ranks.sum(torch.stack([sums[k] for k in keys])).tolist(), strict=True))
     if not math.isfinite(totals["loss"]):
