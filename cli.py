@@ -319,7 +319,11 @@ def _onnx_runtime(option: str, runtime: str | None, onnx: str | None, precision:
 
 @app.command("eval")
 def eval_cmd(
-    checkpoint: str | None = typer.Option(None, help="Run directory, or builtin for the zero-shot built-in model."),
+    checkpoint: str | None = typer.Option(
+        None,
+        help="Run directory, or builtin: the zero-shot built-in model, made for the classes of --data (a suite's own"
+        " classes and templates).",
+    ),
     onnx: Path | None = typer.Option(None, help="Exported ONNX model."),
     engine: Path | None = typer.Option(None, help="TensorRT engine (.plan)."),
     triton: str | None = typer.Option(
@@ -366,7 +370,7 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
     from common.errors import OptionError
-    from common.suites import resolve_eval_sets
+    from common.suites import resolve_eval_sets, zero_shot_classes
     from serve.backends import open_runner
     from serve.evaluate import evaluate, evaluate_against
     from serve.metrics import check_max_drop
@@ -388,8 +392,11 @@ def eval_cmd(
         check_report_path(out)  # before any work: never over a file that is not a report of ours
         backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
         ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
-        runner = open_runner(source, backend, precision=precision)
-        ref_runner = open_runner(reference, ref_backend) if reference else None
+        # The zero-shot built-in model is made for the data's classes (a suite's model classes and templates).
+        classes = zero_shot_classes(data) if data and BUILTIN in (source, reference) else None
+        runner = open_runner(source, backend, precision=precision, classes=classes if source == BUILTIN else None)
+        ref_classes = classes if reference == BUILTIN else None
+        ref_runner = open_runner(reference, ref_backend, classes=ref_classes) if reference else None
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
         check_not_trained_on(runner.spec, sets, allow=allow_overlap)
         with progress_bar() as bar:

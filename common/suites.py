@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from common.artifact import DEFAULT_TEMPLATES
 from common.data import (
     DataError,
     DecodedImages,
@@ -181,6 +182,38 @@ def _checked_train_data(
         raise DataError(f"training set has no images of class(es): {', '.join(missing)}")
     prompts = [names[c] if names else c.replace("_", " ") for c in train.classes]
     return TrainData(train=train, val=val, classes=train.classes, prompts=prompts)
+
+
+@dataclass(frozen=True)
+class ZeroShotClasses:
+    """What a zero-shot text head is built over: the class names (the label order), the names the prompts show, and
+    the prompt templates."""
+
+    classes: list[str]
+    prompts: list[str]
+    templates: list[str]
+
+
+def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
+    """The classes of the evaluation sets `specs`, for a zero-shot model made for them (`eval --checkpoint builtin`):
+    a suite's model classes (ImageNet's 1,000 for ImageNet-R too) with its display names and its templates, the
+    built-in suites' classes, a folder's or a manifest's classes (underscores shown as spaces); the union in the order
+    first met. Templates: the first suite's own, else DEFAULT_TEMPLATES."""
+    names: dict[str, str] = {}
+    templates: tuple[str, ...] = ()
+    for spec in specs or [BUILTIN]:
+        builtin, suite_spec = _builtin_suite_of(spec), parse_suite_spec(spec)
+        if builtin:
+            found = builtin_classnames(builtin)
+        elif suite_spec:
+            found = read_suite(suite_spec).classnames
+            templates = templates or suite_spec.suite.info.templates or ()
+        else:
+            path = spec.partition(":")[2] if spec.split(":", 1)[0] in ROLES else spec
+            found = {c: c.replace("_", " ") for c in load_dataset(path).classes}
+        for name, shown in found.items():
+            names.setdefault(name, shown)
+    return ZeroShotClasses(list(names), list(names.values()), list(templates or DEFAULT_TEMPLATES))
 
 
 def _unique_names(sets: list[EvalSet]) -> list[EvalSet]:

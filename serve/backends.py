@@ -12,12 +12,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import OptionError, check_choice
 from common.run import Run, open_run
 from common.world import BUILTIN
 from serve.openvino_runner import OPENVINO_PRECISIONS
 from serve.runner import Runner
+
+if TYPE_CHECKING:
+    from common.suites import ZeroShotClasses
 
 
 def _torch(source: str, device: str, precision: str | None) -> Runner:
@@ -79,12 +83,23 @@ def backend_for(source: str) -> str:
 
 
 def open_runner(
-    source: str | Path | Run, backend: str | None = None, device: str = "auto", precision: str | None = None
+    source: str | Path | Run,
+    backend: str | None = None,
+    device: str = "auto",
+    precision: str | None = None,
+    classes: ZeroShotClasses | None = None,
 ) -> Runner:
     """A runner for `source`; `backend` overrides the choice by suffix; `device` places torch models; `precision`
-    is the inference precision for a backend that offers one (openvino: fp32, the default, or bf16)."""
+    is the inference precision for a backend that offers one (openvino: fp32, the default, or bf16); `classes`: the
+    ones the zero-shot built-in model is built over (default: the built-in benchmark's)."""
     name = "torch" if isinstance(source, Run) else backend or backend_for(str(source))
     check_choice("backend", name, BACKENDS)
+    if classes is not None and (source != BUILTIN or name != "torch"):
+        raise ValueError(f"classes are for the zero-shot built-in model, not {source}")
+    if classes is not None:
+        from serve.torch_runner import TorchRunner
+
+        return TorchRunner.builtin_zero_shot(device, classes)
     if precision is not None:
         offered = BACKENDS[name].precisions
         if not offered:

@@ -9,7 +9,7 @@ from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec
 from common.classifier import zero_shot_classifier
 from common.models import pick_device
 from common.run import Run
-from common.suites import builtin_classnames
+from common.suites import ZeroShotClasses, builtin_classnames
 from common.world import BUILTIN
 from serve.runner import Runner
 
@@ -29,10 +29,12 @@ class TorchRunner(Runner):
         return cls(run.load_classifier(), spec, str(run.path), device)
 
     @classmethod
-    def builtin_zero_shot(cls, device: str = "auto") -> TorchRunner:
-        """The zero-shot built-in model on the built-in benchmark's classes."""
-        names = builtin_classnames()
-        model, meta = zero_shot_classifier(BUILTIN, None, list(names), list(names.values()), list(DEFAULT_TEMPLATES))
+    def builtin_zero_shot(cls, device: str = "auto", classes: ZeroShotClasses | None = None) -> TorchRunner:
+        """The zero-shot built-in model over `classes` (default: the built-in benchmark's)."""
+        if classes is None:
+            names = builtin_classnames()
+            classes = ZeroShotClasses(list(names), list(names.values()), list(DEFAULT_TEMPLATES))
+        model, meta = zero_shot_classifier(BUILTIN, None, classes.classes, classes.prompts, classes.templates)
         return cls(model, ArtifactSpec(classifier=meta), BUILTIN, device)
 
     @torch.inference_mode()

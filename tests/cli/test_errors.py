@@ -52,16 +52,6 @@ def test_class_name_mismatch(tmp_path, tiny_folder):
     )
 
 
-def test_eval_refuses_a_dataset_with_other_classes(tmp_path, tiny_folder):
-    (tiny_folder / "hexagon").rename(tiny_folder / "pentagon")
-    _fails_with(
-        ["eval", "--checkpoint", "builtin", "--data", str(tiny_folder), "--out", str(tmp_path / "r.json")],
-        "pentagon",
-        tmp_path,
-    )
-    assert not (tmp_path / "r.json").exists()
-
-
 def test_corrupt_image_strict_fails_and_default_skips(tmp_path, tiny_folder):
     (tiny_folder / "star" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     _fails_with(

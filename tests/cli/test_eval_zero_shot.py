@@ -1,0 +1,35 @@
+"""`cli.py eval --checkpoint builtin` is the zero-shot built-in model made for the classes of the data it is given
+(../shared/DESIGN.md): a folder's class folders, a suite's classes and templates."""
+
+from __future__ import annotations
+
+import json
+
+from typer.testing import CliRunner
+
+from cli import app
+from common.suite_readers.pacs import CLASSES as PACS_CLASSES
+from tests.suite_layouts import pacs
+
+
+def _eval(*args: str) -> dict:
+    out_arg = args[args.index("--out") + 1]
+    result = CliRunner().invoke(app, ["eval", "--checkpoint", "builtin", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(open(out_arg).read())
+
+
+def test_a_folder_of_other_classes_is_evaluated_over_its_own_classes(tmp_path, tiny_folder):
+    (tiny_folder / "hexagon").rename(tiny_folder / "pentagon")
+    report = _eval("--data", f"ood:{tiny_folder}", "--out", str(tmp_path / "r.json"))
+    assert sorted(report["classes"]) == sorted(p.name for p in tiny_folder.iterdir() if p.is_dir())
+    ((name, scores),) = report["datasets"].items()
+    assert scores["n"] == len(list(tiny_folder.rglob("*.png"))) and scores["role"] == "ood"
+
+
+def test_a_suite_is_evaluated_over_its_classes_and_so_is_a_builtin_reference(tmp_path):
+    root = pacs.make(tmp_path / "PACS")
+    report = _eval("--data", f"pacs/sketch:{root}", "--reference", "builtin", "--out", str(tmp_path / "r.json"))
+    assert report["classes"] == list(PACS_CLASSES)
+    assert set(report["datasets"]) == {"pacs-id-test", "sketch"}
+    assert all(a["top1_agreement"] == 1.0 for a in report["agreement"].values())  # the same model, made alike
