@@ -125,7 +125,9 @@ def step_counts(s: Session, micro_batches: list[Batch]) -> tuple[int, int]:
 
 
 def placeholder_batch(s: Session) -> Batch:
-    """What a rank with no readable image in a step feeds, at weight 0: DDP needs every rank in every backward."""
+    """What a rank with no readable image in a step feeds, at weight 0: DDP needs every rank in every backward. One
+    blank image (open_clip's ViTs cannot take an empty batch); a BatchNorm tower sees it in train mode (on GPUs,
+    SyncBatchNorm counts it in the global statistics)."""
     size = s.record.classifier.image_size
     zero = torch.zeros(1, dtype=torch.long)
     return Batch(torch.zeros(1, 3, size, size), zero, zero.clone(), zero.clone(), 0)
@@ -177,13 +179,11 @@ def micro_batch_wide(
     without gather_with_grad). Every rank then computes the loss one process computes on that micro-batch, with all
     of its negatives; optimizer_step scales it so that DDP's average is that loss's gradient."""
     image_features, caption_features, scale = contrastive
-
-    def whole(local: torch.Tensor) -> torch.Tensor:
-        parts = ranks.gather_rows(local[:rows].detach().float())
-        parts[ranks.rank] = local[:rows].float()
-        return torch.cat([part.to(local.device) for part in parts])
-
-    image_rows, caption_rows = whole(image_features), whole(caption_features)
+    local = torch.cat([image_features[:rows].float(), caption_features[:rows].float()], dim=1)  # one gather for both
+    parts = ranks.gather_rows(local.detach())
+    parts[ranks.rank] = local
+    wide = torch.cat([part.to(local.device) for part in parts])
+    image_rows, caption_rows = wide[:, : image_features.shape[1]], wide[:, image_features.shape[1] :]
     # The scale is the same parameter on every rank, which all take its gradient from the whole loss: 1/world of it
     # each (the value is unchanged), as the features' gradients reach only the rank that computed them.
     scale = scale.detach() + (scale - scale.detach()) / ranks.world
