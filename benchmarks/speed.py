@@ -38,7 +38,7 @@ from common.run import DataSource
 from common.suites import builtin_classnames, resolve_eval_sets, resolve_train_data
 from export.onnx_export import export_onnx
 from serve.backends import open_runner
-from serve.openvino_runner import import_openvino
+from serve.openvino_runner import import_openvino, openvino_core
 from serve.torch_runner import TorchRunner
 
 PEAK_SIZE = 2048
@@ -122,7 +122,7 @@ def _matmul_graph(weight: np.ndarray, quantized: bool) -> bytes:
 
 def _openvino_rate(graph: bytes, hint: str, x: np.ndarray, iters: int) -> float:
     ov = import_openvino()
-    core = ov.Core()
+    core = openvino_core()  # the process's one Core (serve.openvino_runner says why)
     model = core.read_model(graph, ov.Tensor(np.empty(0, np.uint8)))
     compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"})
     request = compiled.create_infer_request()

@@ -12,6 +12,7 @@ package installs beside ONNX Runtime, so both runtimes stay available in one env
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -52,11 +53,25 @@ def import_openvino() -> ModuleType:
     return openvino
 
 
+@functools.cache
+def openvino_core() -> Any:
+    """The process's one OpenVINO Core, never released: every runner compiles with it.
+
+    Each Core loads its own CPU plugin, and a CPU plugin, when made, replaces the calling thread's alternate signal
+    stack (sigaltstack) with one it maps, and when destroyed unmaps it, restoring the stack it found only if its own
+    is still the current one. Two Cores released in the order they were made (A then B) thus leave B restoring A's
+    stack, already unmapped: the next signal whose handler runs on the alternate stack (Python's, for SIGINT; the
+    faulthandler's, for SIGSEGV) cannot be delivered, and the kernel kills the process with SIGSEGV, silently (a
+    Ctrl-C in a later training of the same process). One Core has one CPU plugin, and its stack stays mapped.
+    """
+    return import_openvino().Core()
+
+
 def cpu_supports_bf16() -> bool:
     """Whether OpenVINO's CPU plugin takes a bf16 hint on this machine: native (AVX-512 BF16, AMX) or emulated (plain
     AVX-512; see check_bf16)."""
-    core = import_openvino().Core()
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    import_openvino()
+    return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 class OpenVinoRunner(Runner):
@@ -68,10 +83,10 @@ class OpenVinoRunner(Runner):
         check_choice("OpenVINO inference precision", precision, OPENVINO_PRECISIONS)
         if threads is not None:
             check_number("OpenVINO threads", threads, 1)
-        ov = import_openvino()
+        import_openvino()  # OpenVinoUnavailable first, where it is not installed
         self.artifact = str(path)
         self.spec = read_onnx_spec(Path(path))
-        core = ov.Core()
+        core = openvino_core()
         config: dict[str, Any] = {
             # One synchronous request at a time (the evaluator's calls): LATENCY gives that request every core;
             # THROUGHPUT would split the cores into streams that only parallel requests fill.

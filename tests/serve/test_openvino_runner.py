@@ -294,3 +294,24 @@ def test_eval_bf16_on_a_cpu_without_a_bf16_path(cwd, ov_world, monkeypatch):
     monkeypatch.setattr("serve.openvino_runner.check_bf16", no_bf16)
     args = ["eval", *ONNX, "--runtime", "openvino", "--precision", "bf16"]
     assert_refused(args, "OpenVINO has no BF16 path on this CPU (Old CPU) and would run FP32 instead", cwd, ov_world)
+
+
+@needs_openvino
+def test_a_ctrl_c_after_runners_are_released_is_still_delivered(builtin_onnx) -> None:
+    """Each OpenVINO Core's CPU plugin swaps the thread's alternate signal stack for one it maps, and unmaps it when
+    released; runners released in the order they were made once left the thread on an unmapped one, so the next
+    Ctrl-C (a signal handled on that stack) killed the process with a silent SIGSEGV. In a fresh interpreter."""
+    code = (
+        "import gc, os, signal, sys\n"
+        "from serve.openvino_runner import OpenVinoRunner\n"
+        "first, second = OpenVinoRunner(sys.argv[1]), OpenVinoRunner(sys.argv[1])\n"
+        "del first; gc.collect(); del second; gc.collect()\n"
+        "seen = []\n"
+        "signal.signal(signal.SIGINT, lambda *_: seen.append(1))\n"
+        "os.kill(os.getpid(), signal.SIGINT)\n"
+        "assert seen == [1]\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    args = [sys.executable, "-c", code, str(builtin_onnx[0])]
+    done = subprocess.run(args, cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])

@@ -34,16 +34,6 @@ from train.trainer import TrainingInterrupted, train
 from train.wise import write_wise_run, zero_shot_state
 from workflows import export_run
 
-# These tests run in a fresh interpreter (tests/train/test_flyp_isolated.py): in the full suite's long-lived process,
-# a SIGINT sent to itself after them (this file's resume test, then test_recipes') segfaulted pytest, silently. Not
-# FLYP's doing: each OpenVINO Core's CPU plugin swaps the thread's alternate signal stack for one it maps and unmaps it
-# when released, and runners released in the order they were made (tests/e2e's) leave the main thread on an unmapped
-# one; Python's SIGINT handler (and faulthandler's) run on that stack, so a Ctrl-C while that address happens to be
-# unmapped (as after these tests) kills the process. The fix is one Core for the process in serve.openvino_runner;
-# with it, this file runs in the main process again (and test_flyp_isolated.py goes).
-CHILD = "PROREG_FLYP_CHILD"
-pytestmark = pytest.mark.skipif(os.environ.get(CHILD) != "1", reason="run by test_flyp_isolated.py in a fresh process")
-
 IMAGES = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 CAPTIONS = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
 SCALE = torch.tensor(math.log(3.0))
@@ -157,6 +147,24 @@ def _logits(run: Run, images: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.slow
+def test_a_sweep_loads_the_text_tower_once_and_gives_each_alphas_model(tuned, tmp_path, monkeypatch):
+    import train.wise
+
+    base = zero_shot_state(tuned)  # the pretrained towers (one load of the text tower, for its weights)
+    loads = []
+    real = train.wise.load_text_tower
+    monkeypatch.setattr(train.wise, "load_text_tower", lambda *a: loads.append(a) or real(*a))
+    sweep = train.wise.Interpolation(tuned, base)
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        swept = {alpha: sweep.classifier(alpha).eval()(images) for alpha in (0.25, 0.5, 0.75)}
+    assert len(loads) == 1  # not once per alpha
+    for alpha, logits in swept.items():  # the same model as interpolating at that alpha alone
+        with torch.no_grad():
+            alone = train.wise.wise_classifier(tuned, alpha, base).eval()(images)
+        torch.testing.assert_close(logits, alone, atol=1e-6, rtol=0)
+
+
 def test_wise_interpolates_both_towers_and_its_ends_are_exact(tuned, tmp_path):
     meta, images = tuned.classifier, torch.randn(4, 3, 64, 64)
     teacher, _ = zero_shot_classifier(meta.model, meta.pretrained, meta.classes, meta.prompts, meta.templates)
