@@ -43,6 +43,7 @@ from train.recipes import COMPARED, RECIPES, RECOMMENDED
 
 if TYPE_CHECKING:
     from export.triton_repo import TritonRepoOptions
+    from serve.runner import Runner
     from train.config import TrainConfig
     from workflows import CompareSpec, WiseSweep
 
@@ -324,6 +325,15 @@ def eval_cmd(
         help="Run directory, or builtin: the zero-shot built-in model, made for the classes of --data (a suite's own"
         " classes and templates).",
     ),
+    zero_shot: str | None = typer.Option(
+        None,
+        "--zero-shot",
+        help="A pretrained open_clip model used zero-shot over the classes of --data (a suite's own classes and"
+        " templates): ViT-B-32, hf-hub:ORG/REPO, local-dir:PATH or builtin; its weights with --pretrained.",
+    ),
+    pretrained: str | None = typer.Option(
+        None, help="With --zero-shot: the model's pretrained weights (a tag such as openai, or a file)."
+    ),
     onnx: Path | None = typer.Option(None, help="Exported ONNX model."),
     engine: Path | None = typer.Option(None, help="TensorRT engine (.plan)."),
     triton: str | None = typer.Option(
@@ -370,15 +380,16 @@ def eval_cmd(
 ) -> None:
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
     from common.errors import OptionError
-    from common.suites import resolve_eval_sets, zero_shot_classes
-    from serve.backends import open_runner
+    from common.suites import resolve_eval_sets
     from serve.evaluate import evaluate, evaluate_against
     from serve.metrics import check_max_drop
     from serve.report import check_report_path, write_report
     from workflows import check_not_trained_on
 
     with one_line_errors():
-        backend, source = _eval_source(checkpoint, onnx, engine, triton, model, artifacts)
+        backend, source = _eval_source(checkpoint, zero_shot, onnx, engine, triton, model, artifacts)
+        if pretrained is not None and not zero_shot:
+            raise OptionError("--pretrained names the weights of the --zero-shot model: only with --zero-shot")
         if artifacts:
             if runtime or precision or reference_runtime:
                 raise OptionError("--artifacts evaluates every runtime: --runtime, --precision and the reference's")
@@ -392,11 +403,7 @@ def eval_cmd(
         check_report_path(out)  # before any work: never over a file that is not a report of ours
         backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
         ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
-        # The zero-shot built-in model is made for the data's classes (a suite's model classes and templates).
-        classes = zero_shot_classes(data) if data and BUILTIN in (source, reference) else None
-        runner = open_runner(source, backend, precision=precision, classes=classes if source == BUILTIN else None)
-        ref_classes = classes if reference == BUILTIN else None
-        ref_runner = open_runner(reference, ref_backend, classes=ref_classes) if reference else None
+        runner, ref_runner = _eval_runners(backend, source, pretrained, reference, ref_backend, precision, data)
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
         check_not_trained_on(runner.spec, sets, allow=allow_overlap)
         with progress_bar() as bar:
@@ -417,6 +424,7 @@ def eval_cmd(
 
 def _eval_source(
     checkpoint: str | None,
+    zero_shot: str | None,
     onnx: Path | None,
     engine: Path | None,
     triton: str | None,
@@ -426,10 +434,10 @@ def _eval_source(
     """(backend, source) of the one model eval was given ("" for --artifacts); a Triton source as its model's URL."""
     from common.errors import OptionError
 
-    named = {"torch": checkpoint, "onnxruntime": onnx, "tensorrt": engine, "triton": triton, "": artifacts}
-    chosen = [(backend, str(source)) for backend, source in named.items() if source]
+    named = {"torch": checkpoint, "zero-shot": zero_shot, "onnxruntime": onnx, "tensorrt": engine, "triton": triton}
+    chosen = [(backend, str(source)) for backend, source in {**named, "": artifacts}.items() if source]
     if len(chosen) != 1:
-        raise OptionError("give exactly one of --checkpoint, --onnx, --engine, --triton, --artifacts")
+        raise OptionError("give exactly one of --checkpoint, --zero-shot, --onnx, --engine, --triton, --artifacts")
     if model is not None and not triton:
         raise OptionError("--model names a model on a Triton server: only with --triton")
     if triton:
@@ -437,6 +445,30 @@ def _eval_source(
 
         return "triton", model_url(triton, model or TRITON_DEFAULT_MODEL)
     return chosen[0]
+
+
+def _eval_runners(
+    backend: str,
+    source: str,
+    pretrained: str | None,
+    reference: str | None,
+    ref_backend: str | None,
+    precision: str | None,
+    data: list[str],
+) -> tuple[Runner, Runner | None]:
+    """The model eval scores and its reference (None: none); a zero-shot one (--zero-shot, and builtin for
+    --checkpoint or --reference) is made for the classes of the data (a suite's own classes and templates)."""
+    from common.suites import zero_shot_classes
+    from serve.backends import ZeroShotModel, open_runner
+
+    def zero_shot(model: str, weights: str | None) -> Runner:
+        return open_runner(ZeroShotModel(model, weights, zero_shot_classes(data)))
+
+    runner = zero_shot(source, pretrained) if backend == "zero-shot" or source == BUILTIN else None
+    runner = runner or open_runner(source, backend, precision=precision)
+    if reference == BUILTIN:
+        return runner, zero_shot(BUILTIN, None)
+    return runner, open_runner(reference, ref_backend) if reference else None
 
 
 def _eval_artifacts(

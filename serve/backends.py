@@ -82,24 +82,30 @@ def backend_for(source: str) -> str:
     return "torch"
 
 
+@dataclass(frozen=True)
+class ZeroShotModel:
+    """A pretrained open_clip model (a name open_clip knows, hf-hub:ORG/REPO, local-dir:PATH, builtin) and its
+    weights (a tag or a file; None for builtin and local-dir), used zero-shot over `classes`."""
+
+    model: str
+    pretrained: str | None
+    classes: ZeroShotClasses
+
+
 def open_runner(
-    source: str | Path | Run,
+    source: str | Path | Run | ZeroShotModel,
     backend: str | None = None,
     device: str = "auto",
     precision: str | None = None,
-    classes: ZeroShotClasses | None = None,
 ) -> Runner:
     """A runner for `source`; `backend` overrides the choice by suffix; `device` places torch models; `precision`
-    is the inference precision for a backend that offers one (openvino: fp32, the default, or bf16); `classes`: the
-    ones the zero-shot built-in model is built over (default: the built-in benchmark's)."""
-    name = "torch" if isinstance(source, Run) else backend or backend_for(str(source))
-    check_choice("backend", name, BACKENDS)
-    if classes is not None and (source != BUILTIN or name != "torch"):
-        raise ValueError(f"classes are for the zero-shot built-in model, not {source}")
-    if classes is not None:
+    is the inference precision for a backend that offers one (openvino: fp32, the default, or bf16)."""
+    if isinstance(source, ZeroShotModel):
         from serve.torch_runner import TorchRunner
 
-        return TorchRunner.builtin_zero_shot(device, classes)
+        return TorchRunner.zero_shot(source.model, source.pretrained, source.classes, device)
+    name = "torch" if isinstance(source, Run) else backend or backend_for(str(source))
+    check_choice("backend", name, BACKENDS)
     if precision is not None:
         offered = BACKENDS[name].precisions
         if not offered:

@@ -1,4 +1,4 @@
-"""The PyTorch runner: a fine-tuned run's best checkpoint, or the zero-shot built-in model."""
+"""The PyTorch runner: a fine-tuned run's best checkpoint, or a pretrained model used zero-shot."""
 
 from __future__ import annotations
 
@@ -34,8 +34,16 @@ class TorchRunner(Runner):
         if classes is None:
             names = builtin_classnames()
             classes = ZeroShotClasses(list(names), list(names.values()), list(DEFAULT_TEMPLATES))
-        model, meta = zero_shot_classifier(BUILTIN, None, classes.classes, classes.prompts, classes.templates)
-        return cls(model, ArtifactSpec(classifier=meta), BUILTIN, device)
+        return cls.zero_shot(BUILTIN, None, classes, device)
+
+    @classmethod
+    def zero_shot(
+        cls, model: str, pretrained: str | None, classes: ZeroShotClasses, device: str = "auto"
+    ) -> TorchRunner:
+        """The pretrained open_clip `model` (weights `pretrained`) as a zero-shot classifier over `classes`."""
+        classifier, meta = zero_shot_classifier(model, pretrained, classes.classes, classes.prompts, classes.templates)
+        name = model if pretrained is None else f"{model} ({pretrained})"
+        return cls(classifier, ArtifactSpec(classifier=meta), name, device)
 
     @torch.inference_mode()
     def _infer(self, images: torch.Tensor) -> np.ndarray:

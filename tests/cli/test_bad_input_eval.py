@@ -19,9 +19,27 @@ CASES = [
         f"no such ONNX file: {W}/nope.onnx",
     ),
     # which artifact
-    ("no-artifact", [], "give exactly one of --checkpoint, --onnx, --engine"),
-    ("checkpoint-and-onnx", [*ZERO_SHOT, "--onnx", ONNX], "give exactly one of --checkpoint, --onnx, --engine"),
+    ("no-artifact", [], "give exactly one of --checkpoint, --zero-shot, --onnx, --engine"),
+    (
+        "checkpoint-and-onnx",
+        [*ZERO_SHOT, "--onnx", ONNX],
+        "give exactly one of --checkpoint, --zero-shot, --onnx, --engine",
+    ),
     ("onnx-and-engine", ["--onnx", ONNX, "--engine", f"{W}/valid.plan"], "give exactly one of --checkpoint"),
+    ("checkpoint-and-zero-shot", [*ZERO_SHOT, "--zero-shot", "builtin"], "give exactly one of --checkpoint"),
+    # --zero-shot
+    ("pretrained-alone", [*ZERO_SHOT, "--pretrained", "openai"], "--pretrained names the weights of the --zero-shot"),
+    (
+        "zero-shot-unknown-model",
+        ["--zero-shot", "NoSuchNet-9", *SMALL],
+        "unknown model 'NoSuchNet-9' (open_clip knows: ",
+    ),
+    (
+        "zero-shot-builtin-with-weights",
+        ["--zero-shot", "builtin", "--pretrained", "openai", *SMALL],
+        "the built-in model carries its own weights; --pretrained 'openai' would be ignored",
+    ),
+    ("zero-shot-with-precision", ["--zero-shot", "builtin", "--precision", "bf16"], "--precision is OpenVINO's"),
     # --checkpoint
     ("checkpoint-missing", ["--checkpoint", f"{W}/nope"], f"not a run directory (no run.json): {W}/nope"),
     ("checkpoint-a-file", ["--checkpoint", f"{W}/notes.json"], f"not a run directory (no run.json): {W}/notes.json"),
@@ -168,7 +186,11 @@ CASES = [
         "ImageNet-R",
     ),
     # --artifacts (a folder of exported files against their model)
-    ("artifacts-and-onnx", ["--artifacts", f"{W}/run", "--onnx", ONNX], "give exactly one of --checkpoint, --onnx"),
+    (
+        "artifacts-and-onnx",
+        ["--artifacts", f"{W}/run", "--onnx", ONNX],
+        "give exactly one of --checkpoint, --zero-shot, --onnx",
+    ),
     ("artifacts-missing", ["--artifacts", f"{W}/nope"], f"--artifacts: no such folder: {W}/nope"),
     ("artifacts-model", ["--artifacts", f"{W}/run", "--model", "m"], "--model names a model on a Triton server"),
     ("artifacts-none-there", ["--artifacts", f"{W}/empty"], f"{W}/empty holds no exported model (model.onnx"),

@@ -84,7 +84,7 @@ EVAL = [
     (
         "triton-and-onnx",
         ["--triton", HTTP, "--onnx", ONNX],
-        "give exactly one of --checkpoint, --onnx, --engine, --triton",
+        "give exactly one of --checkpoint, --zero-shot, --onnx, --engine, --triton",
     ),
     ("model-without-triton", ["--onnx", ONNX, "--model", "m"], "--model names a model on a Triton server: only with"),
 ]

@@ -107,7 +107,7 @@ def test_bad_int8_option_is_refused_before_the_run_is_read(tmp_path):
 
 
 def test_eval_needs_exactly_one_artifact(tmp_path):
-    _fails_with(["eval"], "give exactly one of --checkpoint, --onnx, --engine", tmp_path)
+    _fails_with(["eval"], "give exactly one of --checkpoint, --zero-shot, --onnx, --engine", tmp_path)
     _fails_with(["eval", "--checkpoint", "builtin", "--onnx", "m.onnx"], "exactly one", tmp_path)
 
 
