@@ -61,8 +61,11 @@ class TextProjection(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         norm = self.layers[1]
-        if self.training and len(features) < 2:  # BatchNorm cannot take statistics of one image (a last batch
-            norm.eval()  # of one, or one readable image): that batch is normalized with the running ones
+        # BatchNorm cannot take statistics of one image (a last batch of one, or one readable image): that batch is
+        # normalized with the running ones. Not SyncBatchNorm (GPUs under torchrun): its statistics are the global
+        # batch's, and a rank that skipped its collective would hang the others.
+        if self.training and len(features) < 2 and not isinstance(norm, nn.SyncBatchNorm):
+            norm.eval()
             try:
                 return F.normalize(self.layers(features), dim=-1)
             finally:
