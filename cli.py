@@ -350,7 +350,7 @@ def eval_cmd(
     ),
     data: list[str] = typer.Option(
         [],
-        help="builtin | builtin:SPLIT | [id:|ood:]PATH | SUITE:ROOT | SUITE/VARIANT:ROOT (repeatable; cli.py datasets"
+        help="builtin | builtin:SPLIT | \\[id:|ood:]PATH | SUITE:ROOT | SUITE/VARIANT:ROOT (repeatable; cli.py datasets"
         " lists the suites); default: the built-in ID and OOD sets.",
     ),
     reference: str | None = typer.Option(
@@ -403,7 +403,11 @@ def eval_cmd(
         check_report_path(out)  # before any work: never over a file that is not a report of ours
         backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
         ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
-        runner, ref_runner = _eval_runners(backend, source, pretrained, reference, ref_backend, precision, data)
+        with progress_bar() as bar:
+            hook = progress_hook(bar, "text classifier ")
+            runner, ref_runner = _eval_runners(
+                backend, source, pretrained, reference, ref_backend, precision, data, hook
+            )
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
         check_not_trained_on(runner.spec, sets, allow=allow_overlap)
         with progress_bar() as bar:
@@ -455,20 +459,29 @@ def _eval_runners(
     ref_backend: str | None,
     precision: str | None,
     data: list[str],
+    progress: ProgressHook | None = None,
 ) -> tuple[Runner, Runner | None]:
-    """The model eval scores and its reference (None: none); a zero-shot one (--zero-shot, and builtin for
-    --checkpoint or --reference) is made for the classes of the data (a suite's own classes and templates)."""
-    from common.suites import zero_shot_classes
+    """The model eval scores and its reference (None: none). A zero-shot model (--zero-shot; builtin for --checkpoint
+    or --reference) is made for the classes of the model it is compared with, else for those of the data (a suite's
+    own classes and templates); `progress` shows its text classifier being built."""
+    from common.suites import ZeroShotClasses, zero_shot_classes
     from serve.backends import ZeroShotModel, open_runner
 
-    def zero_shot(model: str, weights: str | None) -> Runner:
-        return open_runner(ZeroShotModel(model, weights, zero_shot_classes(data)))
+    def classes_of(other: Runner) -> ZeroShotClasses:
+        meta = other.spec.classifier
+        return ZeroShotClasses(list(meta.classes), list(meta.prompts), list(meta.templates))
 
-    runner = zero_shot(source, pretrained) if backend == "zero-shot" or source == BUILTIN else None
-    runner = runner or open_runner(source, backend, precision=precision)
+    if not (backend == "zero-shot" or (backend == "torch" and source == BUILTIN)):
+        runner = open_runner(source, backend, precision=precision)
+        if reference == BUILTIN:
+            return runner, open_runner(ZeroShotModel(BUILTIN, None, classes_of(runner)), progress=progress)
+        return runner, open_runner(reference, ref_backend) if reference else None
+    fixed = open_runner(reference, ref_backend) if reference and reference != BUILTIN else None
+    classes = classes_of(fixed) if fixed else zero_shot_classes(data)
+    runner = open_runner(ZeroShotModel(source, pretrained, classes), progress=progress)
     if reference == BUILTIN:
-        return runner, zero_shot(BUILTIN, None)
-    return runner, open_runner(reference, ref_backend) if reference else None
+        return runner, open_runner(ZeroShotModel(BUILTIN, None, classes), progress=progress)
+    return runner, fixed
 
 
 def _eval_artifacts(

@@ -62,6 +62,8 @@ def resolve_model_name(model: str) -> str:
 
 def _check_source(name: str, pretrained: str | None) -> None:
     schema, ident = open_clip.factory.parse_model_name(name)
+    if schema in ("local-dir", "hf-hub") and pretrained:
+        raise ModelError(f"{name} carries its own weights; --pretrained {pretrained!r} would be ignored")
     if schema == "local-dir" and not (Path(ident) / "open_clip_config.json").is_file():
         raise ModelError(f"no open_clip_config.json in model folder: {ident}")
     if schema is None and name not in open_clip.list_models():

@@ -197,10 +197,13 @@ class ZeroShotClasses:
 def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
     """The classes of the evaluation sets `specs`, for a zero-shot model made for them (`eval --checkpoint builtin`):
     a suite's model classes (ImageNet's 1,000 for ImageNet-R too) with its display names and its templates, the
-    built-in suites' classes, a folder's or a manifest's classes (underscores shown as spaces); the union in the order
-    first met. Templates: the first suite's own, else DEFAULT_TEMPLATES."""
+    built-in suites' classes, a folder's or a manifest's classes (underscores shown as spaces), in the order first
+    met. Templates: the suite's own, else DEFAULT_TEMPLATES. Sets whose classes are not all within one of them are
+    refused: one model's logits would then compete over classes a set does not have, and its accuracy would depend
+    on which other sets were named."""
     names: dict[str, str] = {}
     templates: tuple[str, ...] = ()
+    widest: tuple[str, set[str]] = ("", set())
     for spec in specs or [BUILTIN]:
         builtin, suite_spec = _builtin_suite_of(spec), parse_suite_spec(spec)
         if builtin:
@@ -213,6 +216,13 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
             found = {c: c.replace("_", " ") for c in load_dataset(path).classes}
         for name, shown in found.items():
             names.setdefault(name, shown)
+        if not (set(found) <= widest[1] or widest[1] <= set(found)):
+            other = sorted(set(found) ^ widest[1])[0]
+            raise DataError(
+                f"--data {widest[0]} and {spec} have different classes (e.g. {other!r}): a zero-shot model is made "
+                "for one set of classes; evaluate them apart"
+            )
+        widest = max(widest, (spec, set(found)), key=lambda named: len(named[1]))
     return ZeroShotClasses(list(names), list(names.values()), list(templates or DEFAULT_TEMPLATES))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.errors import OptionError, check_choice
+from common.progress import ProgressHook
 from common.run import Run, open_run
 from common.world import BUILTIN
 from serve.openvino_runner import OPENVINO_PRECISIONS
@@ -97,13 +98,15 @@ def open_runner(
     backend: str | None = None,
     device: str = "auto",
     precision: str | None = None,
+    progress: ProgressHook | None = None,
 ) -> Runner:
     """A runner for `source`; `backend` overrides the choice by suffix; `device` places torch models; `precision`
-    is the inference precision for a backend that offers one (openvino: fp32, the default, or bf16)."""
+    is the inference precision for a backend that offers one (openvino: fp32, the default, or bf16); `progress`
+    shows a zero-shot model's text classifier being built."""
     if isinstance(source, ZeroShotModel):
         from serve.torch_runner import TorchRunner
 
-        return TorchRunner.zero_shot(source.model, source.pretrained, source.classes, device)
+        return TorchRunner.zero_shot(source.model, source.pretrained, source.classes, device, progress)
     name = "torch" if isinstance(source, Run) else backend or backend_for(str(source))
     check_choice("backend", name, BACKENDS)
     if precision is not None:

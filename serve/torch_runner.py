@@ -8,6 +8,7 @@ import torch
 from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec
 from common.classifier import zero_shot_classifier
 from common.models import pick_device
+from common.progress import ProgressHook
 from common.run import Run
 from common.suites import ZeroShotClasses, builtin_classnames
 from common.world import BUILTIN
@@ -38,10 +39,16 @@ class TorchRunner(Runner):
 
     @classmethod
     def zero_shot(
-        cls, model: str, pretrained: str | None, classes: ZeroShotClasses, device: str = "auto"
+        cls,
+        model: str,
+        pretrained: str | None,
+        classes: ZeroShotClasses,
+        device: str = "auto",
+        progress: ProgressHook | None = None,
     ) -> TorchRunner:
         """The pretrained open_clip `model` (weights `pretrained`) as a zero-shot classifier over `classes`."""
-        classifier, meta = zero_shot_classifier(model, pretrained, classes.classes, classes.prompts, classes.templates)
+        names, prompts, templates = classes.classes, classes.prompts, classes.templates
+        classifier, meta = zero_shot_classifier(model, pretrained, names, prompts, templates, progress)
         name = model if pretrained is None else f"{model} ({pretrained})"
         return cls(classifier, ArtifactSpec(classifier=meta), name, device)
 

@@ -27,6 +27,7 @@ CASES = [
     ),
     ("onnx-and-engine", ["--onnx", ONNX, "--engine", f"{W}/valid.plan"], "give exactly one of --checkpoint"),
     ("checkpoint-and-zero-shot", [*ZERO_SHOT, "--zero-shot", "builtin"], "give exactly one of --checkpoint"),
+    ("onnx-named-builtin", ["--onnx", "builtin", *SMALL], "no such ONNX file: builtin"),
     # --zero-shot
     ("pretrained-alone", [*ZERO_SHOT, "--pretrained", "openai"], "--pretrained names the weights of the --zero-shot"),
     (

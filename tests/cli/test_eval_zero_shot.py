@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from cli import app
@@ -51,3 +52,31 @@ def test_any_open_clip_model_can_be_evaluated_zero_shot_on_a_suite(tmp_path):
     assert report["backend"] == "torch" and report["artifact"] == f"local-dir:{model}"
     assert report["classes"] == list(PACS_CLASSES)
     assert all(d["n"] > 0 for d in report["datasets"].values())
+
+
+@pytest.fixture(scope="module")
+def builtin_onnx(tmp_path_factory) -> Path:
+    """The built-in zero-shot model exported: fixed classes, in the built-in (not sorted) order."""
+    from export.onnx_export import export_onnx
+    from serve.torch_runner import TorchRunner
+
+    zero_shot = TorchRunner.builtin_zero_shot("cpu")
+    return export_onnx(zero_shot.model, zero_shot.spec, tmp_path_factory.mktemp("onnx") / "builtin.onnx")
+
+
+def test_a_zero_shot_model_compared_with_a_fixed_one_takes_its_classes(tmp_path, tiny_folder, builtin_onnx):
+    data = ["--data", f"ood:{tiny_folder}"]  # a folder: its classes sorted, unlike the built-in order
+    one = _eval_with(["--onnx", str(builtin_onnx), *data, "--reference", "builtin"], tmp_path / "a.json")
+    other = _eval_with(["--checkpoint", "builtin", *data, "--reference", str(builtin_onnx)], tmp_path / "b.json")
+    for report in (one, other):
+        assert all(a["top1_agreement"] == 1.0 for a in report["agreement"].values())  # the same model both ways
+
+
+def test_weights_for_a_model_that_carries_its_own_are_refused(tmp_path):
+    from tests.tiny_models import make_tiny_vit
+
+    model = make_tiny_vit(tmp_path / "vit")
+    args = ["eval", "--zero-shot", f"local-dir:{model}", "--pretrained", "openai", "--out", str(tmp_path / "r.json")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2 and "carries its own weights; --pretrained 'openai' would be ignored" in result.stderr
+    assert not (tmp_path / "r.json").exists()

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
 from common.artifact import DEFAULT_TEMPLATES
+from common.data import DataError
 from common.suite_readers import pacs as pacs_reader
 from common.suite_readers.imagenet import TEMPLATES as IMAGENET_TEMPLATES
 from common.suite_readers.imagenet import WNIDS
@@ -32,13 +34,19 @@ def test_a_folder_gives_its_class_folders_and_the_default_template(tiny_folder):
     assert sets[0].data.classes == got.classes
 
 
-def test_a_suite_gives_its_classes_and_templates_and_folders_add_theirs_after(tmp_path, tiny_folder):
+def test_a_suite_gives_its_classes_and_templates(tmp_path):
     root = pacs.make(tmp_path / "PACS")
-    shutil.copytree(tiny_folder, tmp_path / "more")
-    got = zero_shot_classes([f"pacs/photo:{root}", str(tmp_path / "more")])
-    assert got.classes[: len(pacs_reader.CLASSES)] == list(pacs_reader.CLASSES)
-    assert set(got.classes[len(pacs_reader.CLASSES) :]) == set(builtin_classnames())  # the union, first met first
-    assert got.templates == list(pacs_reader.INFO.templates)
+    got = zero_shot_classes([f"pacs/photo:{root}"])
+    assert got.classes == list(pacs_reader.CLASSES) and got.templates == list(pacs_reader.INFO.templates)
+
+
+def test_sets_of_a_subset_of_the_classes_are_taken_and_other_classes_refused(tmp_path, tiny_folder):
+    part = tmp_path / "part"
+    shutil.copytree(tiny_folder / "star", part / "star")
+    assert set(zero_shot_classes([str(part), "builtin"]).classes) == set(builtin_classnames())  # either order
+    assert set(zero_shot_classes(["builtin", str(part)]).classes) == set(builtin_classnames())
+    with pytest.raises(DataError, match=r"have different classes .*evaluate them apart"):
+        zero_shot_classes([f"pacs/photo:{pacs.make(tmp_path / 'PACS')}", "builtin"])
 
 
 def test_imagenet_r_gives_imagenets_1000_model_classes(tmp_path):
