@@ -48,7 +48,8 @@ class TorchRunner(Runner):
     ) -> TorchRunner:
         """The pretrained open_clip `model` (weights `pretrained`) as a zero-shot classifier over `classes`."""
         names, prompts, templates = classes.classes, classes.prompts, classes.templates
-        classifier, meta = zero_shot_classifier(model, pretrained, names, prompts, templates, progress)
+        where = pick_device(device)  # the text head is built there too
+        classifier, meta = zero_shot_classifier(model, pretrained, names, prompts, templates, progress, where)
         name = model if pretrained is None else f"{model} ({pretrained})"
         return cls(classifier, ArtifactSpec(classifier=meta), name, device)
 

@@ -325,7 +325,7 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
     device = device_for(ranks, pick_device(cfg.device))
     resolved = resolve_train_data(cfg.data_source())
     teacher, meta = zero_shot_classifier(
-        cfg.model, cfg.pretrained, resolved.classes, resolved.prompts, cfg.templates, progress
+        cfg.model, cfg.pretrained, resolved.classes, resolved.prompts, cfg.templates, progress, device
     )
     meta.head = cfg.head or meta.head
     train_set = SeededAugment(
