@@ -194,6 +194,15 @@ class ZeroShotClasses:
     templates: list[str]
 
 
+def role_and_path(spec: str) -> tuple[str, str]:
+    """(role, path) of a folder or manifest spec, `[id:|ood:]PATH` (id by default). A suite after a role is refused:
+    its sets carry their own roles."""
+    role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
+    if path != spec and (parse_suite_spec(path) or _builtin_suite_of(path)):
+        raise DataError(f"--data {spec}: a suite's sets carry their own roles; drop '{role}:' (--data {path})")
+    return role, path
+
+
 def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
     """The classes of the evaluation sets `specs`, for a zero-shot model made for them (`eval --checkpoint builtin`):
     a suite's model classes (ImageNet's 1,000 for ImageNet-R too) with its display names and its templates, the
@@ -212,7 +221,7 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
             found = read_suite(suite_spec).classnames
             templates = templates or suite_spec.suite.info.templates or ()
         else:
-            path = spec.partition(":")[2] if spec.split(":", 1)[0] in ROLES else spec
+            path = role_and_path(spec)[1]
             found = {c: c.replace("_", " ") for c in load_dataset(path).classes}
         for name, shown in found.items():
             names.setdefault(name, shown)
@@ -247,7 +256,7 @@ def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> lis
         elif suite_spec:
             sets += _suite_eval_sets(spec, suite_spec, classes)
         else:
-            role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
+            role, path = role_and_path(spec)
             data = load_dataset(path)
             # An evaluation set may cover only some of the model's classes; an unknown class is an error.
             sets.append(EvalSet(data.reorder(classes, allow_missing=True) if classes else data, role))

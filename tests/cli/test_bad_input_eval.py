@@ -109,6 +109,16 @@ CASES = [
     ("data-missing", [*ZERO_SHOT, "--data", f"{W}/nope"], f"no such dataset: {W}/nope"),
     ("data-ood-missing", [*ZERO_SHOT, "--data", f"ood:{W}/nope"], f"no such dataset: {W}/nope"),
     (
+        "data-role-on-a-suite",
+        [*ZERO_SHOT, "--data", "ood:builtin"],
+        "a suite's sets carry their own roles; drop 'ood:'",
+    ),
+    (
+        "data-role-on-a-named-suite",
+        ["--onnx", ONNX, "--data", f"id:pacs/sketch:{W}"],
+        f"--data id:pacs/sketch:{W}: a suite's sets carry their own roles; drop 'id:' (--data pacs/sketch:{W})",
+    ),
+    (
         "data-other-classes",  # the zero-shot built-in model would be made for its classes instead
         ["--onnx", ONNX, "--data", f"{W}/images-pentagon"],
         "dataset 'images-pentagon': classes differ from the requested ones (missing: -; extra: pentagon)",
