@@ -94,9 +94,14 @@ def register_record_reader(record_format: str, reader: RecordReader) -> None:
     _record_readers[record_format] = reader
 
 
+def record_name(record_format: str, index: int) -> str:
+    """The last part of a record path: `<format>#<index>` (see the module docstring)."""
+    return f"{record_format}#{index}"
+
+
 def record_path(container: Path, record_format: str, index: int) -> Path:
     """The path naming record `index` of `container` (see the module docstring)."""
-    return Path(container) / f"{record_format}#{index}"
+    return Path(container) / record_name(record_format, index)
 
 
 def parse_record_path(path: Path) -> tuple[Path, str, int] | None:

@@ -70,7 +70,6 @@ def openvino_core() -> Any:
 def cpu_supports_bf16() -> bool:
     """Whether OpenVINO's CPU plugin takes a bf16 hint on this machine: native (AVX-512 BF16, AMX) or emulated (plain
     AVX-512; see check_bf16)."""
-    import_openvino()
     return "BF16" in openvino_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 

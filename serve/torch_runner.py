@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec
+from common.artifact import ArtifactSpec
 from common.classifier import zero_shot_classifier
 from common.models import pick_device
 from common.progress import ProgressHook
 from common.run import Run
-from common.suites import ZeroShotClasses, builtin_classnames
+from common.suites import ZeroShotClasses, zero_shot_classes
 from common.world import BUILTIN
 from serve.runner import Runner
 
@@ -32,10 +32,7 @@ class TorchRunner(Runner):
     @classmethod
     def builtin_zero_shot(cls, device: str = "auto", classes: ZeroShotClasses | None = None) -> TorchRunner:
         """The zero-shot built-in model over `classes` (default: the built-in benchmark's)."""
-        if classes is None:
-            names = builtin_classnames()
-            classes = ZeroShotClasses(list(names), list(names.values()), list(DEFAULT_TEMPLATES))
-        return cls.zero_shot(BUILTIN, None, classes, device)
+        return cls.zero_shot(BUILTIN, None, classes or zero_shot_classes([BUILTIN]), device)
 
     @classmethod
     def zero_shot(

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 
 from common.data import DataError, LabeledImages
-from common.images import UnreadableImage, is_regular_file, record_path, register_record_reader
+from common.images import UnreadableImage, is_regular_file, record_name, register_record_reader
 from common.samples import SampleTable
 from common.suite_readers.base import Suite, SuiteData, SuiteInfo, SuiteSet, missing_counts, missing_data, require
 
@@ -318,7 +318,8 @@ def _split(folder: Path, files: tuple[str, ...], layout: Layout, cifar: Cifar, c
     for file in files:
         if (folder / file).is_file():
             file_labels = _labels(folder / file, layout, cifar)
-            paths += [record_path(Path(file), layout.record_format, i).as_posix() for i in range(len(file_labels))]
+            # as record_path names them, without a Path per record (60,000 of them)
+            paths += [f"{file}/{record_name(layout.record_format, i)}" for i in range(len(file_labels))]
             labels.append(file_labels)
     label_column = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
     no_groups = np.full(len(paths), -1, dtype=np.int32)
