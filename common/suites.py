@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from common.artifact import DEFAULT_TEMPLATES
 from common.data import (
     DataError,
     DecodedImages,
@@ -31,7 +30,7 @@ from common.data import (
 )
 from common.run import DataSource
 from common.samples import indices_by_class, labels_of, take
-from common.suite_readers.registry import SuiteSpec, parse_suite_spec, read_suite
+from common.suite_readers.registry import SuiteSpec, parse_suite_spec, prompt_templates, read_suite
 from common.world import BUILTIN, BUILTIN_HOLDOUT
 from common.world.suite import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
 
@@ -207,11 +206,11 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
     """The classes of the evaluation sets `specs`, for a zero-shot model made for them (`eval --checkpoint builtin`):
     a suite's model classes (ImageNet's 1,000 for ImageNet-R too) with its display names and its templates, the
     built-in suites' classes, a folder's or a manifest's classes (underscores shown as spaces), in the order first
-    met. Templates: the suite's own, else DEFAULT_TEMPLATES. Sets whose classes are not all within one of them are
+    met. Templates: the first suite's own, else DEFAULT_TEMPLATES. Sets whose classes are not all within one of them are
     refused: one model's logits would then compete over classes a set does not have, and its accuracy would depend
     on which other sets were named."""
     names: dict[str, str] = {}
-    templates: tuple[str, ...] = ()
+    templated: SuiteSpec | None = None  # the first suite with templates of its own
     widest: tuple[str, set[str]] = ("", set())
     for spec in specs or [BUILTIN]:
         builtin, suite_spec = _builtin_suite_of(spec), parse_suite_spec(spec)
@@ -219,7 +218,7 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
             found = builtin_classnames(builtin)
         elif suite_spec:
             found = read_suite(suite_spec).classnames
-            templates = templates or suite_spec.suite.info.templates or ()
+            templated = templated or (suite_spec if suite_spec.suite.info.templates else None)
         else:
             path = role_and_path(spec)[1]
             found = {c: c.replace("_", " ") for c in load_dataset(path).classes}
@@ -232,7 +231,7 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
                 "for one set of classes; evaluate them apart"
             )
         widest = max(widest, (spec, set(found)), key=lambda named: len(named[1]))
-    return ZeroShotClasses(list(names), list(names.values()), list(templates or DEFAULT_TEMPLATES))
+    return ZeroShotClasses(list(names), list(names.values()), prompt_templates(templated))
 
 
 def _unique_names(sets: list[EvalSet]) -> list[EvalSet]:

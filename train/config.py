@@ -6,10 +6,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from common.artifact import DEFAULT_TEMPLATES, HEAD_INITS, check_templates
+from common.artifact import HEAD_INITS, check_templates
 from common.errors import OptionError, check_choice, check_number
 from common.run import CheckpointError, DataSource
-from common.suite_readers.registry import parse_suite_spec
+from common.suite_readers.registry import parse_suite_spec, prompt_templates
 from common.transforms import AUGMENTATIONS
 from common.typed_json import from_json
 from common.world import BUILTIN
@@ -99,8 +99,7 @@ class TrainConfig:
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("augmentation", self.augment, AUGMENTATIONS)
         if not self.templates:
-            suite = parse_suite_spec(self.data)
-            self.templates = list(suite.suite.info.templates or DEFAULT_TEMPLATES if suite else DEFAULT_TEMPLATES)
+            self.templates = prompt_templates(parse_suite_spec(self.data))
         check_templates(self.templates)
         self._check_head()
 

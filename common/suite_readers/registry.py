@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import common.suite_readers as package
+from common.artifact import DEFAULT_TEMPLATES
 from common.data import DataError
 from common.suite_readers.base import Suite, SuiteData, choose_variant, missing_data
 
@@ -43,6 +44,11 @@ def parse_suite_spec(spec: str) -> SuiteSpec | None:
     if not root:
         raise DataError(f"data {spec!r} names the suite {name} but no root folder ({name}[/VARIANT]:ROOT)")
     return SuiteSpec(suites()[name.lower()], variant or None, Path(root).expanduser())
+
+
+def prompt_templates(spec: SuiteSpec | None) -> list[str]:
+    """The prompt templates for data when none are typed: its suite's own (ImageNet's 80), else DEFAULT_TEMPLATES."""
+    return list(spec and spec.suite.info.templates or DEFAULT_TEMPLATES)
 
 
 def read_suite(spec: SuiteSpec, training: bool = False) -> SuiteData:
