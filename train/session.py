@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import math
 import time
@@ -118,6 +119,12 @@ class ModelState:
     @property
     def data_parallel(self) -> nn.parallel.DistributedDataParallel | None:
         return self.forward if isinstance(self.forward, nn.parallel.DistributedDataParallel) else None
+
+    @functools.cached_property
+    def syncs_batch_norm(self) -> bool:
+        """Whether the training pass holds SyncBatchNorm layers, whose forward is a collective (GPU torchrun runs of
+        BatchNorm towers, TeS's projection). Fixed once the session is built."""
+        return any(isinstance(module, nn.SyncBatchNorm) for module in self.forward.modules())
 
     def text_weights(self) -> torch.Tensor:
         return self.teacher.text_head().weight

@@ -166,11 +166,6 @@ def micro_batch_terms(s: Session, batch: Batch, placeholder: bool = False) -> tu
     return terms, count
 
 
-def syncs_batch_norm(s: Session) -> bool:
-    """Whether the training pass holds SyncBatchNorm layers, whose forward is a collective (train.session)."""
-    return any(isinstance(module, torch.nn.SyncBatchNorm) for module in s.models.forward.modules())
-
-
 def gathers_features(s: Session) -> bool:
     """FLYP under torchrun: each micro-batch's image and caption features are gathered from every rank."""
     return s.models.text_tower is not None and s.ranks.distributed
@@ -200,7 +195,7 @@ def step_work(s: Session, micro_batches: list[Batch]) -> list[tuple[Batch, bool]
     or one placeholder when it has none (DDP needs every rank in every backward). Every rank runs all of them, a
     placeholder for each empty one, when each forward is a collective: FLYP under torchrun (the features of each
     micro-batch are gathered from every rank) and SyncBatchNorm (GPUs: BatchNorm towers, TeS's projection)."""
-    if gathers_features(s) or syncs_batch_norm(s):
+    if gathers_features(s) or s.models.syncs_batch_norm:
         return [(b, False) if len(b.labels) else (placeholder_batch(s), True) for b in micro_batches]
     readable = [(b, False) for b in micro_batches if len(b.labels)]
     return readable or [(placeholder_batch(s), True)]

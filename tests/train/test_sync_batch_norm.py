@@ -11,7 +11,7 @@ import torch
 
 from common.data import Batch
 from common.distributed import Ranks
-from train.session import TextProjection
+from train.session import ModelState, TextProjection
 from train.trainer import step_work
 
 
@@ -47,6 +47,7 @@ def _batch(n: int) -> Batch:
 
 def _session(forward: torch.nn.Module) -> SimpleNamespace:
     models = SimpleNamespace(text_tower=None, forward=forward)
+    models.syncs_batch_norm = ModelState.syncs_batch_norm.func(models)  # the session's own rule, on this stand-in
     record = SimpleNamespace(classifier=SimpleNamespace(image_size=8))
     return SimpleNamespace(models=models, ranks=Ranks(rank=1, world=2), record=record)
 
