@@ -192,9 +192,13 @@ def train_cmd(
     teacher_cache: bool = typer.Option(True, help="Without augmentation, compute teacher logits once and reuse them."),
     seed: int = typer.Option(0),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    device: str = typer.Option(
+        "auto", help="auto | cpu | cuda | cuda:N (under torchrun: auto or cuda, each process on its LOCAL_RANK's GPU)."
+    ),
     precision: str = typer.Option(
-        "auto", help="auto (bf16 autocast on CUDA, fp32 on CPU) | fp32 | bf16 (autocast, also on CPU) | fp16 (CUDA)."
+        "auto",
+        help="auto (bf16 autocast on Ampere+ GPUs, fp16 on older ones, fp32 on CPU) | fp32 | bf16 (autocast, also on"
+        " CPU) | fp16 (CUDA).",
     ),
     strict: bool = typer.Option(False, help="Fail on an unreadable image instead of skipping and counting it."),
     log_every: int = typer.Option(10, help="Write the loss terms to metrics.jsonl every N steps (and at step 1)."),
@@ -371,6 +375,11 @@ def eval_cmd(
     reference_runtime: str | None = typer.Option(
         None, help="With a --reference .onnx file: its runtime, onnxruntime (default) or openvino (FP32)."
     ),
+    ort_provider: str | None = typer.Option(
+        None,
+        help="With --onnx on ONNX Runtime: its execution provider, auto (default: TensorRT, CUDA, then the CPU, as"
+        " the installed build has them; model.int8-cpu.onnx on the CPU) | cpu | cuda | tensorrt.",
+    ),
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
     out: Path = typer.Option(Path("report.json"), help="report.json path; report.md and report.png go beside it."),
@@ -379,6 +388,7 @@ def eval_cmd(
     ),
 ) -> None:
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
+    from common.distributed import current
     from common.errors import OptionError
     from common.suites import resolve_eval_sets
     from serve.evaluate import evaluate, evaluate_against
@@ -391,8 +401,10 @@ def eval_cmd(
         if pretrained is not None and not zero_shot:
             raise OptionError("--pretrained names the weights of the --zero-shot model: only with --zero-shot")
         if artifacts:
-            if runtime or precision or reference_runtime:
-                raise OptionError("--artifacts evaluates every runtime: --runtime, --precision and the reference's")
+            if runtime or precision or reference_runtime or ort_provider:
+                raise OptionError(
+                    "--artifacts evaluates every runtime: --runtime, --precision, --ort-provider and the reference's"
+                )
             return _eval_artifacts(artifacts, reference, data, max_drop, max_drop_int8, batch_size, out, allow_overlap)
         if max_drop_int8 is not None:
             raise OptionError("--max-drop-int8 is the INT8 gate of --artifacts: only with --artifacts DIR")
@@ -403,10 +415,13 @@ def eval_cmd(
         check_report_path(out)  # before any work: never over a file that is not a report of ours
         backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
         ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
+        if ort_provider is not None and backend != "onnxruntime":
+            raise OptionError("--ort-provider chooses where ONNX Runtime runs: only with --onnx (and its runtime)")
+        current()  # under torchrun: join the group (each rank on its GPU) before any runner is put on a device
         with progress_bar() as bar:
             hook = progress_hook(bar, "text classifier ")
             runner, ref_runner = _eval_runners(
-                backend, source, pretrained, reference, ref_backend, precision, data, hook
+                backend, source, pretrained, reference, ref_backend, (precision, ort_provider), data, hook
             )
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
         check_not_trained_on(runner.spec, sets, allow=allow_overlap)
@@ -457,13 +472,14 @@ def _eval_runners(
     pretrained: str | None,
     reference: str | None,
     ref_backend: str | None,
-    precision: str | None,
+    how: tuple[str | None, str | None],
     data: list[str],
     progress: ProgressHook | None = None,
 ) -> tuple[Runner, Runner | None]:
     """The model eval scores and its reference (None: none). A zero-shot model (--zero-shot; builtin for --checkpoint
     or --reference) is made for the classes of the model it is compared with, else for those of the data (a suite's
-    own classes and templates); `progress` shows its text classifier being built."""
+    own classes and templates); `how`: the inference precision and execution provider asked for; `progress` shows
+    its text classifier being built."""
     from common.suites import ZeroShotClasses, zero_shot_classes
     from serve.backends import ZeroShotModel, open_runner
 
@@ -472,7 +488,7 @@ def _eval_runners(
         return ZeroShotClasses(list(meta.classes), list(meta.prompts), list(meta.templates))
 
     if not (backend == "zero-shot" or (backend == "torch" and source == BUILTIN)):
-        runner = open_runner(source, backend, precision=precision)
+        runner = open_runner(source, backend, precision=how[0], provider=how[1])
         if reference == BUILTIN:
             return runner, open_runner(ZeroShotModel(BUILTIN, None, classes_of(runner)), progress=progress)
         return runner, open_runner(reference, ref_backend) if reference else None
@@ -496,6 +512,7 @@ def _eval_artifacts(
 ) -> None:
     """eval --artifacts: every artifact in `folder` on every runtime here against its model; the table, each row's
     report beside `out`, and the recommendation. Exit 1 when an artifact failed its gate."""
+    from common.distributed import current
     from common.suites import resolve_eval_sets
     from serve.compare import compare_runners, report_paths, write_reports
     from serve.metrics import check_max_drop
@@ -507,6 +524,7 @@ def _eval_artifacts(
     check_max_drop(max_drop, "--max-drop")
     check_max_drop(max_drop_int8, "--max-drop-int8")
     check_report_path(out)
+    current()  # under torchrun: join the group (each rank on its GPU) before any runner is put on a device
     runners, reference_row, limits = exported_runners(folder, reference, max_drop, max_drop_int8, log=_log)
     for path in report_paths(list(runners), out).values():
         check_report_path(path)
@@ -607,8 +625,10 @@ def export_cmd(
         console.print(f"wrote {path} ({precision})")
     for precision, path in result.engines.items():
         console.print(f"wrote {path} ({precision}) and {path.name}.json")
-    if models:
-        _log(f"wrote Triton models {', '.join(models)} (tritonserver --model-repository {triton_repo})")
+    if models and triton_repo:
+        from export.triton_repo import server_command
+
+        _log(f"wrote Triton models {', '.join(models)} ({server_command(triton_repo, result.engines)})")
 
 
 def _triton_repo_options(

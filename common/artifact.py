@@ -197,14 +197,20 @@ class EngineInfo:
     source_onnx: str = ""
     source_onnx_sha256: str = ""
     options: dict[str, Any] = field(default_factory=dict)  # the builder options, for the record
+    plan_sha256: str = ""  # of the .plan this sidecar describes ("" in sidecars written before it was recorded)
 
 
 def sidecar_path(plan: Path) -> Path:
     return Path(plan).with_name(Path(plan).name + ".json")
 
 
+def engine_sidecar(spec: ArtifactSpec, engine: EngineInfo) -> dict[str, Any]:
+    """The JSON of an engine's sidecar."""
+    return {"artifact": spec.to_dict(), "engine": asdict(engine)}
+
+
 def write_engine_sidecar(plan: Path, spec: ArtifactSpec, engine: EngineInfo) -> None:
-    atomic_write_json(sidecar_path(plan), {"artifact": spec.to_dict(), "engine": asdict(engine)})
+    atomic_write_json(sidecar_path(plan), engine_sidecar(spec, engine))
 
 
 def read_engine_sidecar(plan: Path) -> tuple[ArtifactSpec, EngineInfo]:

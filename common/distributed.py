@@ -95,9 +95,27 @@ class Ranks:
 
 
 def _collective_device() -> torch.device:
-    """Where collective tensors live: NCCL moves CUDA tensors only, gloo CPU ones."""
-    if dist.is_initialized() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
+    """Where this process's collective tensors live (see collective_device)."""
+    if not dist.is_initialized():
+        return torch.device("cpu")
+    index = torch.cuda.current_device() if torch.cuda.is_available() else None
+    return collective_device(str(dist.get_backend()), index)
+
+
+def collective_device(backend: str, cuda_index: int | None) -> torch.device:
+    """Where collective tensors go for a process group of `backend`, as dist.get_backend() spells it: one name
+    ("gloo", "nccl") or a device map ("cpu:gloo,cuda:nccl", which it returns whole). CUDA tensors when NCCL carries
+    them (so a GPU's features never travel through the CPU), CPU tensors for gloo."""
+    carriers = {}
+    for part in backend.lower().split(","):
+        device, _, name = part.strip().rpartition(":")
+        if device:
+            carriers[device] = name
+        else:
+            carriers.setdefault("cpu", name)
+            carriers.setdefault("cuda", name)
+    if carriers.get("cuda") == "nccl" and cuda_index is not None:
+        return torch.device("cuda", cuda_index)
     return torch.device("cpu")
 
 
@@ -145,13 +163,6 @@ def collective_timeout() -> datetime.timedelta:
     if not minutes > 0:
         raise DistributedError(f"{TIMEOUT_VARIABLE}={text!r}: give the collective timeout in minutes, above 0")
     return datetime.timedelta(minutes=minutes)
-
-
-def device_for(ranks: Ranks, device: torch.device) -> torch.device:
-    """Each rank trains on the GPU of its LOCAL_RANK; `cuda` (no index) resolves to it."""
-    if device.type == "cuda" and device.index is None and ranks.distributed:
-        return torch.device("cuda", ranks.local_rank % torch.cuda.device_count())
-    return device
 
 
 def shutdown() -> None:

@@ -49,12 +49,17 @@ def strict_json(data: Any, indent: int | None = 2) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes `text` so that readers see the old file or the new one, never half of it."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes `data` so that readers see the old file or the new one, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         share_like_umask(Path(tmp))
         os.replace(tmp, path)
     except BaseException:

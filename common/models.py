@@ -41,18 +41,33 @@ class LoadedClip:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """`auto` means the GPU when one is visible, else the CPU; a device this machine lacks is an OptionError."""
+    """The device this process runs a model on, always with an index for a GPU (so that nothing lands on whatever
+    GPU happens to be current): `auto` is this process's GPU when one is visible, else the CPU; `cuda` is this
+    process's GPU, cuda:0, or under torchrun the GPU of its LOCAL_RANK. An explicit `cuda:N` under torchrun would put
+    every rank on one GPU, and is refused. A device this machine lacks is an OptionError."""
+    from common.distributed import from_environment
+
+    ranks = from_environment()
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as err:
         raise OptionError(f"unknown device {name!r} (auto, cpu, cuda or cuda:N)") from err
-    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise OptionError(f"device {name!r} is not on this machine ({torch.cuda.device_count()} CUDA GPUs visible)")
     if device.type not in ("cpu", "cuda"):
         raise OptionError(f"device {name!r} is not supported here (auto, cpu, cuda or cuda:N)")
-    return device
+    if device.type == "cpu":
+        return torch.device("cpu")
+    count = torch.cuda.device_count()
+    if device.index is not None and ranks.distributed:
+        raise OptionError(
+            f"device {name!r} under torchrun would put every process on one GPU: give --device cuda (each process "
+            "takes the GPU of its LOCAL_RANK) and choose the GPUs with CUDA_VISIBLE_DEVICES"
+        )
+    index = device.index if device.index is not None else ranks.local_rank % max(count, 1)
+    if index >= count:
+        raise OptionError(f"device {name!r} is not on this machine ({count} CUDA GPUs visible)")
+    return torch.device("cuda", index)
 
 
 def resolve_model_name(model: str) -> str:

@@ -1,4 +1,4 @@
-"""The one import guard for TensorRT, and a logger that keeps its errors for our messages.
+"""The one import guard for TensorRT, and the one logger, which routes its errors to the call that caused them.
 
 TensorRT is optional: it needs an NVIDIA GPU and wheels from NVIDIA's index. Every TensorRT code path starts with
 `import_tensorrt()`, which says in one line what is missing and how to get it.
@@ -6,6 +6,11 @@ TensorRT is optional: it needs an NVIDIA GPU and wheels from NVIDIA's index. Eve
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import logging
+import threading
+from collections.abc import Iterator
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -13,6 +18,9 @@ from common.errors import UserError
 
 if TYPE_CHECKING:
     import tensorrt as trt  # tensorrt-stubs, made usable for mypy by scripts/trt_stubs.py
+    import torch
+
+log = logging.getLogger(__name__)
 
 INSTALL_HINT = (
     "build engines on a machine with an NVIDIA GPU after `pip install tensorrt` (10.x or 11.x), e.g. "
@@ -53,28 +61,65 @@ def tensorrt_missing_reason() -> str | None:
     return None
 
 
-def capturing_logger() -> tuple[trt.ILogger, list[str]]:
-    """A trt.ILogger and the error messages it records (call after `import_tensorrt()`): TensorRT reports failures
-    (a foreign engine, a bad graph) there, while the Python call just returns None. The logger must outlive what it
-    is given to."""
+class LogRouter:
+    """Routes TensorRT's error messages to whoever asked for the call that raised them.
+
+    A TensorRT Python call that fails mostly returns None or False and says why only to its logger; and one logger
+    must serve the whole process (TensorRT 8.x kept a single logger pointer: objects made later with another logger
+    logged to the first). So every builder and runtime gets the one `tensorrt_logger()`, and each call whose failure
+    we report runs inside `capture()`, which collects the messages logged meanwhile by this thread. Messages nobody
+    captures go to Python's logging."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _stack(self) -> list[list[str]]:
+        if not hasattr(self._local, "stack"):
+            self._local.stack = []
+        stack: list[list[str]] = self._local.stack
+        return stack
+
+    @contextlib.contextmanager
+    def capture(self) -> Iterator[list[str]]:
+        """The error messages logged by this thread until the block ends (nested blocks take their own)."""
+        errors: list[str] = []
+        self._stack().append(errors)
+        try:
+            yield errors
+        finally:
+            self._stack().pop()
+
+    def error(self, message: str) -> None:
+        stack = self._stack()
+        if stack:
+            stack[-1].append(message)
+        else:
+            log.error("TensorRT: %s", message)
+
+
+TENSORRT_LOG = LogRouter()
+
+
+@functools.cache
+def tensorrt_logger() -> trt.ILogger:
+    """The process's one trt.ILogger (call after `import_tensorrt()`); its errors go to TENSORRT_LOG. Cached for the
+    life of the process, so it outlives every builder, runtime and engine given it."""
     import tensorrt as trt
 
-    errors: list[str] = []
-
-    class CapturingLogger(trt.ILogger):
+    class RoutingLogger(trt.ILogger):
         def __init__(self) -> None:
             trt.ILogger.__init__(self)
 
         def log(self, severity: trt.ILogger.Severity, msg: str) -> None:
             if severity in (trt.ILogger.ERROR, trt.ILogger.INTERNAL_ERROR):
-                errors.append(msg)
+                TENSORRT_LOG.error(msg)
 
-    return CapturingLogger(), errors
+    return RoutingLogger()
 
 
-def gpu_identity() -> dict[str, str]:
-    """Name and compute capability of the current GPU, which an engine is tied to."""
+def gpu_identity(device: torch.device) -> dict[str, str]:
+    """Name and compute capability of the GPU `device`, which an engine is tied to."""
     import torch
 
-    major, minor = torch.cuda.get_device_capability()
-    return {"gpu": torch.cuda.get_device_name(), "compute_capability": f"{major}.{minor}"}
+    major, minor = torch.cuda.get_device_capability(device)
+    return {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}"}

@@ -7,15 +7,26 @@ ours, so each engine gets a JSON sidecar: the ONNX file's artifact spec and what
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from common.artifact import EngineInfo, engine_file, read_onnx_spec, write_engine_sidecar
+import torch
+
+from common.artifact import ArtifactSpec, EngineInfo, engine_file, engine_sidecar, read_onnx_spec, sidecar_path
 from common.errors import OptionError, check_number
+from common.files import atomic_write_bytes, strict_json
+from common.models import pick_device
 from common.provenance import file_sha256
-from common.tensorrt_compat import capturing_logger, gpu_identity, import_tensorrt, tensorrt_missing_reason
+from common.tensorrt_compat import (
+    TENSORRT_LOG,
+    gpu_identity,
+    import_tensorrt,
+    tensorrt_logger,
+    tensorrt_missing_reason,
+)
 from export.onnx_export import ExportError
 
 if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
@@ -42,12 +53,12 @@ class EngineOptions:
             )
 
 
-def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
+def _parse(builder: trt.Builder, onnx_path: Path) -> tuple[trt.INetworkDefinition, trt.OnnxParser]:
     import tensorrt as trt
 
     # STRONGLY_TYPED is required on 10.x and accepted (ignored, always on) on 11.x; never use EXPLICIT_BATCH.
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
-    parser = trt.OnnxParser(network, logger)
+    parser = trt.OnnxParser(network, tensorrt_logger())
     # parse_from_file, not parse(bytes): it finds external weight files (model.onnx.data) beside the model.
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
@@ -55,7 +66,9 @@ def _parse(builder: trt.Builder, logger: trt.ILogger, onnx_path: Path) -> tuple[
     return network, parser
 
 
-def _config(builder: trt.Builder, network: trt.INetworkDefinition, options: EngineOptions) -> trt.IBuilderConfig:
+def _config(
+    builder: trt.Builder, network: trt.INetworkDefinition, options: EngineOptions, log: Callable[[str], None]
+) -> trt.IBuilderConfig:
     import tensorrt as trt
 
     config = builder.create_builder_config()
@@ -73,30 +86,34 @@ def _config(builder: trt.Builder, network: trt.INetworkDefinition, options: Engi
     if options.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     cached = options.timing_cache.read_bytes() if options.timing_cache and options.timing_cache.exists() else b""
-    config.set_timing_cache(config.create_timing_cache(cached), False)
+    # A cache made on another GPU (or TensorRT) is refused, with False: build from an empty one, which replaces it.
+    if not config.set_timing_cache(config.create_timing_cache(cached), False):
+        log(f"timing cache {options.timing_cache} was made for another GPU or TensorRT: starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     return config
 
 
-def build_engine(onnx_path: Path, plan_path: Path, options: EngineOptions) -> EngineInfo:
-    """Builds and writes `plan_path` and its sidecar (the ONNX file's spec and the engine facts)."""
+def build_engine(
+    onnx_path: Path, plan_path: Path, options: EngineOptions, log: Callable[[str], None] = print
+) -> EngineInfo:
+    """Builds and writes `plan_path` and its sidecar (the ONNX file's spec and the engine facts), and the timing
+    cache when one is named."""
     import_tensorrt()  # TensorRTUnavailable, saying what is missing, instead of an ImportError below
     import tensorrt as trt
 
     spec = read_onnx_spec(onnx_path)
-    logger, errors = capturing_logger()
-    builder = trt.Builder(logger)
-    network, _parser = _parse(builder, logger, onnx_path)  # the parser owns weights the network uses: keep it
-    config = _config(builder, network, options)
-    # Optional although the stubs say otherwise: a failed build returns None, with the reasons in the log.
-    plan: trt.IHostMemory | None = builder.build_serialized_network(network, config)
+    device = pick_device("cuda")  # cuda:0, or under torchrun the rank's GPU
+    gpu = gpu_identity(device)
+    with torch.cuda.device(device), TENSORRT_LOG.capture() as errors:  # TensorRT builds on the current GPU
+        builder = trt.Builder(tensorrt_logger())
+        network, _parser = _parse(builder, onnx_path)  # the parser owns weights the network uses: keep it
+        config = _config(builder, network, options, log)
+        # Optional although the stubs say otherwise: a failed build returns None, with the reasons in the log.
+        plan: trt.IHostMemory | None = builder.build_serialized_network(network, config)
     if plan is None:
         raise ExportError(f"TensorRT engine build failed: {'; '.join(errors) or 'see TensorRT log'}")
-    tmp = plan_path.with_name(plan_path.name + ".tmp")
-    tmp.write_bytes(bytes(plan))
-    tmp.replace(plan_path)
-    if options.timing_cache:
-        options.timing_cache.write_bytes(bytes(config.get_timing_cache().serialize()))
-    gpu = gpu_identity()
+    plan_bytes = bytes(plan)
+    cache = bytes(config.get_timing_cache().serialize()) if options.timing_cache else None  # before any write
     info = EngineInfo(
         tensorrt_version=trt.__version__,
         gpu=gpu["gpu"],
@@ -108,9 +125,33 @@ def build_engine(onnx_path: Path, plan_path: Path, options: EngineOptions) -> En
         source_onnx=str(onnx_path),
         source_onnx_sha256=file_sha256(onnx_path),
         options={k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()},
+        plan_sha256=hashlib.sha256(plan_bytes).hexdigest(),
     )
-    write_engine_sidecar(plan_path, spec, info)
+    write_engine_files(plan_path, plan_bytes, spec, info)
+    if options.timing_cache and cache is not None:
+        atomic_write_bytes(options.timing_cache, cache)
     return info
+
+
+def write_engine_files(plan_path: Path, plan_bytes: bytes, spec: ArtifactSpec, info: EngineInfo) -> None:
+    """The plan and its sidecar, so that neither is left without the other: both are written under temporary names
+    and then moved into place (an earlier pair's sidecar removed first: it never describes the new plan); a failure
+    removes what this call wrote. Only a kill between the two moves can leave a plan without its sidecar, which the
+    runner refuses (and the sidecar's plan_sha256 catches a plan and sidecar of different builds)."""
+    plan_tmp = plan_path.with_name(f".{plan_path.name}.tmp")
+    side_tmp = plan_path.with_name(f".{sidecar_path(plan_path).name}.tmp")
+    moved = False
+    try:
+        plan_tmp.write_bytes(plan_bytes)
+        side_tmp.write_text(strict_json(engine_sidecar(spec, info)) + "\n")
+        sidecar_path(plan_path).unlink(missing_ok=True)
+        plan_tmp.replace(plan_path)
+        moved = True
+        side_tmp.replace(sidecar_path(plan_path))
+    except BaseException:
+        for path in (plan_tmp, side_tmp) + ((plan_path,) if moved else ()):
+            path.unlink(missing_ok=True)
+        raise
 
 
 def build_engines(
@@ -125,7 +166,7 @@ def build_engines(
     engines = {}
     for precision, onnx_path in onnx_files.items():
         plan = engine_file(onnx_path)
-        build_engine(onnx_path, plan, options)
+        build_engine(onnx_path, plan, options, log)
         engines[precision] = plan
         log(f"built {plan}")
     return engines, None

@@ -46,6 +46,7 @@ from common.files import check_creatable, share_like_umask, writable_dir
 CONFIG_FILE = "config.pbtxt"
 VERSION = "1"  # the one model version written
 PLATFORMS = {"onnx": ("onnxruntime_onnx", "model.onnx"), "plan": ("tensorrt_plan", "model.plan")}
+VERSION_COMPATIBLE_FLAG = "--backend-config=tensorrt,version-compatible=true"  # Triton loads such engines only with it
 
 
 class TritonRepoError(UserError):
@@ -174,6 +175,16 @@ def write_triton_repo(
         config = model_config(name, spec, "plan", engine.max_batch, gpu=True)
         written[name] = _write_model(repo / name, config, spec, {plan: "model.plan"})
     return written
+
+
+def server_command(repo: Path, engines: dict[str, Path]) -> str:
+    """The tritonserver command that serves `repo`: with a version-compatible engine among `engines`, Triton's
+    TensorRT backend loads it only when told to trust it (`--backend-config=tensorrt,version-compatible=true`,
+    triton-inference-server/tensorrt_backend)."""
+    command = f"tritonserver --model-repository {repo}"
+    if any(read_engine_sidecar(plan)[1].version_compatible for plan in engines.values()):
+        command += f" {VERSION_COMPATIBLE_FLAG}"
+    return command
 
 
 def _write_model(folder: Path, config: Any, spec: ArtifactSpec, files: dict[Path, str]) -> Path:

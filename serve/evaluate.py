@@ -243,6 +243,7 @@ def evaluate(
         "backend": runner.backend,
         "artifact": runner.artifact,
         "precision": runner.precision,
+        "runs_on": runner.runs_on,
         "classes": runner.spec.classes,
         "datasets": datasets,
         "summary": summarize(datasets),

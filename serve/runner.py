@@ -24,6 +24,7 @@ class Runner(ABC):
     backend: str  # "torch", "onnxruntime", "tensorrt"
     artifact: str  # what the user named: a run directory, builtin, a file
     spec: ArtifactSpec
+    runs_on: str = "cpu"  # where inference runs: a torch device (cuda:1), an execution provider, "server"
 
     @property
     def precision(self) -> str:

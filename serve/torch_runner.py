@@ -19,7 +19,8 @@ class TorchRunner(Runner):
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module, spec: ArtifactSpec, artifact: str, device: str = "auto"):
-        self.device = pick_device(device)
+        self.device = pick_device(device)  # cuda:N, under torchrun the rank's GPU
+        self.runs_on = str(self.device)
         self.model = model.to(self.device).eval()
         self.spec = spec
         self.artifact = artifact

@@ -189,6 +189,7 @@ def _listing(client: _HttpClient | _GrpcClient) -> str:
 
 class TritonRunner(Runner):
     backend = "triton"
+    runs_on = "server"
 
     def __init__(self, url: str):
         self.model = parse_model_url(url)

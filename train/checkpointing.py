@@ -106,7 +106,10 @@ def restore(s: Session, previous: RunRecord) -> None:
     if not (s.out / STATE_FILE).is_file():
         raise CheckpointError(f"cannot resume {s.out}: no {STATE_FILE} (the run never saved its optimizer state)")
     try:
-        state = torch.load(s.out / STATE_FILE, weights_only=True)
+        # To the CPU first: storages saved on a GPU would otherwise go back to that GPU (none on a CPU host; under
+        # torchrun every rank would build rank 0's optimizer state on its GPU). load_state_dict moves each tensor to
+        # its parameter's device.
+        state = torch.load(s.out / STATE_FILE, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated or foreign: torch's unpickler raises many kinds (IndexError, EOFError, ...)
         raise CheckpointError(f"cannot resume {s.out}: unreadable {STATE_FILE} ({err})".splitlines()[0]) from err
     try:  # a file of another run, model or version: missing keys, other shapes

@@ -24,7 +24,7 @@ RECOMMENDED_LR = {BUILTIN: 3e-4}
 HEAD_LR_SCALE = 100.0
 # Seeds are mixed into per-epoch and per-image seeds (seed * 1_000_003 + ...), which must stay within torch's 64 bits.
 MAX_SEED = 2**32 - 1
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: auto is bf16 autocast on CUDA, fp32 on CPU
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: see train.session.autocast_dtype
 # The learning rate's decay after warmup: cosine (the ProReg paper, WiSE-FT), or linear to 0 (ProReg's released code:
 # ViLT's polynomial decay of power 1).
 DECAYS = ("cosine", "linear")
@@ -70,7 +70,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     num_workers: int = 0
     device: str = "auto"  # auto: cuda when present
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    precision: str = "auto"  # auto: bf16 autocast on Ampere+ GPUs, fp16 before them, fp32 on CPU
     strict: bool = False
     log_every: int = 10
     # Validations per epoch, each one a checkpoint and a chance at the best weights: 2 validates every half epoch

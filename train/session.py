@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from common.classifier import ClipClassifier, zero_shot_classifier
 from common.data import ImageDataset, check_some_readable, make_loader
-from common.distributed import Ranks, current, device_for
+from common.distributed import Ranks, current
 from common.models import pick_device
 from common.progress import ProgressHook
 from common.provenance import git_commit
@@ -187,12 +187,26 @@ class Session:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default (auto); on the CPU fp32 unless bf16 is asked for explicitly (a CPU with
+    """Autocast to training_dtype(device, precision), or nothing for FP32."""
+    dtype = training_dtype(device, precision)
+    return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
+
+
+def training_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype of training (None: FP32) for the `precision` option on `device`."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return autocast_dtype(precision, capability)
+
+
+def autocast_dtype(precision: str, capability: tuple[int, int] | None) -> torch.dtype | None:
+    """`auto` on a GPU of compute `capability` is bf16 from Ampere (8.0) on and fp16 before it, where torch emulates
+    bf16 slowly (fp16 gets loss scaling); on the CPU (`capability` None) FP32 unless bf16 is asked for (a CPU with
     AVX-512 BF16 or AMX gains from it; others emulate it: BENCHMARKS.md has the ratio); fp16 is CUDA's only."""
-    if precision == "fp32" or (device.type != "cuda" and precision != "bf16"):
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
+    if precision == "fp32" or (capability is None and precision != "bf16"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if capability is not None and capability >= (8, 0) else torch.float16
+    return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
 def _warmup_length(total_steps: int, warmup_fraction: float, warmup_steps: int | None) -> int:
@@ -285,7 +299,7 @@ def _model_state(
     ]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda" and cfg.precision == "fp16")
+    scaler = torch.amp.GradScaler("cuda", enabled=training_dtype(device, cfg.precision) == torch.float16)
     forward: nn.Module = TrainForward(student, projection, text_tower)
     ranks = ranks or Ranks()
     if ranks.distributed:
@@ -329,7 +343,7 @@ def build_session(cfg: TrainConfig, out: Path, progress: ProgressHook | None = N
     same session (the same seed, data split and starting weights) and trains on its share of each global batch."""
     torch.manual_seed(cfg.seed)
     ranks = current()
-    device = device_for(ranks, pick_device(cfg.device))
+    device = pick_device(cfg.device)  # under torchrun, the GPU of this rank's LOCAL_RANK
     resolved = resolve_train_data(cfg.data_source())
     teacher, meta = zero_shot_classifier(
         cfg.model, cfg.pretrained, resolved.classes, resolved.prompts, cfg.templates, progress, device

@@ -8,6 +8,7 @@ from common.distributed import (
     TIMEOUT_VARIABLE,
     DistributedError,
     Ranks,
+    collective_device,
     collective_timeout,
     current,
     from_environment,
@@ -58,3 +59,12 @@ def test_the_collective_timeout_comes_from_the_environment_and_a_bad_one_is_refu
         monkeypatch.setenv(TIMEOUT_VARIABLE, bad)
         with pytest.raises(DistributedError, match=f"{TIMEOUT_VARIABLE}='{bad}': give the collective timeout"):
             collective_timeout()
+
+
+def test_collectives_go_where_the_backend_carries_them():
+    # dist.get_backend() returns a device map whole: "cpu:gloo,cuda:nccl" is not "nccl", but NCCL carries CUDA tensors.
+    assert collective_device("cpu:gloo,cuda:nccl", 1) == torch.device("cuda", 1)
+    assert collective_device("nccl", 0) == torch.device("cuda", 0)
+    assert collective_device("gloo", 0) == torch.device("cpu")  # gloo alone, even beside a GPU
+    assert collective_device("cpu:gloo,cuda:gloo", 0) == torch.device("cpu")
+    assert collective_device("gloo", None) == torch.device("cpu")  # no GPU

@@ -23,6 +23,7 @@ from export.triton_repo import (
     TritonRepoOptions,
     check_triton_repo,
     read_model_spec,
+    server_command,
     write_triton_repo,
 )
 
@@ -106,6 +107,12 @@ def test_every_precision_and_engine_gets_its_model(onnx_model, tmp_path):
         assert [g.kind for g in config.instance_group] == [gpu]
         assert read_model_spec(repo / name).precision == ("fp32" if name == "clf" else "fp16")
     assert (repo / "clf_fp16_trt/1/model.plan").read_bytes() == b"ftrt engine"
+    # Triton's TensorRT backend loads a version-compatible engine only when told to trust it.
+    assert server_command(repo, {"fp16": plan}) == f"tritonserver --model-repository {repo}"
+    write_engine_sidecar(plan, read_onnx_spec(fp16), replace(engine, version_compatible=True))
+    assert server_command(repo, {"fp16": plan}) == (
+        f"tritonserver --model-repository {repo} --backend-config=tensorrt,version-compatible=true"
+    )
 
 
 def test_external_weights_travel_with_the_model(onnx_model, tmp_path):

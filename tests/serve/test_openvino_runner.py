@@ -138,8 +138,10 @@ def test_bf16_without_a_bf16_path_is_refused(caplog) -> None:
 
 
 def test_open_runner_offers_a_precision_only_where_there_is_a_choice(builtin_onnx) -> None:
-    with pytest.raises(OptionError, match="the onnxruntime backend runs an artifact in its own precision"):
+    with pytest.raises(OptionError, match=r"the onnxruntime backend offers no choice of inference precision \(bf16\)"):
         open_runner(builtin_onnx[0], precision="bf16")
+    with pytest.raises(OptionError, match=r"the openvino backend offers no choice of execution provider \(cuda\)"):
+        open_runner(builtin_onnx[0], "openvino", provider="cuda")
     with pytest.raises(OptionError, match=r"unknown openvino inference precision 'fp16' \(choose from fp32, bf16\)"):
         open_runner(builtin_onnx[0], "openvino", precision="fp16")
     with pytest.raises(OptionError, match="unknown OpenVINO inference precision 'int8'"):

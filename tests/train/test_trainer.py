@@ -1,9 +1,11 @@
 """Real training runs on CPU: few steps on the built-in model, the best checkpoint round trip, exact resume."""
 
 import dataclasses
+import io
 import os
 import shutil
 import signal
+import zipfile
 
 import pytest
 
@@ -36,6 +38,21 @@ def test_loss_falls_and_best_checkpoint_round_trips(tmp_path):
     assert report["datasets"]["val"]["top1"] == pytest.approx(run.record.best.val_top1, abs=1e-9)
 
 
+def as_if_saved_on_gpu(path):
+    """Rewrites a torch.save file as a CUDA machine would have written it: every storage's location 'cuda:0' (a
+    protocol-2 pickle spells the location as BINUNICODE 'cpu'); loading it here without map_location fails."""
+    with zipfile.ZipFile(path) as old:
+        members = {name: old.read(name) for name in old.namelist()}
+    pickle = next(name for name in members if name.endswith("data.pkl"))
+    assert b"X\x03\x00\x00\x00cpu" in members[pickle]
+    members[pickle] = members[pickle].replace(b"X\x03\x00\x00\x00cpu", b"X\x06\x00\x00\x00cuda:0")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+    path.write_bytes(buffer.getvalue())
+
+
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     # 54 training images, batch 16: 4 steps an epoch, so 9 steps cross two epoch boundaries.
     cfg = TrainConfig(data=str(tiny_folder), max_steps=9, batch_size=16, log_every=1, augment="randaugment")
@@ -48,6 +65,8 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     with pytest.raises(TrainingInterrupted):
         train(cfg, tmp_path / "resumed", on_step=press_ctrl_c)
     assert open_run(tmp_path / "resumed").record.status == "interrupted"
+    # Resumed on this CPU host as if it had been trained on a GPU: state.pt's tensors say cuda:0.
+    as_if_saved_on_gpu(tmp_path / "resumed" / "state.pt")
     train(cfg, tmp_path / "resumed", resume=True)
 
     straight, resumed = _losses(tmp_path / "straight"), _losses(tmp_path / "resumed")
@@ -81,6 +100,18 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_folder):
     (tmp_path / "straight" / "state.pt").unlink()
     with pytest.raises(CheckpointError, match="no state.pt"):
         prepare(cfg, tmp_path / "straight", resume=True)
+
+
+def test_auto_precision_is_bf16_from_ampere_on_and_fp16_on_older_gpus():
+    import torch
+
+    from train.session import autocast_dtype
+
+    assert autocast_dtype("auto", (8, 0)) is torch.bfloat16 and autocast_dtype("auto", (9, 0)) is torch.bfloat16
+    assert autocast_dtype("auto", (7, 5)) is torch.float16  # T4, V100: torch emulates bf16 there, slowly
+    assert autocast_dtype("auto", None) is None  # the CPU: FP32
+    assert autocast_dtype("bf16", (7, 0)) is torch.bfloat16 and autocast_dtype("fp32", (9, 0)) is None
+    assert autocast_dtype("fp16", None) is None and autocast_dtype("bf16", None) is torch.bfloat16
 
 
 def test_bf16_autocast_is_used_on_the_cpu_only_when_asked_for():
