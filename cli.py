@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -38,6 +39,7 @@ from common.graph_scopes import PARTS
 from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
 from common.world import BUILTIN
+from serve.metrics import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8
 from train.methods import LOSSES
 from train.recipes import COMPARED, RECIPES, RECOMMENDED
 
@@ -363,10 +365,13 @@ def eval_cmd(
         " (agreement, logit drift, drop).",
     ),
     max_drop: float | None = typer.Option(
-        None, help="With --reference: fail if any set's top-1 drops more (pp). With --artifacts: default 1.0."
+        None,
+        help="With --reference: fail if any set's top-1 drops more (pp). With --artifacts: default"
+        f" {DEFAULT_MAX_DROP}.",
     ),
     max_drop_int8: float | None = typer.Option(
-        None, help="With --artifacts: the gate for INT8 artifacts (pp, default 1.5; see BENCHMARKS.md)."
+        None,
+        help=f"With --artifacts: the gate for INT8 artifacts (pp, default {DEFAULT_MAX_DROP_INT8}; see BENCHMARKS.md).",
     ),
     runtime: str | None = typer.Option(None, help="With --onnx: the CPU runtime, onnxruntime (default) or openvino."),
     precision: str | None = typer.Option(
@@ -519,8 +524,8 @@ def _eval_artifacts(
     from serve.report import check_report_path
     from workflows import check_not_trained_on, exported_runners
 
-    max_drop = 1.0 if max_drop is None else max_drop
-    max_drop_int8 = 1.5 if max_drop_int8 is None else max_drop_int8
+    max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
+    max_drop_int8 = DEFAULT_MAX_DROP_INT8 if max_drop_int8 is None else max_drop_int8
     check_max_drop(max_drop, "--max-drop")
     check_max_drop(max_drop_int8, "--max-drop-int8")
     check_report_path(out)
@@ -723,8 +728,12 @@ def pipeline_cmd(
     epochs: int = typer.Option(10),
     max_steps: int | None = typer.Option(None, help="Stop training after this many steps (a quick smoke run)."),
     seed: int = typer.Option(0),
-    max_drop: float = typer.Option(1.0, help="Accuracy-drop gate (pp) for FP32/FP16 artifacts against torch."),
-    max_drop_int8: float = typer.Option(1.5, help="Accuracy-drop gate (pp) for INT8 artifacts (see BENCHMARKS.md)."),
+    max_drop: float = typer.Option(
+        DEFAULT_MAX_DROP, help="Accuracy-drop gate (pp) for FP32/FP16 artifacts against torch."
+    ),
+    max_drop_int8: float = typer.Option(
+        DEFAULT_MAX_DROP_INT8, help="Accuracy-drop gate (pp) for INT8 artifacts (see BENCHMARKS.md)."
+    ),
 ) -> None:
     """The main job on the built-in default: fine-tune with the recommended recipe; export FP32, FP16 and INT8
     ONNX (and TensorRT engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets;
@@ -998,6 +1007,79 @@ def pretrain_builtin_cmd(
                 on_step=lambda s, loss: bar.update(task, completed=s + 1, info=f"loss {loss:.3f}"),
             )
     console.print(f"wrote {out or BUILTIN_DIR} in {info['seconds']} s")
+
+
+@app.command("checks", short_help="What this machine can do, proven end to end: the environment and a self-test.")
+def checks_cmd(
+    quick: bool = typer.Option(
+        False, "--quick", help="Skip the training checks; the exports then come from a one-step run on the CPU."
+    ),
+    json_file: Path | None = typer.Option(
+        None, "--json", help="Also write the environment and every row to this JSON file."
+    ),
+    timeout: float | None = typer.Option(
+        None, help="Seconds each check may take before it is reported as hung (default: the check's own, 300-900)."
+    ),
+    keep: Path | None = typer.Option(
+        None, help="Keep the checks' runs, artifacts and log (checks.log) in this folder; default: a temporary one."
+    ),
+) -> None:
+    """What this machine can do, proven end to end in a few minutes: the environment, then a short self-test of
+    every path it supports on the built-in model and benchmark (training on the CPU, on GPUs with autocast and under
+    torchrun; ONNX export FP32/FP16/INT8; ONNX Runtime on each execution provider; OpenVINO; TensorRT engines run as
+    `eval --engine` runs them), each artifact gated against the torch model as `pipeline` gates it. One line per
+    check: passed, failed (why), or not available (why, and what would make it available). Exit 0 only when every
+    check that could run here passed."""
+    with one_line_errors():
+        from common.errors import check_number
+        from common.files import atomic_write_json
+        from workflows.check_worker import (
+            CheckSession,
+            all_passed,
+            check_outputs,
+            checks_json,
+            work_folder,
+        )
+        from workflows.checks import CHECKS
+        from workflows.machine_facts import machine_facts
+
+        if timeout is not None:
+            check_number("--timeout", timeout, 0, above=True)
+        check_outputs(json_file, keep)
+        with work_folder(keep) as work, CheckSession(work) as session:
+            facts = session.facts(functools.partial(machine_facts, RUNS_ROOT))
+            _print_facts(facts)
+            results = session.run(CHECKS, quick, timeout, _check_starting, _print_check)
+        if json_file is not None:
+            atomic_write_json(json_file, checks_json(facts, results))
+    passed = all_passed(results)
+    console.print("every check that can run here passed" if passed else "[red]a check failed[/red]", highlight=False)
+    raise typer.Exit(0 if passed else 1)
+
+
+def _print_facts(facts: dict[str, str]) -> None:
+    width = max(map(len, facts))
+    for name, value in facts.items():
+        console.print(f"{name:<{width}}  {escape(value)}", highlight=False, soft_wrap=True)
+
+
+def _check_starting(index: int, check: Any) -> None:
+    if console.is_terminal:
+        console.print(f"[dim]running {check.name} ...[/dim]", end="\r", highlight=False)
+
+
+def _print_check(result: Any) -> None:
+    from workflows.check_worker import PASSED
+
+    colour = (
+        "green" if result.status == PASSED else ("yellow" if result.status in ("not available", "skipped") else "red")
+    )
+    took = f" ({result.seconds:.0f} s)" if result.seconds >= 1 else ""
+    console.print(
+        f"[{colour}]{result.status:<13}[/{colour}] {result.name:<34} {escape(result.detail)}{took}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 if __name__ == "__main__":

@@ -61,6 +61,18 @@ def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | No
     return out
 
 
+# The accuracy-drop gates of an exported artifact against its torch model, in pp (`pipeline`, `eval --artifacts`,
+# `checks`): INT8 loses more to rounding (BENCHMARKS.md "INT8").
+DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8 = 1.0, 1.5
+
+
+def drop_limit(
+    precision: str, max_drop: float = DEFAULT_MAX_DROP, max_drop_int8: float = DEFAULT_MAX_DROP_INT8
+) -> float:
+    """The accuracy-drop gate of an artifact of `precision`: INT8 artifacts take `max_drop_int8`."""
+    return max_drop_int8 if precision == "int8" else max_drop
+
+
 def check_max_drop(max_drop_pp: float, what: str = "max_drop_pp") -> None:
     """A gate's limit: a finite number of percentage points, at least 0 (checked before any evaluation runs)."""
     check_number(what, max_drop_pp, 0)

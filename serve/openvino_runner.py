@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from common.artifact import ArtifactError, read_onnx_spec
+from common.cpu import cpu_flags as read_cpu_flags
 from common.errors import UserError, check_choice, check_number
 from serve.runner import Runner
 
@@ -75,6 +76,7 @@ def cpu_supports_bf16() -> bool:
 
 class OpenVinoRunner(Runner):
     backend = "openvino"
+    runs_on = "CPU"
 
     def __init__(self, path: Path, precision: str = "fp32", threads: int | None = None):
         """`precision`: the inference precision hint (fp32 or bf16); `threads`: OpenVINO's inference threads
@@ -140,23 +142,13 @@ def check_bf16(asked: str, compiled: str, cpu: str, cpu_flags: set[str] | None =
         raise OpenVinoUnavailable(
             f"OpenVINO has no BF16 path on this CPU ({cpu}) and would run FP32 instead: ask for fp32"
         )
-    flags = _cpu_flags() if cpu_flags is None else cpu_flags
+    flags = read_cpu_flags() if cpu_flags is None else cpu_flags
     if flags and not flags & {"avx512_bf16", "amx_bf16"}:
         logger.warning(
             "this CPU (%s) has no BF16 instructions (avx512_bf16, amx_bf16): OpenVINO emulates BF16, which gives "
             "BF16 results but is usually no faster than FP32",
             cpu,
         )
-
-
-def _cpu_flags() -> set[str]:
-    """The CPU's feature flags from /proc/cpuinfo (Linux); empty where it cannot be read."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return set(line.partition(":")[2].split())
 
 
 def effective_precision(artifact_precision: str, hint: str) -> str:

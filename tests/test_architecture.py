@@ -1,6 +1,6 @@
 """Data flows one way: a stage (train, export, calib, serve) imports only common/ and itself; common/ no stage.
 
-Composition of stages lives in cli.py and workflows.py. The check parses every module, so imports inside functions
+Composition of stages lives in cli.py and workflows/. The check parses every module, so imports inside functions
 and under TYPE_CHECKING count too.
 """
 

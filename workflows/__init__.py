@@ -53,6 +53,7 @@ from serve.leaderboard import (
     wise_choice,
     write_leaderboard,
 )
+from serve.metrics import drop_limit
 from serve.parity import Parity, check_parity, parity_images
 from serve.report import markdown_table, percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
@@ -115,10 +116,12 @@ def export_run(
     parity_n: int = 256,
     int8: Int8Options | None = None,
     log: Log = print,
+    engines: bool = True,
 ) -> ExportResult:
     """Exports a run's best checkpoint (`run`: its directory or the Run) to model.onnx, and model.fp16.onnx and
     the INT8 copies when asked (model.int8.onnx for TensorRT, model.int8-cpu.onnx for CPUs), each verified; builds
-    TensorRT engines from them if it can. The result's files are keyed by common.artifact.ARTIFACT_PRECISIONS."""
+    TensorRT engines from them if it can (and `engines`). The result's files are keyed by
+    common.artifact.ARTIFACT_PRECISIONS."""
     run = run if isinstance(run, Run) else open_run(run)
     reference = open_runner(run, device="cpu")  # the export traces on the CPU
     assert isinstance(reference, TorchRunner)  # a Run always opens as the torch model
@@ -141,7 +144,8 @@ def export_run(
         result.parity[precision] = _verified(write, final, reference, images, log)
         result.onnx[precision] = final
     for_tensorrt = {name: path for name, path in result.onnx.items() if name != CPU_INT8}  # u8: not for TensorRT
-    result.engines, result.engine_skipped = build_engines(for_tensorrt, engine or EngineOptions(), log)
+    if engines:
+        result.engines, result.engine_skipped = build_engines(for_tensorrt, engine or EngineOptions(), log)
     return result
 
 
@@ -170,13 +174,13 @@ def artifact_runners(
     (INT8 rows: `max_drop_int8`)."""
     artifacts: dict[tuple[str, str, str | None], Path] = {("onnxruntime", p, None): f for p, f in onnx.items()}
     artifacts.update({("tensorrt", p, None): f for p, f in engines.items()})
-    artifacts.update(_openvino_artifacts(onnx, say))
+    artifacts.update(openvino_artifacts(onnx, say))
     runners: dict[str, Runner] = {}
     limits: dict[str, float | None] = {}
     for (backend, name, precision), path in artifacts.items():
         row = f"{label} ({backend} {name})"
         runners[row] = open_runner(path, backend, precision=precision)
-        limits[row] = max_drop_int8 if ARTIFACT_PRECISIONS.get(name) == "int8" else max_drop
+        limits[row] = drop_limit(ARTIFACT_PRECISIONS.get(name, ""), max_drop, max_drop_int8)
     return runners, limits
 
 
@@ -206,7 +210,7 @@ def exported_runners(
     return {reference_row: reference_runner, **runners}, reference_row, limits
 
 
-def _openvino_artifacts(onnx: dict[str, Path], say: Log) -> dict[tuple[str, str, str | None], Path]:
+def openvino_artifacts(onnx: dict[str, Path], say: Log) -> dict[tuple[str, str, str | None], Path]:
     """OpenVINO's rows, where it is installed: the FP32 file at FP32 and, where the CPU has a BF16 path, BF16; the
     INT8 Q/DQ file (OpenVINO's own INT8 kernels read the symmetric form)."""
     from serve.openvino_runner import OpenVinoUnavailable, cpu_supports_bf16, import_openvino
