@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from export.triton_repo import TritonRepoOptions
     from serve.runner import Runner
     from train.config import TrainConfig
-    from workflows import CompareSpec, WiseSweep
+    from workflows.compare import CompareSpec
+    from workflows.wise import WiseSweep
 
 app = typer.Typer(
     add_completion=False,
@@ -399,7 +400,7 @@ def eval_cmd(
     from serve.evaluate import evaluate, evaluate_against
     from serve.metrics import check_max_drop
     from serve.report import check_report_path, write_report
-    from workflows import check_not_trained_on
+    from workflows.overlap import check_not_trained_on
 
     with one_line_errors():
         backend, source = _eval_source(checkpoint, zero_shot, onnx, engine, triton, model, artifacts)
@@ -522,7 +523,8 @@ def _eval_artifacts(
     from serve.compare import compare_runners, report_paths, write_reports
     from serve.metrics import check_max_drop
     from serve.report import check_report_path
-    from workflows import check_not_trained_on, exported_runners
+    from workflows.overlap import check_not_trained_on
+    from workflows.pipeline import exported_runners
 
     max_drop = DEFAULT_MAX_DROP if max_drop is None else max_drop
     max_drop_int8 = DEFAULT_MAX_DROP_INT8 if max_drop_int8 is None else max_drop_int8
@@ -601,7 +603,7 @@ def export_cmd(
         from calib.int8 import Int8Options
         from common.errors import OptionError
         from export.tensorrt_build import EngineOptions
-        from workflows import export_run
+        from workflows.export import export_run
 
         int8_only = ("calib_data", "calib_size", "calib_method", "int8_keep")
         typed = ["--" + name.replace("_", "-") for name in int8_only if _typed(ctx, name)]
@@ -747,7 +749,8 @@ def pipeline_cmd(
         from train.config import TrainConfig
         from train.losses import LossConfig
         from train.recipes import recipe_config
-        from workflows import export_run, pipeline_runners
+        from workflows.export import export_run
+        from workflows.pipeline import pipeline_runners
 
         check_max_drop(max_drop, "--max-drop")
         check_max_drop(max_drop_int8, "--max-drop-int8")
@@ -817,7 +820,8 @@ def wise_cmd(
         from common.run import open_run
         from common.suites import resolve_eval_sets
         from train.wise import write_wise_run
-        from workflows import check_not_trained_on, wise_sweep
+        from workflows.overlap import check_not_trained_on
+        from workflows.wise import wise_sweep
 
         alphas = _alphas(alpha)
         check_number("batch size", batch_size, 1)
@@ -842,7 +846,7 @@ def wise_cmd(
 
 
 def _print_sweep(sweep: WiseSweep) -> None:
-    from workflows import sweep_table
+    from workflows.wise import sweep_table
 
     header, rows = sweep_table(sweep)
     table = Table(title="WiSE-FT along alpha: top-1 %")
@@ -884,7 +888,7 @@ def _compare_spec(
     from common.world import BUILTIN_HOLDOUT
     from train.recipes import WISE_SUFFIX, resolve_recipe
     from train.wise import check_alpha
-    from workflows import CompareSpec
+    from workflows.compare import CompareSpec
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     if not names:
@@ -947,7 +951,7 @@ def compare_cmd(
     finished (method, knob, seed) cell is not trained or evaluated again."""
     with one_line_errors():
         from train.trainer import TrainingInterrupted
-        from workflows import compare_methods
+        from workflows.compare import compare_methods
 
         options = {"epochs": epochs, "max_steps": max_steps}
         spec = _compare_spec(methods, seeds, data, eval_data, holdout, alpha, wise_alpha, options)

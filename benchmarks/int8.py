@@ -26,7 +26,7 @@ from common.run import DataSource
 from common.suites import resolve_eval_sets, resolve_train_data
 from serve.evaluate import evaluate, with_reference
 from serve.onnxruntime_runner import OnnxRuntimeRunner
-from workflows import export_run
+from workflows.export import export_run
 
 ALL = ("patch_embed", "pool", "head")
 NO_POOL = ("patch_embed", "head")

@@ -172,7 +172,7 @@ def _torchrun(out: Path, device: str) -> str:
 def export_onnx(work: Path, quick: bool) -> str:
     """export --fp16 --int8 of the trained run, each file verified against torch on task images."""
     from calib.int8 import Int8Options
-    from workflows import export_run
+    from workflows.export import export_run
 
     result = export_run(work / RUN, work / EXPORT, fp16=True, int8=Int8Options(), engines=False, log=lambda m: None)
     worst = max(result.parity.values(), key=lambda p: p.max_abs_logit_diff)
@@ -214,7 +214,7 @@ def _onnxruntime(work: Path, provider: str) -> str:
 def openvino_cpu(work: Path, quick: bool) -> str:
     """The rows `pipeline` runs on OpenVINO: FP32, BF16 where the CPU has a BF16 path, the Q/DQ INT8 file."""
     from serve.backends import open_runner
-    from workflows import openvino_artifacts
+    from workflows.pipeline import openvino_artifacts
 
     onnx, _ = exported_files(work / EXPORT)
     artifacts = openvino_artifacts(onnx, lambda message: None)

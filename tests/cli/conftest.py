@@ -155,7 +155,7 @@ def _runs(root: Path) -> Path:
     from train.config import TrainConfig
     from train.losses import LossConfig
     from train.trainer import train
-    from workflows import export_run
+    from workflows.export import export_run
 
     run = root / "run"
     train(TrainConfig(max_steps=2, loss=LossConfig(kind="ce")), run)

@@ -50,12 +50,12 @@ def test_eval_joins_the_group_before_it_opens_a_runner(steps, args, tmp_path):
 
 
 def test_eval_artifacts_joins_the_group_before_it_opens_a_runner(steps, tmp_path, monkeypatch):
-    import workflows
+    import workflows.pipeline
 
     def exported_runners(*args, **kwargs):
         return serve.backends.open_runner(*args)
 
-    monkeypatch.setattr(workflows, "exported_runners", exported_runners)
+    monkeypatch.setattr(workflows.pipeline, "exported_runners", exported_runners)
     result = CliRunner().invoke(app, ["eval", "--artifacts", str(tmp_path), "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and "stopped at the first runner" in result.output
     assert steps == ["join", "runner"]

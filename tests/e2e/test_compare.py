@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import workflows
+import workflows.compare
 from common.artifact import ArtifactSpec
 from common.classifier import zero_shot_classifier
 from common.errors import UserError
@@ -31,7 +31,8 @@ from train.config import TrainConfig
 from train.losses import LossConfig
 from train.trainer import TrainingInterrupted
 from train.wise import wise_classifier, zero_shot_state
-from workflows import COMPARE_SCORES, CompareSpec, compare_cells, compare_methods, wise_sweep
+from workflows.compare import COMPARE_SCORES, CompareSpec, compare_cells, compare_methods
+from workflows.wise import wise_sweep
 
 pytestmark = pytest.mark.slow  # six 2-step trainings and their evaluations: about a minute on 2 CPU cores
 
@@ -108,7 +109,7 @@ def copy_of(compared, tmp_path: Path) -> Path:
 
 
 class Calls:
-    """Counts calls of train.trainer.train and workflows.evaluate (by the runner's artifact), passing them on
+    """Counts calls of train.trainer.train and workflows.compare's evaluate (by the runner's artifact), passing them on
     unless told to fail."""
 
     def __init__(self, monkeypatch, fail: bool):
@@ -116,7 +117,7 @@ class Calls:
 
         self.trained: list[tuple[Path | None, bool]] = []
         self.evaluated: list[str] = []
-        real_train, real_evaluate = train.trainer.train, workflows.evaluate
+        real_train, real_evaluate = train.trainer.train, workflows.compare.evaluate
 
         def counting_train(cfg=None, out=None, resume=False, on_step=None):
             self.trained.append((out, resume))
@@ -131,7 +132,7 @@ class Calls:
             return real_evaluate(runner, sets, *args, **kwargs)
 
         monkeypatch.setattr(train.trainer, "train", counting_train)
-        monkeypatch.setattr(workflows, "evaluate", counting_evaluate)
+        monkeypatch.setattr(workflows.compare, "evaluate", counting_evaluate)
 
 
 # ------------------------------------------------------------------------------------------------------ compare
@@ -340,7 +341,7 @@ def test_the_sweep_refuses_an_out_that_holds_a_run(swept, tuned):
 
 @pytest.mark.parametrize("content", ['{"sets": ["a"], "alphas": {"0.5": {"val_top1": 0.5', "[]", '{"sets": "a"}'])
 def test_a_torn_or_foreign_score_file_is_measured_again_with_a_warning(tmp_path, caplog, content):
-    from workflows import _stored
+    from workflows.compare import _stored
 
     file = tmp_path / COMPARE_SCORES
     file.write_text(content)
@@ -351,7 +352,7 @@ def test_a_torn_or_foreign_score_file_is_measured_again_with_a_warning(tmp_path,
 
 def test_scores_of_other_sets_are_not_reused(tmp_path):
     from serve.leaderboard import AlphaScore, SetScore
-    from workflows import _store, _stored
+    from workflows.compare import _store, _stored
 
     file = tmp_path / COMPARE_SCORES
     scores = {0.5: AlphaScore(0.9, {"a": SetScore("id", 0.8, None)})}

@@ -25,7 +25,7 @@ from serve.runner import RunnerInputError
 from train.config import TrainConfig
 from train.losses import LossConfig
 from train.trainer import train
-from workflows import export_run
+from workflows.export import export_run
 
 pytestmark = pytest.mark.slow
 
@@ -254,7 +254,7 @@ def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_pass
 
 def test_artifact_rows_say_when_openvino_is_missing(exported, monkeypatch):
     import serve.openvino_runner
-    from workflows import artifact_runners
+    from workflows.pipeline import artifact_runners
 
     _, result = exported
 

@@ -17,7 +17,7 @@ from train.config import TrainConfig
 from train.losses import LossConfig
 from train.recipes import recipe_config
 from train.trainer import train
-from workflows import export_run
+from workflows.export import export_run
 
 pytestmark = pytest.mark.slow
 

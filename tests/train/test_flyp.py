@@ -32,7 +32,7 @@ from train.losses import LossConfig, compute_loss, flyp_terms, total_loss
 from train.recipes import recipe_config
 from train.trainer import TrainingInterrupted, train
 from train.wise import write_wise_run, zero_shot_state
-from workflows import export_run
+from workflows.export import export_run
 
 IMAGES = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
 CAPTIONS = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
