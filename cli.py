@@ -35,10 +35,10 @@ from rich.table import Table
 
 # Light imports only: the options' defaults and choices. Stages load inside the commands, so --help stays fast.
 from common.artifact import CPU_INT8, DEFAULT_TEMPLATES, TRITON_DEFAULT_MAX_BATCH, TRITON_DEFAULT_MODEL
+from common.builtin import BUILTIN
 from common.graph_scopes import PARTS
 from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
-from common.world import BUILTIN
 from serve.metrics import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8
 from train.methods import LOSSES
 from train.recipes import COMPARED, RECIPES, RECOMMENDED
@@ -396,7 +396,7 @@ def eval_cmd(
     """Evaluate a model on ID and OOD sets in batches; write report.json, report.md and a chart."""
     from common.distributed import current
     from common.errors import OptionError
-    from common.suites import resolve_eval_sets
+    from data.specs import resolve_eval_sets
     from serve.evaluate import evaluate, evaluate_against
     from serve.metrics import check_max_drop
     from serve.report import check_report_path, write_report
@@ -486,7 +486,7 @@ def _eval_runners(
     or --reference) is made for the classes of the model it is compared with, else for those of the data (a suite's
     own classes and templates); `how`: the inference precision and execution provider asked for; `progress` shows
     its text classifier being built."""
-    from common.suites import ZeroShotClasses, zero_shot_classes
+    from data.specs import ZeroShotClasses, zero_shot_classes
     from serve.backends import ZeroShotModel, open_runner
 
     def classes_of(other: Runner) -> ZeroShotClasses:
@@ -519,7 +519,7 @@ def _eval_artifacts(
     """eval --artifacts: every artifact in `folder` on every runtime here against its model; the table, each row's
     report beside `out`, and the recommendation. Exit 1 when an artifact failed its gate."""
     from common.distributed import current
-    from common.suites import resolve_eval_sets
+    from data.specs import resolve_eval_sets
     from serve.compare import compare_runners, report_paths, write_reports
     from serve.metrics import check_max_drop
     from serve.report import check_report_path
@@ -743,7 +743,7 @@ def pipeline_cmd(
     with one_line_errors():
         from calib.int8 import Int8Options
         from common.errors import OptionError
-        from common.suites import resolve_eval_sets
+        from data.specs import resolve_eval_sets
         from serve.compare import compare_runners, write_reports
         from serve.metrics import check_max_drop
         from train.config import TrainConfig
@@ -818,7 +818,7 @@ def wise_cmd(
         from common.artifact import ArtifactSpec
         from common.errors import OptionError, check_number
         from common.run import open_run
-        from common.suites import resolve_eval_sets
+        from data.specs import resolve_eval_sets
         from train.wise import write_wise_run
         from workflows.overlap import check_not_trained_on
         from workflows.wise import wise_sweep
@@ -881,11 +881,11 @@ def _compare_spec(
     train_options: dict[str, Any],
 ) -> CompareSpec:
     """The comparison the compare command's options describe, every option checked."""
-    from common.data import check_some_readable
     from common.errors import OptionError
     from common.run import DataSource
-    from common.suites import resolve_eval_sets, resolve_train_data
-    from common.world import BUILTIN_HOLDOUT
+    from data.loading import check_some_readable
+    from data.specs import resolve_eval_sets, resolve_train_data
+    from data.world import BUILTIN_HOLDOUT
     from train.recipes import WISE_SUFFIX, resolve_recipe
     from train.wise import check_alpha
     from workflows.compare import CompareSpec
@@ -976,7 +976,7 @@ def compare_cmd(
 def datasets_cmd() -> None:
     """The dataset suites a --data / --val-data spec can name (SUITE:ROOT, or SUITE/VARIANT:ROOT): each with its
     roles, the layout it is read from (as its authors distribute it), its class count and where to get it."""
-    from common.suite_readers.registry import suites
+    from data.suites.registry import suites
 
     table = Table(title=escape("dataset suites: --data SUITE[/VARIANT]:ROOT"), show_lines=True)
     for head in ("suite", "classes", "variants", "roles", "layout under ROOT", "published"):
@@ -995,10 +995,10 @@ def datasets_cmd() -> None:
 def pretrain_builtin_cmd(
     steps: int = typer.Option(700, help="Optimizer steps (batch 256); 700 makes zero-shot useful but beatable."),
     seed: int = typer.Option(0),
-    out: Path = typer.Option(None, help="Output folder; default: the committed common/world/assets/builtin."),
+    out: Path = typer.Option(None, help="Output folder; default: the committed common/assets/builtin."),
 ) -> None:
     """Re-create the built-in model: contrastive pretraining from scratch on the procedural world (CPU, minutes)."""
-    from common.world.model import BUILTIN_DIR
+    from common.builtin import BUILTIN_DIR
     from train.pretrain_builtin import PretrainConfig, pretrain_builtin
 
     with one_line_errors():

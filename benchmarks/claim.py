@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.builtin import BUILTIN
 from common.run import open_run
-from common.suites import resolve_eval_sets
-from common.world import BUILTIN
+from data.specs import resolve_eval_sets
 from serve.backends import open_runner
 from serve.evaluate import evaluate
 from train.config import TrainConfig

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from common.suites import resolve_eval_sets
+from data.specs import resolve_eval_sets
 from export.onnx_export import export_onnx
 from serve.evaluate import evaluate
 from serve.onnxruntime_runner import OnnxRuntimeRunner

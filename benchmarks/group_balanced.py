@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common.world.suite import ensure_benchmark
+from data.world.benchmark import ensure_benchmark
 
 ALPHAS = "0.3,0.4,0.5,0.6,0.75,1"
 REPEATS = {"aligned": 1, "conflicting": 9}

@@ -23,7 +23,7 @@ from calib.calibration import calibration_images
 from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import ArtifactSpec, read_onnx_spec
 from common.run import DataSource
-from common.suites import resolve_eval_sets, resolve_train_data
+from data.specs import resolve_eval_sets, resolve_train_data
 from serve.evaluate import evaluate, with_reference
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from workflows.export import export_run

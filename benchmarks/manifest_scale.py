@@ -4,7 +4,7 @@
 
 Writes a manifest shaped like ImageNet's training set (1000 synset folders, `train/<wnid>/<wnid>_<i>.JPEG,<wnid>`;
 the files need not exist: loading a manifest reads only the CSV), then, side by side in one run: the median time of
-`load_manifest` (common.data: parse, check for repeated rows, labels as codes, a SampleTable) over --repeats, the
+`load_manifest` (data.labeled: parse, check for repeated rows, labels as codes, a SampleTable) over --repeats, the
 memory it holds per image (tracemalloc, a separate load), and what the same samples take as the list of `Sample`s
 that every manifest used to become. Also the time of the stratified validation holdout that training draws from it.
 """
@@ -20,8 +20,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from common.data import load_manifest
-from common.suites import _stratified_holdout
+from data.labeled import load_manifest
+from data.specs import _stratified_holdout
 
 
 def write_manifest(path: Path, rows: int) -> Path:

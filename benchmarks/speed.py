@@ -35,7 +35,7 @@ from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec, ClassifierMeta
 from common.classifier import ClipClassifier
 from common.models import build_visual
 from common.run import DataSource
-from common.suites import builtin_classnames, resolve_eval_sets, resolve_train_data
+from data.specs import builtin_classnames, resolve_eval_sets, resolve_train_data
 from export.onnx_export import export_onnx
 from serve.backends import open_runner
 from serve.openvino_runner import import_openvino, openvino_core

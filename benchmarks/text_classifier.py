@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common.world import BUILTIN
+from common.builtin import BUILTIN
 
 MODELS = (BUILTIN, "ViT-B-32")
 

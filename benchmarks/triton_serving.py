@@ -160,7 +160,7 @@ def exported_model(name: str, folder: Path) -> Path:
     else:
         from speed import random_classifier  # benchmarks/speed.py, beside this script
 
-        from common.suites import builtin_classnames
+        from data.specs import builtin_classnames
 
         model, spec = random_classifier(name, list(builtin_classnames()))
     return export_onnx(model, spec, folder / "model.onnx")

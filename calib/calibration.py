@@ -16,11 +16,12 @@ import numpy as np
 import torch
 
 from common.artifact import ClassifierMeta
-from common.data import DataError, LabeledImages, Sample, read_batch
 from common.files import cache_root
-from common.images import stored_file
-from common.samples import indices_by_class
-from common.transforms import eval_transform, train_transform
+from data.images import stored_file
+from data.labeled import DataError, LabeledImages, Sample
+from data.loading import read_batch
+from data.samples import indices_by_class
+from data.transforms import eval_transform, train_transform
 
 log = logging.getLogger(__name__)
 MIN_IMAGES = 16  # fewer images give activation ranges that depend on which ones were drawn

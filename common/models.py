@@ -18,10 +18,9 @@ import open_clip
 import torch
 from torch import nn
 
+from common.builtin import BUILTIN, BUILTIN_DIR
 from common.errors import OptionError, UserError
 from common.quiet_logging import quiet_logger
-from common.world import BUILTIN
-from common.world.model import BUILTIN_DIR
 
 
 class ModelError(UserError):

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from common.artifact import ClassifierMeta
+from common.builtin import BUILTIN
 from common.errors import UserError
 from common.files import atomic_write_json, read_json_lines
 from common.typed_json import from_json
-from common.world import BUILTIN
 
 if TYPE_CHECKING:  # torch-heavy; imported where a classifier is loaded, so the CLI starts fast
     from common.classifier import ClipClassifier
@@ -41,7 +41,7 @@ class CheckpointError(UserError):
 
 @dataclass(frozen=True)
 class DataSource:
-    """Where a run's training and validation data come from (common.suites resolves it): a training SPEC, an
+    """Where a run's training and validation data come from (data.specs resolves it): a training SPEC, an
     optional validation SPEC (else `val_fraction` of every class is held out, drawn with `seed`) and an optional
     class-names file."""
 

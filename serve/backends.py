@@ -14,16 +14,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.builtin import BUILTIN
 from common.errors import OptionError, check_choice
 from common.progress import ProgressHook
 from common.run import Run, open_run
-from common.world import BUILTIN
 from serve.onnxruntime_runner import EXECUTION_PROVIDERS
 from serve.openvino_runner import OPENVINO_PRECISIONS
 from serve.runner import Runner
 
 if TYPE_CHECKING:
-    from common.suites import ZeroShotClasses
+    from data.specs import ZeroShotClasses
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from common.progress import ProgressHook
-from common.suites import EvalSet
+from data.specs import EvalSet
 from serve.evaluate import DatasetResult, check_same_classes, evaluate, with_reference
 from serve.metrics import worst_of
 from serve.report import percent, signed_pp, write_report

@@ -1,7 +1,7 @@
 """Batched evaluation of any runner over ID and OOD sets, producing the DESIGN.md report.
 
 Loading runs in DataLoader workers while the runner computes, so the model, not the JPEG decoder, sets the pace.
-Images travel as uint8 pixels and are normalized once per batch (common.transforms.BatchedEvalTransform, the same
+Images travel as uint8 pixels and are normalized once per batch (data.transforms.BatchedEvalTransform, the same
 floats as open_clip's per-image transform); a set's decoded pixels can be held in memory (hold_decoded, keep_decoded) so
 that evaluating further models on it reads no file.
 Per-dataset logits are kept so that a second runner can be compared with the first (agreement, logit drift).
@@ -20,21 +20,21 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from common.data import (
+from common.distributed import Ranks, current
+from common.errors import UserError, check_number
+from common.progress import ProgressHook
+from data.labeled import LabeledImages
+from data.loading import (
     Batch,
     DecodedImages,
     ImageDataset,
-    LabeledImages,
     NormalizingCollate,
     check_some_readable,
     collate_skipping,
     make_loader,
 )
-from common.distributed import Ranks, current
-from common.errors import UserError, check_number
-from common.progress import ProgressHook
-from common.suites import EvalSet
-from common.transforms import batched_eval_transform, eval_transform
+from data.specs import EvalSet
+from data.transforms import batched_eval_transform, eval_transform
 from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
 from serve.runner import Runner
 
@@ -96,7 +96,7 @@ def eval_items(
     data: LabeledImages, preprocess: dict[str, Any], keep_pixels: bool = False
 ) -> tuple[ImageDataset, Callable[[list], Batch]]:
     """The dataset of `data` under a model's evaluation preprocessing and the collate function that completes it:
-    images decoded to uint8 pixels and normalized per batch (common.transforms.BatchedEvalTransform, equal to
+    images decoded to uint8 pixels and normalized per batch (data.transforms.BatchedEvalTransform, equal to
     open_clip's per-image transform; `keep_pixels` keeps them in Batch.pixels), or open_clip's transform per image
     when it cannot be split."""
     batched = batched_eval_transform(preprocess)

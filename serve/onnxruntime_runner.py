@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from onnxruntime.capi import onnxruntime_pybind11_state as _ort_errors
 
 from common.artifact import ArtifactError, ArtifactSpec, read_onnx_spec
 from common.errors import OptionError, check_choice
+from common.files import cache_root
 from common.models import pick_device
 from common.provenance import file_sha256
 from serve.runner import Runner
@@ -44,7 +44,6 @@ ORT_PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 EXECUTION_PROVIDERS = ("auto", *ORT_PROVIDERS)
-CACHE_VARIABLE = "PROREG_CACHE"  # where ONNX Runtime's TensorRT engines are kept (default ~/.cache/proreg-clip)
 Provider = tuple[str, dict[str, Any]]
 
 log = logging.getLogger(__name__)
@@ -108,15 +107,13 @@ def tensorrt_cache_dir(onnx: Path, gpu: int) -> Path | None:
     clear the cache whenever one of those changes. None when the folder cannot be made."""
     import onnxruntime as ort
 
-    root = os.environ.get(CACHE_VARIABLE) or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     try:
         tensorrt = importlib.metadata.version("tensorrt")
     except importlib.metadata.PackageNotFoundError:
         tensorrt = ""
     name, (major, minor) = torch.cuda.get_device_name(gpu), torch.cuda.get_device_capability(gpu)
     key = f"{file_sha256(onnx)} {ort.__version__} {tensorrt} {name} {major}.{minor}"
-    folder = Path(root) / ("" if os.environ.get(CACHE_VARIABLE) else "proreg-clip") / "onnxruntime-tensorrt"
-    folder = folder / f"{onnx.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    folder = cache_root() / "onnxruntime-tensorrt" / f"{onnx.stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:

@@ -12,8 +12,9 @@ import numpy as np
 import torch
 
 from common.artifact import ClassifierMeta
-from common.data import LabeledImages, read_batch
-from common.transforms import eval_transform
+from data.labeled import LabeledImages
+from data.loading import read_batch
+from data.transforms import eval_transform
 from serve.metrics import agreement
 from serve.runner import Runner
 

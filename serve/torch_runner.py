@@ -6,12 +6,12 @@ import numpy as np
 import torch
 
 from common.artifact import ArtifactSpec
+from common.builtin import BUILTIN
 from common.classifier import zero_shot_classifier
 from common.models import pick_device
 from common.progress import ProgressHook
 from common.run import Run
-from common.suites import ZeroShotClasses, zero_shot_classes
-from common.world import BUILTIN
+from data.specs import ZeroShotClasses, zero_shot_classes
 from serve.runner import Runner
 
 

@@ -14,7 +14,7 @@ torch.set_num_threads(min(2, torch.get_num_threads()))
 
 @pytest.fixture(scope="session")
 def benchmark_root() -> Path:
-    from common.world.suite import ensure_benchmark
+    from data.world.benchmark import ensure_benchmark
 
     return ensure_benchmark()
 

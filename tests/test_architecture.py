@@ -1,7 +1,8 @@
-"""Data flows one way: a stage (train, export, calib, serve) imports only common/ and itself; common/ no stage.
+"""Data flows one way: a stage (train, export, calib, serve) imports only data/, common/ and itself; data/ only
+common/; common/ nothing of ours. Composition of stages lives in cli.py and workflows/. No module imports itself
+back through others (no import circle), and no function outside the tests is longer than 60 lines.
 
-Composition of stages lives in cli.py and workflows/. The check parses every module, so imports inside functions
-and under TYPE_CHECKING count too.
+The checks parse every module, so imports inside functions and under TYPE_CHECKING count too.
 """
 
 import ast
@@ -11,30 +12,92 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("train", "export", "calib", "serve")
+OURS = {*STAGES, "common", "data", "cli", "workflows"}
+ALLOWED = {**{stage: {stage, "data", "common"} for stage in STAGES}, "data": {"data", "common"}, "common": {"common"}}
+SOURCES = [*STAGES, "common", "data", "workflows"]
+MAX_FUNCTION_LINES = 60
+# Commands whose typer option declarations alone pass the limit, until the CLI shares its options (issue 23); each
+# must still be long, so that this list only shrinks.
+LONG_FOR_NOW = {"cli.train_cmd", "cli.eval_cmd", "cli.export_cmd"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The module of every absolute import in a file (`from a.b import c` gives a.b and, if it is one, a.b.c)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
 
 
 def imported_packages(path: Path) -> set[str]:
     """The top-level package of every absolute import in a module."""
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module.split(".")[0])
-    return names
+    return {name.split(".")[0] for name in imported_modules(path)}
 
 
-@pytest.mark.parametrize("package", [*STAGES, "common"])
-def test_a_package_imports_no_other_stage(package):
-    allowed = {package, "common"}
+def module_files() -> dict[str, Path]:
+    """Every module of ours by dotted name."""
+    files = {"cli": ROOT / "cli.py"}
+    for package in SOURCES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return files
+
+
+@pytest.mark.parametrize("package", [*STAGES, "data", "common"])
+def test_a_package_imports_only_what_it_may(package):
     offenders = {
-        str(path.relative_to(ROOT)): sorted((imported_packages(path) & {*STAGES, "cli", "workflows"}) - allowed)
+        str(path.relative_to(ROOT)): sorted((imported_packages(path) & OURS) - ALLOWED[package])
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
-def test_the_check_sees_imports_inside_functions(tmp_path):
+def test_no_module_imports_itself_back():
+    """Module-level imports only: an import inside a function runs when called, after every module has loaded."""
+    files = module_files()
+    graph = {}
+    for name, path in files.items():
+        tree = ast.parse(path.read_text(), str(path))
+        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+        modules = set()
+        for node in top:
+            if isinstance(node, ast.Import):
+                modules.update(alias.name for alias in node.names)
+            elif node.level == 0 and node.module:
+                modules.add(node.module)
+                modules.update(f"{node.module}.{alias.name}" for alias in node.names)
+        graph[name] = {m for m in modules if m in files and m != name}
+    cycles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for nxt in graph[node]:
+                if nxt == start:
+                    cycles.append(" -> ".join([*trail, start]))
+                elif nxt not in seen:
+                    seen.add(nxt)
+                    stack.append((nxt, [*trail, nxt]))
+    assert cycles == []
+
+
+def test_no_function_is_longer_than_sixty_lines():
+    long = {}
+    for module, path in module_files().items():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long[f"{module}.{node.name}"] = f"{path.relative_to(ROOT)}:{node.lineno} ({length} lines)"
+    assert sorted(set(long) - LONG_FOR_NOW) == [] and sorted(LONG_FOR_NOW - set(long)) == []
+
+
+def test_the_checks_see_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from serve.backends import open_runner\n    import calib.int8\n")
     assert imported_packages(module) == {"serve", "calib"}

@@ -8,7 +8,7 @@ import open_clip
 import torch
 from safetensors.torch import save_file
 
-from common.world.model import BUILTIN_DIR
+from common.builtin import BUILTIN_DIR
 
 TINY_VIT = {
     "embed_dim": 32,

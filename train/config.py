@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from common.artifact import HEAD_INITS, check_templates
+from common.builtin import BUILTIN
 from common.errors import OptionError, check_choice, check_number
 from common.run import CheckpointError, DataSource
-from common.suite_readers.registry import parse_suite_spec, prompt_templates
-from common.transforms import AUGMENTATIONS
 from common.typed_json import from_json
-from common.world import BUILTIN
+from data.suites.registry import parse_suite_spec, prompt_templates
+from data.transforms import AUGMENTATIONS
 from train.losses import LossConfig
 from train.methods import LOSSES
 

@@ -1,6 +1,6 @@
 """Contrastive pretraining of the built-in model on the procedural world's captioned images.
 
-This is how `common/world/assets/builtin` was made (`python cli.py pretrain-builtin`). The corpus draws every attribute
+This is how `common/assets/builtin` was made (`python cli.py pretrain-builtin`). The corpus draws every attribute
 independently (no background bias), so the zero-shot model it yields does not share the task's shortcut.
 Identical captions in a batch are positives of each other, not negatives: with short captions such as
 "a photo of a star" many images share one, and treating them as negatives would punish the right answer.
@@ -20,12 +20,13 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 
+from common.builtin import BUILTIN_DIR
 from common.errors import check_number
 from common.files import atomic_write_text
 from common.provenance import git_commit
-from common.world.model import BUILTIN_DIR, BUILTIN_MODEL_CFG, BUILTIN_PREPROCESS_CFG
-from common.world.scenes import caption, random_scene, render
-from common.world.suite import IMAGE_SIZE
+from data.world.benchmark import IMAGE_SIZE
+from data.world.model import BUILTIN_MODEL_CFG, BUILTIN_PREPROCESS_CFG
+from data.world.scenes import caption, random_scene, render
 from train.config import MAX_SEED
 
 

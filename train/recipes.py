@@ -223,7 +223,7 @@ def recipe_config(name: str, loss: dict[str, Any] | None = None, **train: Any) -
 def made_for(suite: str, data: str) -> bool:
     """Whether the data spec `data` (SUITE[/VARIANT]:ROOT, a path, builtin) reads `suite` (SUITE, or SUITE/VARIANT
     when the settings were made for one variant)."""
-    from common.suite_readers.registry import parse_suite_spec  # reads the suites: not at the CLI's start-up
+    from data.suites.registry import parse_suite_spec  # reads the suites: not at the CLI's start-up
 
     spec = parse_suite_spec(data)
     wanted, _, wanted_variant = suite.partition("/")

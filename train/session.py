@@ -19,14 +19,14 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from common.classifier import ClipClassifier, zero_shot_classifier
-from common.data import ImageDataset, check_some_readable, make_loader
 from common.distributed import Ranks, current
 from common.models import pick_device
 from common.progress import ProgressHook
 from common.provenance import git_commit
 from common.run import Parallelism, RunData, RunRecord
-from common.suites import TrainData, resolve_train_data
-from common.transforms import eval_transform, train_transform
+from data.loading import ImageDataset, check_some_readable, make_loader
+from data.specs import TrainData, resolve_train_data
+from data.transforms import eval_transform, train_transform
 from train.config import TrainConfig
 from train.flyp import TextTower, load_text_tower
 from train.methods import LOSSES

@@ -25,13 +25,14 @@ from typing import Any
 
 import torch
 
-from common.data import Batch, DataError, ImageDataset
 from common.distributed import Ranks, current
 from common.errors import OptionError
 from common.files import writable_dir
 from common.progress import ProgressHook
 from common.run import METRICS_FILE, Run, RunRecord, open_run
-from common.transforms import eval_transform
+from data.labeled import DataError
+from data.loading import Batch, ImageDataset
+from data.transforms import eval_transform
 from train.checkpointing import (
     TrainingDiverged,
     diverged_message,

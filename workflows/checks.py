@@ -248,7 +248,7 @@ def _tensorrt(work: Path, name: str) -> str:
 def _gated(work: Path, rows: dict[str, Any]) -> str:
     """Each runner of `rows` against the torch model on the built-in ID and OOD sets, gated as `pipeline` gates it
     (INT8 rows at the INT8 limit); CheckFailed naming each row over its gate."""
-    from common.suites import resolve_eval_sets
+    from data.specs import resolve_eval_sets
     from serve.backends import open_runner
     from serve.compare import compare_runners
     from serve.metrics import drop_limit

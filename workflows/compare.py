@@ -15,8 +15,8 @@ from common.artifact import ArtifactSpec
 from common.errors import OptionError, UserError
 from common.files import atomic_write_json, writable_dir
 from common.run import RUN_FILE, DataSource, Run, open_run
-from common.suites import EvalSet, resolve_train_data
 from common.typed_json import from_json
+from data.specs import EvalSet, resolve_train_data
 from serve.evaluate import evaluate, hold_decoded
 from serve.leaderboard import (
     ZERO_SHOT,

@@ -18,10 +18,10 @@ import numpy as np
 from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import CPU_INT8, ArtifactSpec, onnx_file
-from common.data import load_dataset
 from common.files import writable_dir
 from common.run import Run, open_run
-from common.suites import TrainData, resolve_eval_sets, resolve_train_data
+from data.labeled import load_dataset
+from data.specs import TrainData, resolve_eval_sets, resolve_train_data
 from export.fp16 import write_fp16_copy
 from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec, move_onnx, remove_onnx
 from export.tensorrt_build import EngineOptions, build_engines

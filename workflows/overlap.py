@@ -7,10 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.artifact import ArtifactSpec
-from common.data import DataError, shared_images
 from common.errors import UserError
 from common.run import RUN_FILE, open_run
-from common.suites import EvalSet, resolve_train_data
+from data.labeled import DataError, shared_images
+from data.specs import EvalSet, resolve_train_data
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from common.artifact import ARTIFACT_PRECISIONS, exported_files
+from common.builtin import BUILTIN
 from common.errors import OptionError, UserError
 from common.run import RUN_FILE, Run
 from common.tensorrt_compat import tensorrt_missing_reason
-from common.world import BUILTIN
 from serve.backends import open_runner
 from serve.metrics import drop_limit
 from serve.runner import Runner

@@ -12,7 +12,7 @@ from common.artifact import ArtifactSpec
 from common.files import atomic_write_json, atomic_write_text
 from common.progress import ProgressHook
 from common.run import Run
-from common.suites import EvalSet, resolve_train_data
+from data.specs import EvalSet, resolve_train_data
 from serve.evaluate import evaluate, hold_decoded
 from serve.leaderboard import (
     WISE_RULE,

@@ -9,10 +9,10 @@ from calib.calibration import calibration_images, load_calibration_array, strati
 from calib.int8 import Int8Options, write_int8_copy
 from calib.quantize import nonzero_zero_points
 from common.artifact import read_onnx_spec
-from common.data import DataError, LabeledImages
 from common.errors import OptionError
 from common.run import DataSource
-from common.suites import resolve_train_data
+from data.labeled import DataError, LabeledImages
+from data.specs import resolve_train_data
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from serve.parity import check_parity
 

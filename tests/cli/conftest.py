@@ -252,7 +252,7 @@ def _onnx_files_and_engines(root: Path, model: Path, rng: np.random.Generator) -
 
 def _users_files(root: Path, rng: np.random.Generator) -> None:
     """A model folder without config, the user's own files, odd paths (see build_world)."""
-    from common.world.model import BUILTIN_DIR
+    from common.builtin import BUILTIN_DIR
 
     (root / "model-noconfig").mkdir()
     shutil.copy(BUILTIN_DIR / "open_clip_model.safetensors", root / "model-noconfig")

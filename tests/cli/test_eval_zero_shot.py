@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
-from common.suite_readers.pacs import CLASSES as PACS_CLASSES
+from data.suites.pacs import CLASSES as PACS_CLASSES
 from tests.suite_layouts import pacs
 
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from common.builtin import BUILTIN
 from common.classifier import ClipClassifier, average_templates, text_classifier
 from common.models import load_clip
-from common.world import BUILTIN
 
 
 def test_average_templates_normalizes_each_then_renormalizes():

@@ -8,7 +8,7 @@ import pytest
 
 from common.errors import UserError
 from common.files import append_json_line, atomic_write_json, atomic_write_text, read_json_lines, writable_dir
-from common.world.suite import SplitSpec, ensure_benchmark
+from data.world.benchmark import SplitSpec, ensure_benchmark
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from common.artifact import DEFAULT_TEMPLATES, HEAD_KINDS
+from common.builtin import BUILTIN
 from common.classifier import (
     ClipClassifier,
     LinearHead,
@@ -25,8 +26,7 @@ from common.classifier import (
     zero_shot_classifier,
 )
 from common.errors import UserError
-from common.suites import builtin_classnames
-from common.world import BUILTIN
+from data.specs import builtin_classnames
 
 W = torch.tensor([[0.6, 0.8], [1.0, 0.0]])
 FEATURES = torch.tensor([[1.0, 0.0], [0.6, 0.8]])

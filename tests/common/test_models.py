@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from common.builtin import BUILTIN
 from common.errors import OptionError
 from common.models import ModelError, load_clip, pick_device
-from common.world import BUILTIN
 
 
 @pytest.fixture(scope="module")

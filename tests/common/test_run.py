@@ -26,7 +26,7 @@ from common.run import (
     open_run,
     write_run_record,
 )
-from common.suites import builtin_classnames
+from data.specs import builtin_classnames
 
 
 def make_meta(classes: list[str] | None = None) -> ClassifierMeta:

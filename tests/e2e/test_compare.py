@@ -22,7 +22,7 @@ from common.artifact import ArtifactSpec
 from common.classifier import zero_shot_classifier
 from common.errors import UserError
 from common.run import DataSource, Run, open_run
-from common.suites import EvalSet, resolve_eval_sets, resolve_train_data
+from data.specs import EvalSet, resolve_eval_sets, resolve_train_data
 from serve.evaluate import evaluate
 from serve.leaderboard import ZERO_SHOT
 from serve.torch_runner import TorchRunner

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 from calib.int8 import Int8Options
 from cli import app
 from common.artifact import EngineInfo, read_onnx_spec, write_engine_sidecar
-from common.data import DataError
 from common.provenance import file_sha256
 from common.run import open_run
-from common.suites import resolve_eval_sets
 from common.tensorrt_compat import tensorrt_missing_reason
+from data.labeled import DataError
+from data.specs import resolve_eval_sets
 from serve.backends import open_runner
 from serve.evaluate import evaluate, with_reference
 from serve.onnxruntime_runner import OnnxRuntimeRunner

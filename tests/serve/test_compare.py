@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from common.artifact import ArtifactSpec, ClassifierMeta
-from common.data import DataError, read_batch
-from common.suites import EvalSet, builtin_classnames, resolve_eval_sets
-from common.transforms import eval_transform
+from data.labeled import DataError
+from data.loading import read_batch
+from data.specs import EvalSet, builtin_classnames, resolve_eval_sets
+from data.transforms import eval_transform
 from serve.compare import compare_runners, comparison_rows, recommended, write_reports
 from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate

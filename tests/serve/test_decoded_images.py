@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import common.data
-from common.data import load_dataset
-from common.suites import EvalSet
-from common.transforms import eval_transform
+import data.loading
+from data.labeled import load_dataset
+from data.specs import EvalSet
+from data.transforms import eval_transform
 from serve.backends import open_runner
 from serve.evaluate import evaluate, evaluate_against, hold_decoded
 
@@ -39,15 +39,15 @@ def sets(tiny_folder, runner) -> list[EvalSet]:
 
 
 def file_reads(monkeypatch) -> list:
-    """Counts the images read from disk (ImageDataset and the readability probe read through common.data)."""
+    """Counts the images read from disk (ImageDataset and the readability probe read through data.loading)."""
     reads: list = []
-    original = common.data.load_rgb
+    original = data.loading.load_rgb
 
     def counting(path):
         reads.append(path)
         return original(path)
 
-    monkeypatch.setattr(common.data, "load_rgb", counting)
+    monkeypatch.setattr(data.loading, "load_rgb", counting)
     return reads
 
 
@@ -56,8 +56,8 @@ def per_image_logits(runner, sets) -> dict[str, np.ndarray]:
     transform = eval_transform(runner.spec.classifier.preprocess)
     out = {}
     for ev in sets:
-        dataset = common.data.ImageDataset(ev.data, transform)
-        batch = common.data.collate_skipping([dataset[i] for i in range(len(dataset))])
+        dataset = data.loading.ImageDataset(ev.data, transform)
+        batch = data.loading.collate_skipping([dataset[i] for i in range(len(dataset))])
         out[ev.data.name] = runner.infer(batch.images)
     return out
 
@@ -87,8 +87,8 @@ def test_images_read_by_worker_processes_are_held_too(sets):
     folders = sorted({str(ev.data.samples[0].path.parent.parent) for ev in sets})
     code = (
         "import sys, numpy as np\n"
-        "from common.data import load_dataset\n"
-        "from common.suites import EvalSet\n"
+        "from data.labeled import load_dataset\n"
+        "from data.specs import EvalSet\n"
         "from serve.backends import open_runner\n"
         "from serve.evaluate import evaluate\n"
         "runner = open_runner('builtin', device='cpu')\n"

@@ -76,7 +76,7 @@ def test_a_named_provider_comes_first_and_one_that_cannot_run_the_artifact_is_re
 
 
 def test_the_engine_cache_has_a_folder_per_file_content_and_gpu(builtin_onnx, tmp_path, monkeypatch):
-    monkeypatch.setenv(onnxruntime_runner.CACHE_VARIABLE, str(tmp_path / "cache"))
+    monkeypatch.setenv("PROREG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda index: f"NVIDIA L4 #{index}")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda index: (8, 9))
     onnx = builtin_onnx[0]

@@ -21,7 +21,7 @@ from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import ArtifactError
 from common.errors import OptionError
 from common.run import DataSource
-from common.suites import resolve_eval_sets, resolve_train_data
+from data.specs import resolve_eval_sets, resolve_train_data
 from export.fp16 import write_fp16_copy
 from serve.backends import open_runner
 from serve.evaluate import DatasetResult, evaluate

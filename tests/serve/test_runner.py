@@ -13,11 +13,12 @@ import torch
 from common.artifact import DEFAULT_TEMPLATES, ArtifactError, write_onnx_spec
 from common.checkpoint import save_weights
 from common.classifier import zero_shot_classifier
-from common.data import load_dataset, read_batch
 from common.errors import OptionError
 from common.run import CheckpointError, DataSource, RunData, RunRecord, open_run, write_run_record
-from common.suites import builtin_classnames
-from common.transforms import eval_transform
+from data.labeled import load_dataset
+from data.loading import read_batch
+from data.specs import builtin_classnames
+from data.transforms import eval_transform
 from serve.backends import BACKENDS, backend_for, open_runner
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from serve.runner import Runner, RunnerInputError

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from common.artifact import TRITON_SPEC_PARAMETER, ArtifactSpec
-from common.suites import resolve_eval_sets
+from data.specs import resolve_eval_sets
 from serve.evaluate import evaluate
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from tests.tiny_data import copy_tiny_folder

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from common.suite_readers.bar import ACTIONS
+from data.suites.bar import ACTIONS
 from tests.suite_layouts.images import tiny_image
 
 TRAIN, TEST = 2, 1  # images per action

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.suite_readers.domainnet import CLASSES, DOMAINS
+from data.suites.domainnet import CLASSES, DOMAINS
 from tests.suite_layouts.images import tiny_image
 
 LABELS = (0, 308, 327, 344)  # aircraft_carrier, The_Eiffel_Tower, t-shirt, zigzag

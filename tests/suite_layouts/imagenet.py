@@ -15,7 +15,7 @@ from pathlib import Path
 
 from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
 
-from common.suite_readers.imagenet import IMAGENET_A_INDICES, IMAGENET_R_INDICES, WNIDS
+from data.suites.imagenet import IMAGENET_A_INDICES, IMAGENET_R_INDICES, WNIDS
 from tests.suite_layouts.images import tiny_image
 
 SAMPLED = (0, 1, 6, 11, 409, 444, 530, 671, 954, 999)  # class indices with images in every set that has the class

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.suite_readers.nico import ANIMAL_TRAIN_CONTEXTS, NICO_CLASSES
+from data.suites.nico import ANIMAL_TRAIN_CONTEXTS, NICO_CLASSES
 from tests.suite_layouts.images import tiny_image
 
 ALL_ANIMAL_CONTEXTS = sorted({c for contexts in ANIMAL_TRAIN_CONTEXTS.values() for c in contexts})

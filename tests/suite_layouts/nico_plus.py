@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.suite_readers.nico import PLUS_CLASSES, PLUS_DOMAINS
+from data.suites.nico import PLUS_CLASSES, PLUS_DOMAINS
 from tests.suite_layouts.images import tiny_image
 
 TRAIN = Path("track_1/public_dg_0416/train")

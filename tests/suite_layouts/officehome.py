@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.suite_readers.officehome import DOMAINS, ZIP_FOLDER
+from data.suites.officehome import DOMAINS, ZIP_FOLDER
 from tests.suite_layouts.images import tiny_image
 
 CLASSES = ("Alarm_Clock", "TV", "Webcam")

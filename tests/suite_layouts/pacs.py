@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.suite_readers.pacs import CLASSES, DOMAINS
+from data.suites.pacs import CLASSES, DOMAINS
 from tests.suite_layouts.images import tiny_image
 
 SPLITS = ("train", "crossval", "test")

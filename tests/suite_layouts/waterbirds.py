@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common.suite_readers.waterbirds import FOLDER
+from data.suites.waterbirds import FOLDER
 from tests.suite_layouts.images import tiny_image
 
 SPECIES = {0: "026.Bronzed_Cowbird", 1: "001.Black_footed_Albatross"}  # y -> a CUB species of that class

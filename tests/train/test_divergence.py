@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import train.trainer as trainer
 from cli import app
 from common.run import LAST_WEIGHTS, open_run
-from common.suites import EvalSet
+from data.specs import EvalSet
 from serve.backends import open_runner
 from serve.evaluate import evaluate
 from train.checkpointing import TrainingDiverged, save_checkpoint
@@ -71,7 +71,7 @@ def test_a_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_resumes(tmp_
 
 def _val(tiny_folder):
     from common.run import DataSource
-    from common.suites import resolve_train_data
+    from data.specs import resolve_train_data
 
     return resolve_train_data(DataSource(train=str(tiny_folder))).val
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from common.artifact import DEFAULT_TEMPLATES
+from common.builtin import BUILTIN
 from common.classifier import zero_shot_classifier
 from common.errors import OptionError
-from common.suites import builtin_classnames
-from common.world import BUILTIN
+from data.specs import builtin_classnames
 from tests.tiny_data import copy_tiny_folder
 from train.checkpointing import set_base_lr
 from train.config import TrainConfig

@@ -309,7 +309,7 @@ def test_a_misspelt_paper_recipe_is_refused_listing_them_all():
 
 
 def test_the_suites_recipes_name_are_registered_with_their_variants():
-    from common.suite_readers.registry import suites
+    from data.suites.registry import suites
 
     named = {recipe.suite for recipe in RECIPES.values() if recipe.suite}
     assert named == {"bar", "nico/animal", "nico/vehicle", "pacs", "domainnet", "cifar100", "imagenet"}
@@ -381,9 +381,9 @@ def test_linear_decay_and_warmup_in_steps():
 
 def test_the_optimizer_takes_the_recipes_betas_decay_and_schedule():
     from common.artifact import DEFAULT_TEMPLATES
+    from common.builtin import BUILTIN
     from common.classifier import zero_shot_classifier
-    from common.suites import builtin_classnames
-    from common.world import BUILTIN
+    from data.specs import builtin_classnames
     from train.session import _model_state
 
     names = builtin_classnames()

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from common.data import Batch
 from common.distributed import Ranks
+from data.loading import Batch
 from train.session import ModelState, TextProjection
 from train.trainer import step_work
 

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from common.run import CheckpointError, DataSource, open_run, write_run_record
-from common.suites import EvalSet, resolve_train_data
+from data.specs import EvalSet, resolve_train_data
 from serve.backends import open_runner
 from serve.evaluate import evaluate
 from train.config import TrainConfig

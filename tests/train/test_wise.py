@@ -10,12 +10,12 @@ import torch
 from safetensors.torch import load_file
 
 from common.classifier import zero_shot_classifier
-from common.data import read_batch
 from common.errors import OptionError, UserError
 from common.provenance import file_sha256
 from common.run import Run, open_run
-from common.suites import resolve_train_data
-from common.transforms import eval_transform
+from data.loading import read_batch
+from data.specs import resolve_train_data
+from data.transforms import eval_transform
 from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
 from train.losses import LossConfig

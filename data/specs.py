@@ -1,0 +1,280 @@
+"""Dataset specs as the CLI takes them, resolved to labeled image lists.
+
+A SPEC is one of:
+  builtin             the built-in benchmark (training: its train/val splits; evaluation: its ID and OOD tests)
+  builtin:SPLIT       one split of it, e.g. builtin:ood_sketch
+  builtin-holdout     the held-out image-shift suite (evaluation only: four OOD sets no method was tuned on)
+  builtin-holdout:SPLIT  one split of it, e.g. builtin-holdout:holdout_jpeg
+  [id:|ood:]PATH      an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
+                      the prefix gives its role in an evaluation report (default id)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from common.builtin import BUILTIN
+from common.run import DataSource
+from data.labeled import DataError, LabeledImages, load_dataset, load_manifest, read_classnames, shared_images
+from data.loading import DecodedImages
+from data.samples import indices_by_class, labels_of, take
+from data.suites.registry import SuiteSpec, parse_suite_spec, prompt_templates, read_suite
+from data.world import BUILTIN_HOLDOUT
+from data.world.benchmark import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
+
+ROLES = ("id", "ood")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalSet:
+    data: LabeledImages
+    role: str  # "id" or "ood"
+    # A set scored on part of the model's logits (ImageNet-R: 200 of 1000; ObjectNet: 113 classes, each one or more
+    # ImageNet classes): for each of the set's classes, the model class indices whose highest logit is its score.
+    # None: the set's labels are model class indices and every logit competes.
+    logit_pool: list[list[int]] | None = None
+    # The set's images decoded once and held (serve.evaluate.hold_decoded, keep_decoded), for this preprocessing.
+    decoded: DecodedImages | None = None
+    decoded_for: dict | None = None
+
+
+@dataclass
+class TrainData:
+    train: LabeledImages
+    val: LabeledImages
+    classes: list[str]
+    prompts: list[str]  # display names for the prompt templates, in class order
+
+
+class BuiltinSuite(NamedTuple):
+    title: str  # what error messages call it
+    splits: tuple[SplitSpec, ...]
+
+
+# Built-in data spec -> the suite of splits it names.
+BUILTIN_SUITES = {
+    BUILTIN: BuiltinSuite("the built-in benchmark", SPLITS),
+    BUILTIN_HOLDOUT: BuiltinSuite("the built-in holdout suite", HOLDOUT_SPLITS),
+}
+
+
+def _builtin_suite_of(spec: str) -> str | None:
+    """The built-in suite a spec names (`builtin`, `builtin-holdout:holdout_jpeg`, ...), else None."""
+    suite = spec.split(":", 1)[0]
+    return suite if suite in BUILTIN_SUITES else None
+
+
+def builtin_classnames(suite: str = BUILTIN) -> dict[str, str]:
+    return read_classnames(ensure_benchmark(splits=BUILTIN_SUITES[suite].splits) / "classnames.txt")
+
+
+def _builtin_split(split: str, classes: list[str] | None = None, suite: str = BUILTIN) -> LabeledImages:
+    title, splits = BUILTIN_SUITES[suite]
+    root = ensure_benchmark(splits=splits)
+    if split not in split_roles(root):
+        raise DataError(f"no split {split!r} in {title} ({', '.join(split_roles(root))})")
+    return load_manifest(root / f"{split}.csv", classes=classes or list(builtin_classnames(suite)), name=split)
+
+
+def _builtin_eval_sets(spec: str, suite: str, classes: list[str] | None) -> list[EvalSet]:
+    """`SUITE`: its ID and OOD splits; `SUITE:SPLIT`: that split, with its role (id for a train/val split)."""
+    roles = split_roles(ensure_benchmark(splits=BUILTIN_SUITES[suite].splits))
+    if spec == suite:
+        return [EvalSet(_builtin_split(n, classes, suite), r) for n, r in roles.items() if r in ROLES]
+    split = spec.split(":", 1)[1]
+    role = roles.get(split, "id")
+    return [EvalSet(_builtin_split(split, classes, suite), role if role in ROLES else "id")]
+
+
+def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
+    """Splits off `fraction` of every class as validation, deterministically (the same split for a seed)."""
+    rng = random.Random(seed)
+    keep: list[int] = []
+    held: list[int] = []
+    for members in indices_by_class(data.samples, len(data.classes)):
+        rng.shuffle(members)
+        n_val = max(1, round(fraction * len(members))) if len(members) > 1 else 0
+        held += members[:n_val]
+        keep += members[n_val:]
+    return (
+        LabeledImages(data.name, data.classes, take(data.samples, keep)),
+        LabeledImages(f"{data.name}-val", data.classes, take(data.samples, held)),
+    )
+
+
+def resolve_train_data(source: DataSource) -> TrainData:
+    """Training and validation sets, plus class order and prompt names (a suite's own, unless --classnames)."""
+    spec = source.train
+    suite_spec = parse_suite_spec(spec)
+    if suite_spec:
+        return _suite_train_data(source, suite_spec)
+    if source.classnames:
+        names: dict[str, str] | None = read_classnames(Path(source.classnames))
+    else:
+        names = builtin_classnames() if spec == BUILTIN else None
+    classes = list(names) if names else None
+    if spec == BUILTIN:
+        if source.val:
+            raise DataError(
+                f"the built-in benchmark brings its own validation split; --val-data {source.val} would be ignored"
+            )
+        train, val = _builtin_split("train", classes), _builtin_split("val", classes)
+        return _checked_train_data(source, train, val, names)
+    if _builtin_suite_of(spec):
+        raise DataError(
+            f"training data {spec}: the built-in benchmark trains on its own train split (and {BUILTIN_HOLDOUT} is "
+            f"for evaluation only); use --data {BUILTIN}"
+        )
+    train = load_dataset(spec, classes=classes)
+    return _checked_train_data(source, train, load_dataset(source.val, train.classes) if source.val else None, names)
+
+
+def _suite_train_data(source: DataSource, spec: SuiteSpec) -> TrainData:
+    """A suite's ID training data; its validation split, else --val-data, else a held-out fraction of train."""
+    if not spec.suite.info.trains:
+        raise DataError(f"{source.train}: {spec.suite.info.title} is for evaluation only; it has no training split")
+    data = read_suite(spec, training=True)
+    if data.train is None:
+        raise DataError(f"{source.train}: the suite gave no training split")
+    names = read_classnames(Path(source.classnames)) if source.classnames else data.classnames
+    train = data.train.reorder(list(names))
+    if source.val:
+        val: LabeledImages | None = load_dataset(source.val, classes=train.classes)
+    else:
+        val = data.val.reorder(train.classes, allow_missing=True) if data.val else None
+    for note in data.notes:
+        log.warning("%s: partial copy: %s", source.train, note)
+    return _checked_train_data(source, train, val, names)
+
+
+def _checked_train_data(
+    source: DataSource, train: LabeledImages, val: LabeledImages | None, names: dict[str, str] | None
+) -> TrainData:
+    """The training data, with a held-out validation fraction when `val` is None; refuses an empty set, images in
+    both, and classes without a training image."""
+    if val is None:
+        train, val = _stratified_holdout(train, source.val_fraction, source.seed)
+    if not train.samples:
+        raise DataError(f"training set is empty: {source.train}")
+    both = shared_images(train, val)
+    if both:
+        raise DataError(
+            f"{len(both)} image(s) are in both the training and the validation data (first: {both[0]}): the best "
+            "checkpoint would be chosen on images it was trained on"
+        )
+    present = set(np.unique(labels_of(train.samples)).tolist())
+    missing = [c for i, c in enumerate(train.classes) if i not in present]
+    if missing:
+        raise DataError(f"training set has no images of class(es): {', '.join(missing)}")
+    prompts = [names[c] if names else c.replace("_", " ") for c in train.classes]
+    return TrainData(train=train, val=val, classes=train.classes, prompts=prompts)
+
+
+@dataclass(frozen=True)
+class ZeroShotClasses:
+    """What a zero-shot text head is built over: the class names (the label order), the names the prompts show, and
+    the prompt templates."""
+
+    classes: list[str]
+    prompts: list[str]
+    templates: list[str]
+
+
+def role_and_path(spec: str) -> tuple[str, str]:
+    """(role, path) of a folder or manifest spec, `[id:|ood:]PATH` (id by default). A suite after a role is refused:
+    its sets carry their own roles."""
+    role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
+    if path != spec and (parse_suite_spec(path) or _builtin_suite_of(path)):
+        raise DataError(f"--data {spec}: a suite's sets carry their own roles; drop '{role}:' (--data {path})")
+    return role, path
+
+
+def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
+    """The classes of the evaluation sets `specs`, for a zero-shot model made for them (`eval --checkpoint builtin`):
+    a suite's model classes (ImageNet's 1,000 for ImageNet-R too) with its display names and its templates, the
+    built-in suites' classes, a folder's or a manifest's classes (underscores shown as spaces), in the order first
+    met. Templates: the first suite's own, else DEFAULT_TEMPLATES. Sets whose classes are not all within one of them are
+    refused: one model's logits would then compete over classes a set does not have, and its accuracy would depend
+    on which other sets were named."""
+    names: dict[str, str] = {}
+    templated: SuiteSpec | None = None  # the first suite with templates of its own
+    widest: tuple[str, set[str]] = ("", set())
+    for spec in specs or [BUILTIN]:
+        builtin, suite_spec = _builtin_suite_of(spec), parse_suite_spec(spec)
+        if builtin:
+            found = builtin_classnames(builtin)
+        elif suite_spec:
+            found = read_suite(suite_spec).classnames
+            templated = templated or (suite_spec if suite_spec.suite.info.templates else None)
+        else:
+            path = role_and_path(spec)[1]
+            found = {c: c.replace("_", " ") for c in load_dataset(path).classes}
+        for name, shown in found.items():
+            names.setdefault(name, shown)
+        if not (set(found) <= widest[1] or widest[1] <= set(found)):
+            other = sorted(set(found) ^ widest[1])[0]
+            raise DataError(
+                f"--data {widest[0]} and {spec} have different classes (e.g. {other!r}): a zero-shot model is made "
+                "for one set of classes; evaluate them apart"
+            )
+        widest = max(widest, (spec, set(found)), key=lambda named: len(named[1]))
+    return ZeroShotClasses(list(names), list(names.values()), prompt_templates(templated))
+
+
+def _unique_names(sets: list[EvalSet]) -> list[EvalSet]:
+    """Reports key datasets by name: two sets called `test` (from different folders) become test and test-2."""
+    seen: dict[str, int] = {}
+    for ev in sets:
+        seen[ev.data.name] = seen.get(ev.data.name, 0) + 1
+        if seen[ev.data.name] > 1:
+            ev.data.name = f"{ev.data.name}-{seen[ev.data.name]}"
+    return sets
+
+
+def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> list[EvalSet]:
+    """Evaluation sets with their roles; `classes` (the model's) fixes the label order of every set."""
+    sets: list[EvalSet] = []
+    for spec in specs or [BUILTIN]:
+        suite = _builtin_suite_of(spec)
+        suite_spec = None if suite else parse_suite_spec(spec)
+        if suite:
+            sets += _builtin_eval_sets(spec, suite, classes)
+        elif suite_spec:
+            sets += _suite_eval_sets(spec, suite_spec, classes)
+        else:
+            role, path = role_and_path(spec)
+            data = load_dataset(path)
+            # An evaluation set may cover only some of the model's classes; an unknown class is an error.
+            sets.append(EvalSet(data.reorder(classes, allow_missing=True) if classes else data, role))
+    return _unique_names(sets)
+
+
+def _suite_eval_sets(spec: str, suite_spec: SuiteSpec, classes: list[str] | None) -> list[EvalSet]:
+    """A suite's evaluation sets, each labelled in the model's class order, or pooled over its logits where the
+    suite scores a set on part of them."""
+    data = read_suite(suite_spec)
+    for note in data.notes:
+        log.warning("%s: partial copy: %s", spec, note)
+    sets = []
+    for part in data.eval_sets:
+        if part.model_classes is None:
+            sets.append(EvalSet(part.data.reorder(classes, allow_missing=True) if classes else part.data, part.role))
+            continue
+        model = classes or list(data.classnames)
+        index = {name: i for i, name in enumerate(model)}
+        unknown = sorted({c for cs in part.model_classes.values() for c in cs} - set(index))
+        if unknown:
+            raise DataError(
+                f"{spec}: {part.data.name} is scored on model classes the model lacks ({len(unknown)}, first: "
+                f"{unknown[0]}); evaluate a model of the suite's classes"
+            )
+        pool = [[index[c] for c in part.model_classes[name]] for name in part.data.classes]
+        sets.append(EvalSet(part.data, part.role, logit_pool=pool))
+    return sets

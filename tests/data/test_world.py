@@ -1,0 +1,65 @@
+import csv
+
+import numpy as np
+
+from data.labeled import load_manifest
+from data.world.benchmark import SPURIOUS_BACKGROUND, SplitSpec, ensure_benchmark, split_roles
+from data.world.scenes import SHAPES, Scene, caption, render
+
+SMALL = (SplitSpec("train", "train", 120, 0.9), SplitSpec("ood_background", "ood", 60, None))
+
+
+def _rows(root, split):
+    with open(root / f"{split}.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_generation_is_deterministic_and_cached(tmp_path):
+    a = ensure_benchmark(seed=3, splits=SMALL, root=tmp_path / "a")
+    b = ensure_benchmark(seed=3, splits=SMALL, root=tmp_path / "b")
+    assert a.name == b.name  # keyed by the spec's hash
+    assert _rows(a, "train") == _rows(b, "train")
+    assert (a / "train" / "00007.png").read_bytes() == (b / "train" / "00007.png").read_bytes()
+    stamp = (a / "benchmark.json").stat().st_mtime_ns
+    assert ensure_benchmark(seed=3, splits=SMALL, root=tmp_path / "a") == a
+    assert (a / "benchmark.json").stat().st_mtime_ns == stamp  # second call reuses, does not regenerate
+    assert ensure_benchmark(seed=4, splits=SMALL, root=tmp_path / "a") != a
+    assert split_roles(a) == {"train": "train", "ood_background": "ood"}
+
+
+def test_bias_and_groups(tmp_path):
+    root = ensure_benchmark(seed=0, splits=SMALL, root=tmp_path)
+    train = _rows(root, "train")
+    aligned = [r["background"] == SPURIOUS_BACKGROUND[r["label"]] for r in train]
+    assert 0.8 <= np.mean(aligned) <= 0.97  # drawn at 0.9
+    assert all((r["group"] == "aligned") == a for r, a in zip(train, aligned, strict=True))
+    ood = _rows(root, "ood_background")
+    assert np.mean([r["group"] == "aligned" for r in ood]) < 0.4  # independent: 1/6 expected
+    data = load_manifest(root / "train.csv", classes=list(SHAPES))
+    assert data.groups == ["aligned", "conflicting"] and len(data.samples) == 120
+
+
+def test_render_and_caption():
+    rng = np.random.default_rng(0)
+    img = render(Scene("star", "red", "grass"), 64, rng)
+    assert img.size == (64, 64) and img.mode == "RGB"
+    sketch = np.asarray(render(Scene("star", "red", "grass", style="sketch"), 64, rng)).astype(int)
+    assert (np.abs(sketch[..., 0] - sketch[..., 1]) < 2).all()  # pencil on paper: gray
+    words = caption(Scene("star", "red", "grass", style="sketch"), rng)
+    assert words.startswith("a sketch of a star")
+
+
+def test_eval_sets_get_unique_names_and_may_cover_some_classes(tiny_folder):
+    import shutil
+
+    from data.specs import resolve_eval_sets
+
+    classes = list(SHAPES)
+    sets = resolve_eval_sets(["builtin:id_test", "builtin:id_test"], classes)
+    assert [s.data.name for s in sets] == ["id_test", "id_test-2"]
+    for name in ("circle", "square", "triangle", "cross"):
+        shutil.rmtree(tiny_folder / name)  # keeps star and hexagon only, in folder order hexagon, star
+    (subset,) = resolve_eval_sets([f"ood:{tiny_folder}"], classes)
+    assert subset.role == "ood" and subset.data.classes == classes
+    assert {classes[s.label] for s in subset.data.samples} == {"star", "hexagon"}
+    assert all(classes[s.label] == s.path.parent.name for s in subset.data.samples)
