@@ -1,12 +1,12 @@
 """Dataset specs as the CLI takes them, resolved to labeled image lists.
 
 A SPEC is one of:
-  builtin             the built-in benchmark (training: its train/val splits; evaluation: its ID and OOD tests)
-  builtin:SPLIT       one split of it, e.g. builtin:ood_sketch
-  builtin-holdout     the held-out image-shift suite (evaluation only: four OOD sets no method was tuned on)
-  builtin-holdout:SPLIT  one split of it, e.g. builtin-holdout:holdout_jpeg
-  [id:|ood:]PATH      an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
-                      the prefix gives its role in an evaluation report (default id)
+  SUITE[/VARIANT]:ROOT  a dataset suite read as its authors ship it (data/suites/; `cli.py datasets` lists them)
+  builtin[:SPLIT]       the built-in benchmark, a suite generated on first use (training: its train/val splits;
+                        evaluation: its ID and OOD tests, or the one SPLIT), e.g. builtin:ood_sketch
+  builtin-holdout[:SPLIT]  the held-out image-shift suite (evaluation only: four OOD sets no method was tuned on)
+  [id:|ood:]PATH        an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
+                        the prefix gives its role in an evaluation report (default id)
 """
 
 from __future__ import annotations
@@ -15,18 +15,16 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from common.builtin import BUILTIN
 from common.run import DataSource
-from data.labeled import DataError, LabeledImages, load_dataset, load_manifest, read_classnames, shared_images
+from data.labeled import DataError, LabeledImages, load_dataset, read_classnames, shared_images
 from data.loading import DecodedImages
 from data.samples import indices_by_class, labels_of, take
+from data.suites.base import SuiteData, SuiteSet
 from data.suites.registry import SuiteSpec, parse_suite_spec, prompt_templates, read_suite
-from data.world import BUILTIN_HOLDOUT
-from data.world.benchmark import HOLDOUT_SPLITS, SPLITS, SplitSpec, ensure_benchmark, split_roles
 
 ROLES = ("id", "ood")
 log = logging.getLogger(__name__)
@@ -53,44 +51,11 @@ class TrainData:
     prompts: list[str]  # display names for the prompt templates, in class order
 
 
-class BuiltinSuite(NamedTuple):
-    title: str  # what error messages call it
-    splits: tuple[SplitSpec, ...]
-
-
-# Built-in data spec -> the suite of splits it names.
-BUILTIN_SUITES = {
-    BUILTIN: BuiltinSuite("the built-in benchmark", SPLITS),
-    BUILTIN_HOLDOUT: BuiltinSuite("the built-in holdout suite", HOLDOUT_SPLITS),
-}
-
-
-def _builtin_suite_of(spec: str) -> str | None:
-    """The built-in suite a spec names (`builtin`, `builtin-holdout:holdout_jpeg`, ...), else None."""
-    suite = spec.split(":", 1)[0]
-    return suite if suite in BUILTIN_SUITES else None
-
-
-def builtin_classnames(suite: str = BUILTIN) -> dict[str, str]:
-    return read_classnames(ensure_benchmark(splits=BUILTIN_SUITES[suite].splits) / "classnames.txt")
-
-
-def _builtin_split(split: str, classes: list[str] | None = None, suite: str = BUILTIN) -> LabeledImages:
-    title, splits = BUILTIN_SUITES[suite]
-    root = ensure_benchmark(splits=splits)
-    if split not in split_roles(root):
-        raise DataError(f"no split {split!r} in {title} ({', '.join(split_roles(root))})")
-    return load_manifest(root / f"{split}.csv", classes=classes or list(builtin_classnames(suite)), name=split)
-
-
-def _builtin_eval_sets(spec: str, suite: str, classes: list[str] | None) -> list[EvalSet]:
-    """`SUITE`: its ID and OOD splits; `SUITE:SPLIT`: that split, with its role (id for a train/val split)."""
-    roles = split_roles(ensure_benchmark(splits=BUILTIN_SUITES[suite].splits))
-    if spec == suite:
-        return [EvalSet(_builtin_split(n, classes, suite), r) for n, r in roles.items() if r in ROLES]
-    split = spec.split(":", 1)[1]
-    role = roles.get(split, "id")
-    return [EvalSet(_builtin_split(split, classes, suite), role if role in ROLES else "id")]
+def builtin_classnames() -> dict[str, str]:
+    """The built-in benchmark's classes and their display names."""
+    spec = parse_suite_spec(BUILTIN)
+    assert spec is not None  # a registered suite
+    return read_suite(spec).classnames
 
 
 def _stratified_holdout(data: LabeledImages, fraction: float, seed: int) -> tuple[LabeledImages, LabeledImages]:
@@ -115,31 +80,20 @@ def resolve_train_data(source: DataSource) -> TrainData:
     suite_spec = parse_suite_spec(spec)
     if suite_spec:
         return _suite_train_data(source, suite_spec)
-    if source.classnames:
-        names: dict[str, str] | None = read_classnames(Path(source.classnames))
-    else:
-        names = builtin_classnames() if spec == BUILTIN else None
-    classes = list(names) if names else None
-    if spec == BUILTIN:
-        if source.val:
-            raise DataError(
-                f"the built-in benchmark brings its own validation split; --val-data {source.val} would be ignored"
-            )
-        train, val = _builtin_split("train", classes), _builtin_split("val", classes)
-        return _checked_train_data(source, train, val, names)
-    if _builtin_suite_of(spec):
-        raise DataError(
-            f"training data {spec}: the built-in benchmark trains on its own train split (and {BUILTIN_HOLDOUT} is "
-            f"for evaluation only); use --data {BUILTIN}"
-        )
-    train = load_dataset(spec, classes=classes)
+    names = read_classnames(Path(source.classnames)) if source.classnames else None
+    train = load_dataset(spec, classes=list(names) if names else None)
     return _checked_train_data(source, train, load_dataset(source.val, train.classes) if source.val else None, names)
 
 
 def _suite_train_data(source: DataSource, spec: SuiteSpec) -> TrainData:
     """A suite's ID training data; its validation split, else --val-data, else a held-out fraction of train."""
-    if not spec.suite.info.trains:
-        raise DataError(f"{source.train}: {spec.suite.info.title} is for evaluation only; it has no training split")
+    info = spec.suite.info
+    if not info.trains:
+        raise DataError(f"{source.train}: {info.title} is for evaluation only; it has no training split")
+    if spec.split:
+        raise DataError(
+            f"training data {source.train}: {spec.split!r} is one evaluation set of {info.title}; train on {info.name}"
+        )
     data = read_suite(spec, training=True)
     if data.train is None:
         raise DataError(f"{source.train}: the suite gave no training split")
@@ -191,7 +145,7 @@ def role_and_path(spec: str) -> tuple[str, str]:
     """(role, path) of a folder or manifest spec, `[id:|ood:]PATH` (id by default). A suite after a role is refused:
     its sets carry their own roles."""
     role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
-    if path != spec and (parse_suite_spec(path) or _builtin_suite_of(path)):
+    if path != spec and parse_suite_spec(path):
         raise DataError(f"--data {spec}: a suite's sets carry their own roles; drop '{role}:' (--data {path})")
     return role, path
 
@@ -207,10 +161,8 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
     templated: SuiteSpec | None = None  # the first suite with templates of its own
     widest: tuple[str, set[str]] = ("", set())
     for spec in specs or [BUILTIN]:
-        builtin, suite_spec = _builtin_suite_of(spec), parse_suite_spec(spec)
-        if builtin:
-            found = builtin_classnames(builtin)
-        elif suite_spec:
+        suite_spec = parse_suite_spec(spec)
+        if suite_spec:
             found = read_suite(suite_spec).classnames
             templated = templated or (suite_spec if suite_spec.suite.info.templates else None)
         else:
@@ -242,11 +194,8 @@ def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> lis
     """Evaluation sets with their roles; `classes` (the model's) fixes the label order of every set."""
     sets: list[EvalSet] = []
     for spec in specs or [BUILTIN]:
-        suite = _builtin_suite_of(spec)
-        suite_spec = None if suite else parse_suite_spec(spec)
-        if suite:
-            sets += _builtin_eval_sets(spec, suite, classes)
-        elif suite_spec:
+        suite_spec = parse_suite_spec(spec)
+        if suite_spec:
             sets += _suite_eval_sets(spec, suite_spec, classes)
         else:
             role, path = role_and_path(spec)
@@ -263,18 +212,31 @@ def _suite_eval_sets(spec: str, suite_spec: SuiteSpec, classes: list[str] | None
     for note in data.notes:
         log.warning("%s: partial copy: %s", spec, note)
     sets = []
-    for part in data.eval_sets:
-        if part.model_classes is None:
+    for part in _chosen_sets(data, suite_spec):
+        if part.logit_pool is None:
             sets.append(EvalSet(part.data.reorder(classes, allow_missing=True) if classes else part.data, part.role))
             continue
         model = classes or list(data.classnames)
         index = {name: i for i, name in enumerate(model)}
-        unknown = sorted({c for cs in part.model_classes.values() for c in cs} - set(index))
+        unknown = sorted({c for cs in part.logit_pool.values() for c in cs} - set(index))
         if unknown:
             raise DataError(
                 f"{spec}: {part.data.name} is scored on model classes the model lacks ({len(unknown)}, first: "
                 f"{unknown[0]}); evaluate a model of the suite's classes"
             )
-        pool = [[index[c] for c in part.model_classes[name]] for name in part.data.classes]
+        pool = [[index[c] for c in part.logit_pool[name]] for name in part.data.classes]
         sets.append(EvalSet(part.data, part.role, logit_pool=pool))
     return sets
+
+
+def _chosen_sets(data: SuiteData, spec: SuiteSpec) -> list[SuiteSet]:
+    """A suite's evaluation sets, or the one its spec names (NAME:SPLIT: any of its sets, the training and validation
+    splits too, which evaluate as ID)."""
+    if spec.split is None:
+        return data.eval_sets
+    every = data.eval_sets + [SuiteSet(part, "id") for part in (data.train, data.val) if part is not None]
+    chosen = [part for part in every if part.data.name == spec.split]
+    if not chosen:
+        names = ", ".join(part.data.name for part in [*every[len(data.eval_sets) :], *data.eval_sets])
+        raise DataError(f"no split {spec.split!r} in {spec.suite.info.title} ({names})")
+    return chosen[:1]

@@ -158,6 +158,6 @@ def _absolute(spec: str | None) -> str | None:
     """A path that exists, or a suite spec's root that exists, made absolute; anything else (builtin, a missing path)
     as given."""
     suite = parse_suite_spec(spec) if spec else None
-    if suite and suite.root.exists():
+    if suite and not suite.suite.info.generated and suite.root.exists():
         return f"{spec.partition(':')[0]}:{suite.root.resolve()}"  # type: ignore[union-attr]
-    return str(Path(spec).resolve()) if spec and spec != BUILTIN and Path(spec).exists() else spec
+    return str(Path(spec).resolve()) if spec and not suite and Path(spec).exists() else spec

@@ -3,7 +3,7 @@
 A suite assigns the roles its papers use: the ID training and validation data (None for an evaluation-only suite
 such as ImageNet-R), and evaluation sets marked id or ood. An evaluation set whose classes are a subset of the
 model's (ImageNet-R's 200 of ImageNet's 1000) or that pools several model classes into one (ObjectNet's 113
-classes, each one or more ImageNet classes) says so in `SuiteSet.model_classes`: it is scored on those logits only.
+classes, each one or more ImageNet classes) says so in `SuiteSet.logit_pool`: it is scored on those logits only.
 """
 
 from __future__ import annotations
@@ -32,19 +32,23 @@ class SuiteInfo:
     default_variant: str | None = None  # the variant used when the spec names none (None: one must be named)
     trains: bool = True  # False: evaluation only (no training split)
     templates: tuple[str, ...] | None = None  # the prompt templates its papers use (None: the run's own)
+    # Made by this project on first use (the built-in world) instead of read from a ROOT: its spec is NAME[:SPLIT],
+    # SPLIT one of its sets (as an evaluation set), and its reader is given the cache folder as the root.
+    generated: bool = False
 
 
 @dataclass
 class SuiteSet:
     """One evaluation set of a suite, with its role.
 
-    `model_classes`: for a set scored on part of the model's logits, each of the set's classes (by name, as in
+    `logit_pool`: for a set scored on part of the model's logits, each of the set's classes (by name, as in
     `data.classes`) -> the model classes whose highest logit is that class's score; None: the set's classes are the
-    model's own (matched by name) and every logit competes."""
+    model's own (matched by name) and every logit competes. data.specs.EvalSet.logit_pool is the same pool, resolved
+    to the model's class indices."""
 
     data: LabeledImages
     role: str  # "id" or "ood"
-    model_classes: dict[str, list[str]] | None = None
+    logit_pool: dict[str, list[str]] | None = None
 
 
 @dataclass

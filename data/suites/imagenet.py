@@ -190,11 +190,11 @@ def _partial(data: LabeledImages, absent: list[str], n_folders: int) -> list[str
     return notes + missing_counts({data.name: IMAGES[data.name]}, {data.name: len(data.samples)})
 
 
-def _evaluation_only(data: LabeledImages, notes: list[str], model_classes: dict[str, list[str]] | None) -> SuiteData:
+def _evaluation_only(data: LabeledImages, notes: list[str], logit_pool: dict[str, list[str]] | None) -> SuiteData:
     return SuiteData(
         train=None,
         val=None,
-        eval_sets=[SuiteSet(data, "ood", model_classes)],
+        eval_sets=[SuiteSet(data, "ood", logit_pool)],
         classnames=dict(CLASSNAMES),
         notes=notes,
     )

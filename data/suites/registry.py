@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import data.suites as package
 from common.artifact import DEFAULT_TEMPLATES
+from common.files import cache_root
 from data.labeled import DataError
 from data.suites.base import Suite, SuiteData, choose_variant, missing_data
 
@@ -31,19 +32,25 @@ def suites() -> dict[str, Suite]:
 class SuiteSpec(NamedTuple):
     suite: Suite
     variant: str | None
-    root: Path
+    root: Path  # the cache folder for a generated suite
+    split: str | None = None  # a generated suite's one set, NAME:SPLIT
 
 
 def parse_suite_spec(spec: str) -> SuiteSpec | None:
-    """`SUITE[/VARIANT]:ROOT` -> the suite, variant and root; None when `spec` does not start with a suite's name
-    (a path, or a built-in spec)."""
-    head, sep, root = spec.partition(":")
+    """`SUITE[/VARIANT]:ROOT`, or a generated suite's `NAME[:SPLIT]` -> the suite, variant, root and split; None when
+    `spec` does not start with a suite's name (a path)."""
+    head, sep, rest = spec.partition(":")
     name, _, variant = head.partition("/")
-    if not sep or name.lower() not in suites():
+    suite = suites().get(name.lower())
+    if suite is None or (not sep and not suite.info.generated):
         return None
-    if not root:
+    if suite.info.generated:
+        if variant:
+            raise DataError(f"data {spec!r}: {name} takes no variant ({name}[:SPLIT])")
+        return SuiteSpec(suite, None, cache_root(), rest or None)
+    if not rest:
         raise DataError(f"data {spec!r} names the suite {name} but no root folder ({name}[/VARIANT]:ROOT)")
-    return SuiteSpec(suites()[name.lower()], variant or None, Path(root).expanduser())
+    return SuiteSpec(suite, variant or None, Path(rest).expanduser())
 
 
 def prompt_templates(spec: SuiteSpec | None) -> list[str]:
@@ -58,7 +65,7 @@ def read_suite(spec: SuiteSpec, training: bool = False) -> SuiteData:
     variant = choose_variant(info, spec.variant) if info.variants else None
     if spec.variant and not info.variants:
         raise DataError(f"{info.name} takes no variant (got {spec.variant!r}): {info.name}:ROOT")
-    if not spec.root.is_dir():
+    if not info.generated and not spec.root.is_dir():
         raise missing_data(info, f"no such folder: {spec.root}")
     read = spec.suite.read_for_eval if spec.suite.read_for_eval and not training else spec.suite.read
     return read(spec.root, variant)

@@ -176,11 +176,6 @@ CASES = [
     ("data-builtin-split", ["--max-steps", "1", "--data", "builtin:nosuchsplit"], "builtin:nosuchsplit"),
     ("val-data-missing", [*FAST, "--val-data", f"{W}/nope"], f"no such dataset: {W}/nope"),
     (
-        "val-data-with-builtin-data",
-        ["--max-steps", "1", "--val-data", f"{W}/images"],
-        f"the built-in benchmark brings its own validation split; --val-data {W}/images would be ignored",
-    ),
-    (
         "val-data-other-classes",
         [*FAST, "--val-data", f"{W}/images-pentagon"],
         "dataset 'images-pentagon': classes differ from the requested ones (missing: hexagon; extra: pentagon)",

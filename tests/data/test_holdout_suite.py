@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import data.specs
+import data.suites.builtin
 from common.builtin import BUILTIN
 from common.run import DataSource
 from data.labeled import DataError
-from data.specs import BUILTIN_SUITES, BuiltinSuite, resolve_eval_sets, resolve_train_data
+from data.specs import resolve_eval_sets, resolve_train_data
 from data.world import BUILTIN_HOLDOUT
 from data.world.benchmark import (
     HOLDOUT_SPLITS,
@@ -120,7 +120,7 @@ def test_unknown_shift_is_refused():
 def small_builtin_holdout(monkeypatch, tmp_path):
     """`builtin-holdout` resolving to 12-image splits generated into a temporary cache."""
     monkeypatch.setenv("PROREG_CACHE", str(tmp_path))
-    monkeypatch.setitem(BUILTIN_SUITES, BUILTIN_HOLDOUT, BuiltinSuite("the built-in holdout suite", SMALL_HOLDOUT))
+    monkeypatch.setitem(data.suites.builtin.SPLITS_OF, BUILTIN_HOLDOUT, SMALL_HOLDOUT)
 
 
 def test_builtin_holdout_resolves_to_four_ood_sets(small_builtin_holdout):
@@ -138,7 +138,7 @@ def test_unknown_holdout_split_names_the_available_ones(small_builtin_holdout):
 
 def test_holdout_suite_is_for_evaluation_only(small_builtin_holdout):
     for spec in (BUILTIN_HOLDOUT, f"{BUILTIN_HOLDOUT}:holdout_jpeg"):
-        with pytest.raises(DataError, match="builtin-holdout is for evaluation only"):
+        with pytest.raises(DataError, match="the built-in holdout suite is for evaluation only"):
             resolve_train_data(DataSource(train=spec))
 
 
@@ -150,7 +150,7 @@ def test_default_eval_sets_leave_the_holdout_suite_out(benchmark_root):
         ("ood_sketch", "ood"),
         ("ood_corrupt", "ood"),
     ]
-    assert data.specs.BUILTIN_SUITES[BUILTIN].splits == SPLITS
+    assert data.suites.builtin.SPLITS_OF[BUILTIN] == SPLITS
 
 
 @pytest.mark.slow
@@ -161,3 +161,18 @@ def test_real_holdout_suite_resolves(benchmark_root):
     assert {s.data.samples[0].path.parent.parent.name for s in sets} == {
         f"benchmark-v1-{_spec_hash(0, HOLDOUT_SPLITS)}"
     }
+
+
+def test_the_builtin_benchmark_is_a_suite_like_the_others(benchmark_root):
+    """`builtin` resolves through the suite registry: --val-data replaces its validation split as it does a suite's,
+    and `builtin:SPLIT` names one set (its train and val splits evaluate as ID)."""
+    data = resolve_train_data(DataSource(train=BUILTIN, val=str(benchmark_root / "id_test.csv")))
+    assert (data.train.name, data.val.name, len(data.val.samples)) == ("train", "id_test", 1200)
+    assert [(s.data.name, s.role) for s in resolve_eval_sets([f"{BUILTIN}:val", f"{BUILTIN}:ood_sketch"])] == [
+        ("val", "id"),
+        ("ood_sketch", "ood"),
+    ]
+    with pytest.raises(DataError, match=r"no split 'sketch' in the built-in benchmark \(train, val, id_test, ood_b"):
+        resolve_eval_sets([f"{BUILTIN}:sketch"])
+    with pytest.raises(DataError, match="builtin:ood_sketch: 'ood_sketch' is one evaluation set of the built-in bench"):
+        resolve_train_data(DataSource(train=f"{BUILTIN}:ood_sketch"))
