@@ -307,22 +307,20 @@ def print_table(report: dict) -> None:
     Console().print(table)
 
 
-def _onnx_runtime(option: str, runtime: str | None, onnx: str | None, precision: str | None) -> str | None:
-    """The backend `option` (--runtime, --reference-runtime) picks for the ONNX file `onnx`; None: not chosen."""
+def _file_backend(option: str, name: str | None, source: str | None, what: str) -> str | None:
+    """The backend `option` (--runtime, --reference-runtime) names for the model file `source` (given with `what`),
+    one of those that can run a file of its kind; None: not named."""
     from common.errors import OptionError, check_choice
-    from serve.openvino_runner import OPENVINO_PRECISIONS
+    from serve.backends import backends_running
 
-    if precision is not None and runtime != "openvino":
-        raise OptionError("--precision is OpenVINO's inference precision: only with --runtime openvino")
-    if precision is not None:
-        check_choice("--precision", precision, OPENVINO_PRECISIONS)
-    if runtime is None:
+    if name is None:
         return None
-    check_choice(option, runtime, ("onnxruntime", "openvino"))
-    if not onnx or not onnx.lower().endswith(".onnx"):
-        what = "--onnx" if option == "--runtime" else "--reference"
-        raise OptionError(f"{option} chooses how an ONNX file runs: only with {what} FILE.onnx")
-    return runtime
+    suffix = Path(source).suffix.lower() if source else ""
+    offered = backends_running(suffix) if suffix else []
+    if len(offered) < 2:
+        raise OptionError(f"{option} chooses how a model file runs, where several backends can: only with {what}")
+    check_choice(option, name, offered)
+    return name
 
 
 @app.command("eval")
@@ -381,10 +379,11 @@ def eval_cmd(
     reference_runtime: str | None = typer.Option(
         None, help="With a --reference .onnx file: its runtime, onnxruntime (default) or openvino (FP32)."
     ),
-    ort_provider: str | None = typer.Option(
+    provider: str | None = typer.Option(
         None,
-        help="With --onnx on ONNX Runtime: its execution provider, auto (default: TensorRT, CUDA, then the CPU, as"
-        " the installed build has them; model.int8-cpu.onnx on the CPU) | cpu | cuda | tensorrt.",
+        help="With --onnx: the execution provider, for a runtime that offers a choice. ONNX Runtime: auto (default:"
+        " TensorRT, CUDA, then the CPU, as the installed build has them; model.int8-cpu.onnx on the CPU) | cpu | cuda"
+        " | tensorrt.",
     ),
     batch_size: int = typer.Option(64),
     workers: int = typer.Option(0, help="DataLoader worker processes."),
@@ -397,6 +396,7 @@ def eval_cmd(
     from common.distributed import current
     from common.errors import OptionError
     from data.specs import resolve_eval_sets
+    from serve.backends import backend_for, check_options
     from serve.evaluate import evaluate, evaluate_against
     from serve.metrics import check_max_drop
     from serve.report import check_report_path, write_report
@@ -407,9 +407,9 @@ def eval_cmd(
         if pretrained is not None and not zero_shot:
             raise OptionError("--pretrained names the weights of the --zero-shot model: only with --zero-shot")
         if artifacts:
-            if runtime or precision or reference_runtime or ort_provider:
+            if runtime or precision or reference_runtime or provider:
                 raise OptionError(
-                    "--artifacts evaluates every runtime: --runtime, --precision, --ort-provider and the reference's"
+                    "--artifacts evaluates every runtime: --runtime, --precision, --provider and the reference's"
                 )
             return _eval_artifacts(artifacts, reference, data, max_drop, max_drop_int8, batch_size, out, allow_overlap)
         if max_drop_int8 is not None:
@@ -419,15 +419,14 @@ def eval_cmd(
         if max_drop is not None:
             check_max_drop(max_drop, "--max-drop")
         check_report_path(out)  # before any work: never over a file that is not a report of ours
-        backend = _onnx_runtime("--runtime", runtime, source if onnx else None, precision) or backend
-        ref_backend = _onnx_runtime("--reference-runtime", reference_runtime, reference, None)
-        if ort_provider is not None and backend != "onnxruntime":
-            raise OptionError("--ort-provider chooses where ONNX Runtime runs: only with --onnx (and its runtime)")
+        backend = _file_backend("--runtime", runtime, source if onnx else None, "--onnx FILE.onnx") or backend
+        ref_backend = _file_backend("--reference-runtime", reference_runtime, reference, "--reference FILE.onnx")
+        check_options(backend_for(BUILTIN) if backend == ZERO_SHOT else backend, precision, provider)
         current()  # under torchrun: join the group (each rank on its GPU) before any runner is put on a device
         with progress_bar() as bar:
             hook = progress_hook(bar, "text classifier ")
             runner, ref_runner = _eval_runners(
-                backend, source, pretrained, reference, ref_backend, (precision, ort_provider), data, hook
+                backend, source, pretrained, reference, ref_backend, (precision, provider), data, hook
             )
         sets = resolve_eval_sets(data, classes=runner.spec.classes)
         check_not_trained_on(runner.spec, sets, allow=allow_overlap)
@@ -447,6 +446,9 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
+ZERO_SHOT = "zero-shot"  # eval's mode for --zero-shot (a pretrained model, not a backend)
+
+
 def _eval_source(
     checkpoint: str | None,
     zero_shot: str | None,
@@ -458,18 +460,23 @@ def _eval_source(
 ) -> tuple[str, str]:
     """(backend, source) of the one model eval was given ("" for --artifacts); a Triton source as its model's URL."""
     from common.errors import OptionError
+    from serve.backends import backend_for, backends_running
 
-    named = {"torch": checkpoint, "zero-shot": zero_shot, "onnxruntime": onnx, "tensorrt": engine, "triton": triton}
-    chosen = [(backend, str(source)) for backend, source in {**named, "": artifacts}.items() if source]
+    given = {"--checkpoint": checkpoint, "--zero-shot": zero_shot, "--onnx": onnx, "--engine": engine}
+    chosen = [(flag, str(source)) for flag, source in {**given, "--triton": triton, "": artifacts}.items() if source]
     if len(chosen) != 1:
         raise OptionError("give exactly one of --checkpoint, --zero-shot, --onnx, --engine, --triton, --artifacts")
     if model is not None and not triton:
         raise OptionError("--model names a model on a Triton server: only with --triton")
+    flag, source = chosen[0]
     if triton:
         from serve.triton_runner import model_url
 
-        return "triton", model_url(triton, model or TRITON_DEFAULT_MODEL)
-    return chosen[0]
+        source = model_url(triton, model or TRITON_DEFAULT_MODEL)
+    # A file given as ONNX or as an engine runs on the backend that runs its kind by default, whatever its name.
+    by_kind = {"--onnx": ".onnx", "--engine": ".plan"}
+    backend = backends_running(by_kind[flag])[0] if flag in by_kind else backend_for(source)
+    return {"--zero-shot": ZERO_SHOT, "": ""}.get(flag, backend), source
 
 
 def _eval_runners(
@@ -487,13 +494,13 @@ def _eval_runners(
     own classes and templates); `how`: the inference precision and execution provider asked for; `progress` shows
     its text classifier being built."""
     from data.specs import ZeroShotClasses, zero_shot_classes
-    from serve.backends import ZeroShotModel, open_runner
+    from serve.backends import ZeroShotModel, backend_for, open_runner
 
     def classes_of(other: Runner) -> ZeroShotClasses:
         meta = other.spec.classifier
         return ZeroShotClasses(list(meta.classes), list(meta.prompts), list(meta.templates))
 
-    if not (backend == "zero-shot" or (backend == "torch" and source == BUILTIN)):
+    if not (backend == ZERO_SHOT or (source == BUILTIN and backend == backend_for(BUILTIN))):
         runner = open_runner(source, backend, precision=how[0], provider=how[1])
         if reference == BUILTIN:
             return runner, open_runner(ZeroShotModel(BUILTIN, None, classes_of(runner)), progress=progress)

@@ -3,8 +3,9 @@
     python benchmarks/speed.py [--models ViT-B-32,builtin] [--batch 64] [--iters 3] [--json FILE]
 
 For each model (ViT-B-32 with random weights, whose speed does not depend on them, and the built-in model): torch
-eager FP32 and BF16 autocast; ONNX Runtime FP32, INT8 in the CPU form (model.int8-cpu.onnx: u8 activations) and in
-the TensorRT form (model.int8.onnx: s8s8 Q/DQ); OpenVINO FP32, BF16 and INT8 (the Q/DQ file). Each row: images/s
+eager FP32 and BF16 autocast, then every registered backend's rows for the FP32 file and the two INT8 copies (the
+pipeline's rows: ONNX Runtime on fp32, int8 (the TensorRT form, s8s8 Q/DQ) and int8-cpu (the CPU form, u8
+activations); OpenVINO fp32, bf16 and int8 (the Q/DQ file)). Each row: images/s
 (median of --iters timed batches after a warm-up), the ratio to torch eager FP32 and to ONNX Runtime FP32, top-1
 agreement with ONNX Runtime FP32 on the timed batch, and the fraction of this machine's peak for its precision: the
 model's FLOPs per image (torch's FLOP counter) x images/s over a large matmul's FLOP/s timed in the same run (FP32
@@ -31,13 +32,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from calib.calibration import calibration_images
 from calib.int8 import Int8Options, write_int8_copy
-from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec, ClassifierMeta
+from common.artifact import DEFAULT_TEMPLATES, ArtifactSpec, ClassifierMeta, ExportedFiles
 from common.classifier import ClipClassifier
 from common.models import build_visual
 from common.run import DataSource
 from data.specs import builtin_classnames, resolve_eval_sets, resolve_train_data
 from export.onnx_export import export_onnx
-from serve.backends import open_runner
+from serve.backends import artifact_rows, backends_running, open_row
 from serve.openvino_runner import import_openvino, openvino_core
 from serve.torch_runner import TorchRunner
 
@@ -182,13 +183,10 @@ def rows_for(name: str, batch_size: int, iters: int, peak: dict[str, float], tmp
     candidates: list[tuple[str, str, Callable[[], np.ndarray]]] = [
         ("torch", "fp32", lambda: eager.infer(batch)),
         ("torch", "bf16", bf16_eager),
-        ("onnxruntime", "fp32", _infer(open_runner(fp32), batch)),
-        ("onnxruntime", "int8", _infer(open_runner(files["int8-cpu"]), batch)),
-        ("onnxruntime", "int8-s8s8", _infer(open_runner(files["int8"]), batch)),
-        ("openvino", "fp32", _infer(open_runner(fp32, "openvino", precision="fp32"), batch)),
-        ("openvino", "bf16", _infer(open_runner(fp32, "openvino", precision="bf16"), batch)),
-        ("openvino", "int8", _infer(open_runner(files["int8"], "openvino"), batch)),
     ]
+    # Every registered backend's rows for these files (serve.backends.artifact_rows): the pipeline's rows.
+    exported = ExportedFiles({"fp32": fp32, **files})
+    candidates += [(b, row.name, _infer(open_row(b, row), batch)) for b, row in artifact_rows(exported)]
     flops = gflop_per_image(model, size)
     rows = []
     for backend, precision, run in candidates:
@@ -207,7 +205,8 @@ def _infer(runner, batch: torch.Tensor) -> Callable[[], np.ndarray]:
 
 def _with_ratios(rows: list[dict]) -> list[dict]:
     torch_fp32 = next(r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32")
-    ort_fp32 = next(r for r in rows if r["backend"] == "onnxruntime" and r["precision"] == "fp32")
+    onnx = backends_running(".onnx")[0]  # the backend that runs ONNX files by default: ONNX Runtime
+    ort_fp32 = next(r for r in rows if r["backend"] == onnx and r["precision"] == "fp32")
     reference = ort_fp32["logits"].argmax(axis=1)
     for row in rows:
         row["vs_torch_fp32"] = row["images_per_s"] / torch_fp32["images_per_s"]

@@ -47,11 +47,21 @@ def engine_file(onnx: Path) -> Path:
     return Path(onnx).with_suffix(".plan")
 
 
-def exported_files(folder: Path) -> tuple[dict[str, Path], dict[str, Path]]:
-    """The ONNX files and TensorRT engines an export left in `folder`, each keyed by its ARTIFACT_PRECISIONS name."""
+@dataclass(frozen=True)
+class ExportedFiles:
+    """What an export made: the ONNX files and TensorRT engines, each keyed by its ARTIFACT_PRECISIONS name."""
+
+    onnx: dict[str, Path] = field(default_factory=dict)
+    engines: dict[str, Path] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.onnx or self.engines)
+
+
+def exported_files(folder: Path) -> ExportedFiles:
+    """The ONNX files and TensorRT engines an export left in `folder`."""
     onnx = {name: onnx_file(folder, name) for name in ARTIFACT_PRECISIONS if onnx_file(folder, name).is_file()}
-    engines = {name: engine_file(path) for name, path in onnx.items() if engine_file(path).is_file()}
-    return onnx, engines
+    return ExportedFiles(onnx, {name: engine_file(path) for name, path in onnx.items() if engine_file(path).is_file()})
 
 
 def check_templates(templates: list[str] | tuple[str, ...], where: str = "prompt templates") -> None:

@@ -69,6 +69,16 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cuda", index)
 
 
+def cuda_missing_reason() -> str | None:
+    """Why no CUDA GPU can be used here (what would make one usable), or None when one can."""
+    if torch.cuda.is_available():
+        return None
+    if torch.version.cuda is None:
+        return f"no CUDA GPU: torch {torch.__version__} is a CPU build (install a CUDA build on a machine with a GPU)"
+    build = f"torch {torch.__version__} is built for CUDA {torch.version.cuda}"
+    return f"no CUDA GPU is visible ({build}: needs an NVIDIA GPU and its driver)"
+
+
 def resolve_model_name(model: str) -> str:
     """Maps our `builtin` alias onto the open_clip local folder that holds it."""
     return f"local-dir:{BUILTIN_DIR}" if model == BUILTIN else model

@@ -12,11 +12,13 @@ import numpy as np
 import torch
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_errors
 
-from common.artifact import ArtifactError, ArtifactSpec, read_onnx_spec
+from common.artifact import CPU_INT8, ArtifactError, ArtifactSpec, ExportedFiles, read_onnx_spec
 from common.errors import OptionError, check_choice
 from common.files import cache_root
-from common.models import pick_device
+from common.models import cuda_missing_reason, pick_device
 from common.provenance import file_sha256
+from common.tensorrt_compat import tensorrt_missing_reason
+from serve.backend import ArtifactRow, Backend, RunnerOptions
 from serve.runner import Runner
 
 # ONNX Runtime's own error types (pybind classes that derive from Exception directly), raised for a file it cannot
@@ -179,3 +181,45 @@ class OnnxRuntimeRunner(Runner):
     def _infer(self, images: torch.Tensor) -> np.ndarray:
         feed = images.detach().cpu().numpy()
         return self.session.run([self.spec.output_name], {self.spec.input_name: feed})[0].astype(np.float32, copy=False)
+
+
+def _open(source: str, options: RunnerOptions) -> Runner:
+    return OnnxRuntimeRunner(Path(source), options.provider or "auto", options.device)
+
+
+def _rows(files: ExportedFiles, variant: str | None) -> list[ArtifactRow]:
+    """Every ONNX file, on the providers chosen per artifact (variant None) or on the provider `variant` (the CPU
+    INT8 form only on the CPU)."""
+    return [
+        ArtifactRow(name, path, RunnerOptions(provider=variant))
+        for name, path in files.onnx.items()
+        if variant in (None, "cpu") or name != CPU_INT8
+    ]
+
+
+def _unavailable(variant: str | None) -> str | None:
+    """The CPU provider is always there; the GPU ones need a GPU, a build that has them, and TensorRT's TensorRT."""
+    import onnxruntime as ort
+
+    if variant in (None, "cpu"):
+        return None
+    if cuda_missing_reason():
+        return cuda_missing_reason()
+    if ORT_PROVIDERS[variant] not in ort.get_available_providers():
+        return (
+            f"this ONNX Runtime build ({ort.__version__}) has no {ORT_PROVIDERS[variant]}: on a GPU machine install "
+            "onnxruntime-gpu instead of onnxruntime"
+        )
+    return tensorrt_missing_reason() if variant == "tensorrt" else None
+
+
+BACKEND = Backend(
+    "onnxruntime",
+    "ONNX Runtime",
+    _open,
+    suffix=".onnx",
+    providers=EXECUTION_PROVIDERS,
+    rows=_rows,
+    unavailable=_unavailable,
+    variants=(("cpu", "cpu"), ("cuda", "gpu"), ("tensorrt", "tensorrt")),
+)

@@ -22,9 +22,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.artifact import ArtifactError, read_onnx_spec
+from common.artifact import ArtifactError, ExportedFiles, read_onnx_spec
 from common.cpu import cpu_flags as read_cpu_flags
 from common.errors import UserError, check_choice, check_number
+from serve.backend import ArtifactRow, Backend, RunnerOptions
 from serve.runner import Runner
 
 logger = logging.getLogger(__name__)
@@ -165,3 +166,40 @@ def _cause(err: Exception) -> str:
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
     causes = [line for line in lines if not line.startswith(("Exception from", "Check '"))]
     return ": ".join(causes or lines) or type(err).__name__
+
+
+def _open(source: str, options: RunnerOptions) -> Runner:
+    return OpenVinoRunner(Path(source), options.precision or "fp32")  # always on the CPU
+
+
+def _rows(files: ExportedFiles, variant: str | None) -> list[ArtifactRow]:
+    """The FP32 file at FP32 and, where the CPU has a BF16 path, BF16; the INT8 Q/DQ file (OpenVINO's own INT8
+    kernels read the symmetric form)."""
+    rows = []
+    if "fp32" in files.onnx:
+        rows.append(ArtifactRow("fp32", files.onnx["fp32"], RunnerOptions(precision="fp32")))
+        if cpu_supports_bf16():
+            rows.append(ArtifactRow("bf16", files.onnx["fp32"], RunnerOptions(precision="bf16")))
+    if "int8" in files.onnx:
+        rows.append(ArtifactRow("int8", files.onnx["int8"]))
+    return rows
+
+
+def _unavailable(variant: str | None) -> str | None:
+    try:
+        import_openvino()
+    except OpenVinoUnavailable as why:
+        return str(why)
+    return None
+
+
+BACKEND = Backend(
+    "openvino",
+    "OpenVINO",
+    _open,
+    files=(".onnx",),  # when named: ONNX Runtime runs .onnx files by default
+    precisions=OPENVINO_PRECISIONS,
+    rows=_rows,
+    unavailable=_unavailable,
+    variants=(("cpu", "cpu"),),
+)

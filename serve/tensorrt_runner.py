@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from common.artifact import ArtifactError, EngineInfo, read_engine_sidecar
+from common.artifact import ArtifactError, EngineInfo, ExportedFiles, read_engine_sidecar
 from common.errors import OptionError
 from common.models import pick_device
 from common.tensorrt_compat import (
@@ -22,7 +22,9 @@ from common.tensorrt_compat import (
     gpu_identity,
     import_tensorrt,
     tensorrt_logger,
+    tensorrt_missing_reason,
 )
+from serve.backend import ArtifactRow, Backend, RunnerOptions
 from serve.runner import Runner
 
 if TYPE_CHECKING:  # TensorRT is optional: functions import it at runtime, after import_tensorrt()
@@ -138,3 +140,19 @@ class TensorRTRunner(Runner):
     def _infer(self, images: torch.Tensor) -> np.ndarray:
         chunks = [self._run(images[i : i + self.max_batch]) for i in range(0, len(images), self.max_batch)]
         return torch.cat(chunks).cpu().numpy()
+
+
+def _open(source: str, options: RunnerOptions) -> Runner:
+    return TensorRTRunner(Path(source), options.device)  # always on a GPU
+
+
+def _rows(files: ExportedFiles, variant: str | None) -> list[ArtifactRow]:
+    return [ArtifactRow(name, plan) for name, plan in files.engines.items()]
+
+
+def _unavailable(variant: str | None) -> str | None:
+    return tensorrt_missing_reason()
+
+
+# Its `checks` rows are export's (an engine is built there first): workflows/checks.py.
+BACKEND = Backend("tensorrt", "TensorRT", _open, suffix=".plan", rows=_rows, unavailable=_unavailable)

@@ -10,8 +10,9 @@ from common.builtin import BUILTIN
 from common.classifier import zero_shot_classifier
 from common.models import pick_device
 from common.progress import ProgressHook
-from common.run import Run
+from common.run import Run, open_run
 from data.specs import ZeroShotClasses, zero_shot_classes
+from serve.backend import Backend, RunnerOptions
 from serve.runner import Runner
 
 
@@ -54,3 +55,13 @@ class TorchRunner(Runner):
     @torch.inference_mode()
     def _infer(self, images: torch.Tensor) -> np.ndarray:
         return self.model(images.to(self.device, non_blocking=True)).float().cpu().numpy()
+
+
+def _open(source: str, options: RunnerOptions) -> Runner:
+    if source == BUILTIN:
+        return TorchRunner.builtin_zero_shot(options.device)
+    return TorchRunner.from_run(open_run(source), options.device)
+
+
+# Run directories and builtin: anything no other backend claims.
+BACKEND = Backend("torch", "PyTorch", _open, default=True)

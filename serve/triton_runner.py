@@ -26,6 +26,7 @@ import torch
 
 from common.artifact import ArtifactSpec, spec_from_triton_parameters
 from common.errors import OptionError, UserError
+from serve.backend import Backend, RunnerOptions
 from serve.runner import Runner
 
 PROTOCOLS = ("http", "grpc")
@@ -221,3 +222,10 @@ class TritonRunner(Runner):
     def close(self) -> None:
         """Closes the connection now (it is closed anyway when the runner is collected or the program ends)."""
         self._close()
+
+
+def _open(source: str, options: RunnerOptions) -> Runner:
+    return TritonRunner(source)  # the server decides where the model runs
+
+
+BACKEND = Backend("triton", "Triton Inference Server", _open, schemes=("http://", "grpc://"))

@@ -11,6 +11,7 @@ pass.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import subprocess
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common.artifact import CPU_INT8, engine_file, exported_files, onnx_file
+from common.artifact import engine_file, exported_files, onnx_file
 from workflows.check_worker import CheckFailed, Unavailable
 
 # Training steps of the training checks: the exported run takes 30, enough to leave the few-step transient in which
@@ -51,26 +52,6 @@ def needs_two_cores() -> None:
         raise Unavailable("needs 2 CPU cores")
 
 
-def needs_onnxruntime_cuda() -> None:
-    _needs_gpus(1)
-    _needs_ort_provider("CUDAExecutionProvider")
-
-
-def needs_onnxruntime_tensorrt() -> None:
-    _needs_gpus(1)
-    _needs_ort_provider("TensorrtExecutionProvider")
-    needs_tensorrt()
-
-
-def needs_openvino() -> None:
-    from serve.openvino_runner import OpenVinoUnavailable, import_openvino
-
-    try:
-        import_openvino()
-    except OpenVinoUnavailable as err:
-        raise Unavailable(str(err)) from err
-
-
 def needs_tensorrt() -> None:
     from common.tensorrt_compat import tensorrt_missing_reason
 
@@ -82,30 +63,13 @@ def needs_tensorrt() -> None:
 def _needs_gpus(count: int) -> None:
     import torch
 
-    if not torch.cuda.is_available():
-        raise Unavailable(f"no CUDA GPU is visible ({_torch_build()})")
+    from common.models import cuda_missing_reason
+
+    why = cuda_missing_reason()
+    if why:
+        raise Unavailable(why)
     if torch.cuda.device_count() < count:
         raise Unavailable(f"needs {count} GPUs, {torch.cuda.device_count()} visible")
-
-
-def _torch_build() -> str:
-    import torch
-
-    if torch.version.cuda is None:
-        return (
-            f"torch {torch.__version__} is a CPU build: install a CUDA build of torch on a machine with an NVIDIA GPU"
-        )
-    return f"torch {torch.__version__} is built for CUDA {torch.version.cuda}: needs an NVIDIA GPU and its driver"
-
-
-def _needs_ort_provider(name: str) -> None:
-    import onnxruntime as ort
-
-    if name not in ort.get_available_providers():
-        raise Unavailable(
-            f"this ONNX Runtime build ({ort.__version__}) has no {name}: on a GPU machine install onnxruntime-gpu "
-            "instead of onnxruntime"
-        )
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -186,42 +150,42 @@ def export_onnx(work: Path, quick: bool) -> str:
 # -------------------------------------------------------------------------------------------- runtimes, engines
 
 
-def onnxruntime_cpu(work: Path, quick: bool) -> str:
-    return _onnxruntime(work, "cpu")
+def needs_backend(backend: str, variant: str) -> None:
+    """A registered backend's own word on whether `variant` of it can run here."""
+    from serve.backends import BACKENDS
+
+    why = BACKENDS[backend].unavailable(variant)
+    if why:
+        raise Unavailable(why)
 
 
-def onnxruntime_cuda(work: Path, quick: bool) -> str:
-    return _onnxruntime(work, "cuda")
+def backend_rows(backend: str, variant: str, work: Path, quick: bool) -> str:
+    """The exported files the way a registered backend runs them in `variant` (ONNX Runtime: one execution
+    provider), each gated against the torch model."""
+    from serve.backends import BACKENDS, open_row
+
+    rows = BACKENDS[backend].rows(exported_files(work / EXPORT), variant)
+    if not rows:
+        raise CheckFailed(f"{backend} ({variant}) runs none of the exported files")
+    return _gated(work, {f"{backend} {variant} {row.name}": open_row(backend, row) for row in rows})
 
 
-def onnxruntime_tensorrt(work: Path, quick: bool) -> str:
-    return _onnxruntime(work, "tensorrt")
+def backend_checks() -> list[Check]:
+    """One check per registered backend variant (serve.backends.BACKENDS): nothing here names a backend."""
+    from serve.backends import BACKENDS
 
-
-def _onnxruntime(work: Path, provider: str) -> str:
-    """Every exported file on ONNX Runtime's `provider` (the CPU INT8 form on the CPU only)."""
-    from serve.backends import open_runner
-
-    onnx, _ = exported_files(work / EXPORT)
-    rows = {
-        f"onnxruntime {provider} {name}": open_runner(path, provider=provider)
-        for name, path in onnx.items()
-        if provider == "cpu" or name != CPU_INT8
-    }
-    return _gated(work, rows)
-
-
-def openvino_cpu(work: Path, quick: bool) -> str:
-    """The rows `pipeline` runs on OpenVINO: FP32, BF16 where the CPU has a BF16 path, the Q/DQ INT8 file."""
-    from serve.backends import open_runner
-    from workflows.pipeline import openvino_artifacts
-
-    onnx, _ = exported_files(work / EXPORT)
-    artifacts = openvino_artifacts(onnx, lambda message: None)
-    rows = {
-        f"openvino {name}": open_runner(path, backend, precision=p) for (backend, name, p), path in artifacts.items()
-    }
-    return _gated(work, rows)
+    return [
+        Check(
+            f"{name} ({variant})",
+            functools.partial(backend_rows, name, variant),
+            functools.partial(needs_backend, name, variant),
+            (EXPORTED,),
+            900 if hardware == "tensorrt" else 300,
+            hardware=hardware,
+        )
+        for name, backend in BACKENDS.items()
+        for variant, hardware in backend.variants
+    ]
 
 
 def tensorrt_fp16(work: Path, quick: bool) -> str:
@@ -275,6 +239,9 @@ def _gated(work: Path, rows: dict[str, Any]) -> str:
     )
 
 
+EXPORTED = "export onnx (fp32, fp16, int8)"
+
+
 @dataclass(frozen=True)
 class Check:
     """One path through the project on this machine. `needs()` raises Unavailable, saying why and what would make
@@ -292,24 +259,13 @@ class Check:
     hardware: str = "cpu"
 
 
-EXPORTED = "export onnx (fp32, fp16, int8)"
 CHECKS = [
     Check("train (cpu)", train_cpu),
     Check("train (cuda, autocast)", train_cuda, needs_gpu, trains=True, hardware="gpu"),
     Check("train (torchrun, 2 cpu processes)", torchrun_cpu, needs_two_cores, trains=True),
     Check("train (torchrun, 2 gpus)", torchrun_gpus, needs_two_gpus, trains=True, hardware="gpu"),
     Check(EXPORTED, export_onnx, uses=("train (cpu)",)),
-    Check("onnxruntime (cpu)", onnxruntime_cpu, uses=(EXPORTED,)),
-    Check("onnxruntime (cuda)", onnxruntime_cuda, needs_onnxruntime_cuda, (EXPORTED,), hardware="gpu"),
-    Check(
-        "onnxruntime (tensorrt)",
-        onnxruntime_tensorrt,
-        needs_onnxruntime_tensorrt,
-        (EXPORTED,),
-        900,
-        hardware="tensorrt",
-    ),
-    Check("openvino (cpu)", openvino_cpu, needs_openvino, (EXPORTED,)),
+    *backend_checks(),
     Check("tensorrt engine (fp16)", tensorrt_fp16, needs_tensorrt, (EXPORTED,), 900, hardware="tensorrt"),
     Check("tensorrt engine (int8)", tensorrt_int8, needs_tensorrt, (EXPORTED,), 900, hardware="tensorrt"),
 ]

@@ -40,7 +40,11 @@ CASES = [
         ["--zero-shot", "builtin", "--pretrained", "openai", *SMALL],
         "the built-in model carries its own weights; --pretrained 'openai' would be ignored",
     ),
-    ("zero-shot-with-precision", ["--zero-shot", "builtin", "--precision", "bf16"], "--precision is OpenVINO's"),
+    (
+        "zero-shot-with-precision",
+        ["--zero-shot", "builtin", "--precision", "bf16"],
+        "the torch backend offers no choice of inference precision (bf16): a choice of openvino only",
+    ),
     # --checkpoint
     ("checkpoint-missing", ["--checkpoint", f"{W}/nope"], f"not a run directory (no run.json): {W}/nope"),
     ("checkpoint-a-file", ["--checkpoint", f"{W}/notes.json"], f"not a run directory (no run.json): {W}/notes.json"),

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from calib.int8 import Int8Options
 from cli import app
-from common.artifact import EngineInfo, read_onnx_spec, write_engine_sidecar
+from common.artifact import EngineInfo, ExportedFiles, read_onnx_spec, write_engine_sidecar
 from common.provenance import file_sha256
 from common.run import open_run
 from common.tensorrt_compat import tensorrt_missing_reason
@@ -230,7 +230,7 @@ def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_pass
     said = " ".join(result.stderr.split())
     assert f"recommended for this machine: {fastest}:" in said
     if tensorrt_missing_reason():
-        assert "not evaluated: model.plan" in said
+        assert "not evaluated on TensorRT: model.plan" in said
     # Without a run directory the reference must be named; with it, the same rows are measured against it.
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -263,6 +263,7 @@ def test_artifact_rows_say_when_openvino_is_missing(exported, monkeypatch):
 
     monkeypatch.setattr(serve.openvino_runner, "import_openvino", missing)
     heard: list[str] = []
-    runners, limits = artifact_runners("run", {"fp32": result.onnx["fp32"]}, {}, 1.0, 1.5, say=heard.append)
+    files = ExportedFiles({"fp32": result.onnx["fp32"]})
+    runners, limits = artifact_runners("run", files, 1.0, 1.5, say=heard.append)
     assert list(runners) == ["run (onnxruntime fp32)"] and limits == {"run (onnxruntime fp32)": 1.0}
-    assert heard == ["not evaluated on OpenVINO: OpenVINO is not installed: pip install openvino"]
+    assert heard == ["not evaluated on OpenVINO: model.onnx (OpenVINO is not installed: pip install openvino)"]

@@ -225,28 +225,28 @@ CASES = [
     (
         "runtime-with-engine",
         ["--engine", f"{W}/model.plan", "--runtime", "openvino"],
-        "--runtime chooses how an ONNX file runs: only with --onnx FILE.onnx",
+        "--runtime chooses how a model file runs, where several backends can: only with --onnx FILE.onnx",
     ),
     ("runtime-on-a-plan", ["--onnx", f"{W}/model.plan", "--runtime", "openvino"], "only with --onnx FILE.onnx"),
     (
         "precision-without-openvino",
         [*ONNX, "--precision", "bf16"],
-        "--precision is OpenVINO's inference precision: only with --runtime openvino",
+        "the onnxruntime backend offers no choice of inference precision (bf16): a choice of openvino only",
     ),
     (
         "precision-with-onnxruntime",
         [*ONNX, "--runtime", "onnxruntime", "--precision", "bf16"],
-        "--precision is OpenVINO's inference precision: only with --runtime openvino",
+        "the onnxruntime backend offers no choice of inference precision (bf16): a choice of openvino only",
     ),
     (
         "precision-unknown",
         [*ONNX, "--runtime", "openvino", "--precision", "fp16"],
-        "unknown --precision 'fp16' (choose from fp32, bf16)",
+        "unknown openvino inference precision 'fp16' (choose from fp32, bf16)",
     ),
     (
         "reference-runtime-of-a-run",
         [*ONNX, "--reference", "builtin", "--reference-runtime", "openvino"],
-        "--reference-runtime chooses how an ONNX file runs: only with --reference FILE.onnx",
+        "--reference-runtime chooses how a model file runs, where several backends can: only with --reference FILE",
     ),
     (
         "reference-runtime-without-reference",

@@ -1,0 +1,71 @@
+"""What a backend declares about itself: `Backend`, which each runner module fills in once (`BACKEND = Backend(...)`)
+and serve/backends.py registers with one line. Everything that picks, lists or runs backends (eval, the pipeline,
+`eval --artifacts`, `checks`, the speed benchmark) reads these declarations; none of them names a backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from common.artifact import ExportedFiles
+from serve.runner import Runner
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How a runner runs its artifact, beyond the artifact itself."""
+
+    device: str = "auto"  # auto, cpu, cuda, cuda:N (common.models.pick_device): torch models, GPU backends
+    precision: str | None = None  # an inference precision, for a backend that offers one (Backend.precisions)
+    provider: str | None = None  # an execution provider, for a backend that offers one (Backend.providers)
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    """One way a backend runs one exported file: a row of the pipeline's table and of `eval --artifacts`."""
+
+    name: str  # what the row shows after the backend's name: the artifact (fp32, int8-cpu) or the precision run (bf16)
+    path: Path
+    options: RunnerOptions = RunnerOptions()
+
+
+def no_rows(files: ExportedFiles, variant: str | None) -> list[ArtifactRow]:
+    return []
+
+
+def _always(variant: str | None) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend: how to open a runner, which names select it, what one can ask of it, and what it runs of an export.
+
+    `rows(files, variant)`: the exported files it runs and how (the pipeline and `eval --artifacts` take them with
+    variant None; `checks` once per variant). `unavailable(variant)`: why it cannot run here, None when it can (it is
+    asked before `rows`). `variants`: the ways `checks` proves it, each with the hardware it needs (cpu, gpu or
+    tensorrt; the tests' markers)."""
+
+    name: str
+    label: str  # how messages name it: "ONNX Runtime"
+    open: Callable[[str, RunnerOptions], Runner]  # (what the user named, how to run it) -> runner
+    suffix: str | None = None  # the file suffix that selects it by default (".onnx")
+    files: tuple[str, ...] = ()  # the file suffixes it can run when named (OpenVINO: .onnx, not by default)
+    schemes: tuple[str, ...] = ()  # URL schemes that select it
+    default: bool = False  # selected by anything no other backend claims (run directories, builtin)
+    precisions: tuple[str, ...] = ()  # inference precisions one can ask for; (): the artifact's own
+    providers: tuple[str, ...] = ()  # execution providers one can ask for; (): no choice
+    rows: Callable[[ExportedFiles, str | None], list[ArtifactRow]] = no_rows
+    unavailable: Callable[[str | None], str | None] = _always
+    variants: tuple[tuple[str, str], ...] = ()  # (variant, hardware) pairs `checks` runs
+
+    def selected_by(self, source: str) -> bool:
+        """Whether `source` (a file or URL) names this backend by its suffix or scheme."""
+        lower = source.lower()
+        return bool((self.suffix and lower.endswith(self.suffix)) or (self.schemes and lower.startswith(self.schemes)))
+
+    def runs(self, path: Path) -> bool:
+        """Whether it can run the file `path` (by its suffix)."""
+        return path.suffix.lower() in (*self.files, *((self.suffix,) if self.suffix else ()))
