@@ -40,7 +40,7 @@ from common.graph_scopes import PARTS
 from common.progress import ProgressHook
 from common.run import LATEST, RUNS_ROOT, Run
 from serve.metrics import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8
-from train.methods import LOSSES
+from train.methods import METHODS
 from train.recipes import COMPARED, RECIPES, RECOMMENDED
 
 if TYPE_CHECKING:
@@ -142,7 +142,23 @@ def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool, overrides:
     return run
 
 
-@app.command("train")
+def method_options_help() -> str:
+    """The methods' own options for train's --help, read from the registry (train/methods/)."""
+    lines = ["Method options, after --loss NAME (or a recipe of that method):"]
+    for name, method in METHODS.items():
+        fields = method.option_fields().values()
+        flags = [
+            f"--{f.name.replace('_', '-')} (default {f.default}): {f.metadata['help'].rstrip('.')}" for f in fields
+        ]
+        lines.append(f"{name}: " + ("; ".join(flags) if flags else "none"))
+    return "\n\n".join(lines)
+
+
+@app.command(
+    "train",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},  # the methods' own options
+    epilog=method_options_help(),
+)
 def train_cmd(
     ctx: typer.Context,
     model: str = typer.Option(
@@ -163,15 +179,7 @@ def train_cmd(
         help=f"A named recipe ({', '.join(RECIPES)}; NAME+wise[ALPHA] adds WiSE-FT). Default: {RECOMMENDED}, the "
         "recommended one (README), unless a method option (--loss, --head, ...) is given.",
     ),
-    loss: str = typer.Option("proreg", help=" | ".join(f"{k}: {m.description}" for k, m in LOSSES.items()) + "."),
-    weight_form: str = typer.Option("xerm", help="ProReg weight: xerm (paper formula) | official (authors' code)."),
-    alpha: float = typer.Option(1.0, help="ProReg: weight of the KL term."),
-    gamma: float = typer.Option(1.0, help="ProReg xerm: exponent on the cross-entropies."),
-    temperature: float = typer.Option(1.0, help="Distillation temperature T."),
-    kd_alpha: float = typer.Option(0.5, help="kd: fixed share of the KL term."),
-    tes_lv: float = typer.Option(0.2, help="TeS: share of the text distribution in the reference q (0..1)."),
-    tes_lt: float = typer.Option(0.4, help="TeS: weight of the projection's loss against the text classifier."),
-    tes_tau: float = typer.Option(0.03, help="TeS: temperature of the projection's cosine logits."),
+    loss: str = typer.Option("proreg", help=" | ".join(f"{k}: {m.description}" for k, m in METHODS.items()) + "."),
     head: str | None = typer.Option(
         None,
         help="text (fixed text classifier) | trainable (initialised from it, renormalized, learned scale) | "
@@ -221,11 +229,26 @@ def train_cmd(
     ce) with a head (the fixed text classifier, a trainable one started from it, or a linear one)."""
     with one_line_errors():
         typed = {k for k in ctx.params if k != "resume" and _typed(ctx, k)}
+        settings = _method_settings(ctx)
         if resume:  # the run's own config; only what the user typed is passed on, to be honoured or refused
-            overrides = {CONFIG_NAMES.get(k, k): ctx.params[k] for k in typed}
+            overrides = {CONFIG_NAMES.get(k, k): ctx.params[k] for k in typed} | settings
             do_train(None, resume, resume=True, overrides=overrides)
         else:
-            do_train(_train_config(ctx.params, typed), out, resume=False)
+            do_train(_train_config(ctx.params, typed, settings), out, resume=False)
+
+
+def _method_settings(ctx: typer.Context) -> dict[str, Any]:
+    """The method options typed after the train command's own (`--kd-alpha 0.7`), checked against the method they
+    set: --loss's, else the recipe's (--recipe, else the recommended one)."""
+    from train.recipes import resolve_recipe
+
+    if not ctx.args:
+        return {}
+    if _typed(ctx, "loss") or ctx.params["resume"]:
+        kind = ctx.params["loss"]
+    else:
+        kind = resolve_recipe(ctx.params["recipe"] or RECOMMENDED).loss.get("kind", "proreg")
+    return METHODS[kind].settings_from_flags(ctx.args)
 
 
 CONFIG_NAMES = {"workers": "num_workers"}  # train options named otherwise in TrainConfig
@@ -238,14 +261,13 @@ def _typed(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-LOSS_OPTIONS = ("weight_form", "alpha", "gamma", "temperature", "kd_alpha", "tes_lv", "tes_lt", "tes_tau")
-METHOD_OPTIONS = ("loss", *LOSS_OPTIONS, "head", "head_init", "head_lr_scale", "lp_fraction")
+METHOD_OPTIONS = ("loss", "head", "head_init", "head_lr_scale", "lp_fraction")  # with the methods' own: a method
 
 
-def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
+def _train_config(options: dict[str, Any], typed: set[str], own: dict[str, Any]) -> TrainConfig:
     """The TrainConfig the train command's options describe (`options`: typer's parsed values, by name; `typed`:
-    the names the user gave). A recipe (--recipe, else the recommended one when no method option was typed) sets
-    the method; method options typed beside it change its settings."""
+    the names the user gave; `own`: the method's own options typed). A recipe (--recipe, else the recommended
+    one when no method option was typed) sets the method; method options typed beside it change its settings."""
     from train.config import TrainConfig
     from train.losses import LossConfig
     from train.recipes import RECOMMENDED, recipe_config, resolve_recipe
@@ -260,9 +282,9 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
         "templates": _templates(o, typed),
         "num_workers": o["workers"],
     }
-    recipe = o["recipe"] or (None if typed & set(METHOD_OPTIONS) else RECOMMENDED)
+    recipe = o["recipe"] or (None if typed & set(METHOD_OPTIONS) or own else RECOMMENDED)
     if recipe:
-        loss = {("kind" if k == "loss" else k): o[k] for k in ("loss", *LOSS_OPTIONS) if k in typed}
+        loss = {**({"kind": o["loss"]} if "loss" in typed else {}), **own}
         method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction") if k in typed}
         # A recipe's own settings (ProReg's batch 32 x 8, RandAugment, lr 1e-5) give way only to options typed.
         recipe_fields = set(resolve_recipe(recipe).train)
@@ -270,7 +292,7 @@ def _train_config(options: dict[str, Any], typed: set[str]) -> TrainConfig:
         cfg = recipe_config(recipe, loss, **settings, **method)
         # Options typed beside a recipe make another method: run.json and the folder name say so by naming none.
         return dataclasses.replace(cfg, recipe=None) if loss or method else cfg
-    loss_config = LossConfig(o["loss"], **{k: o[k] for k in LOSS_OPTIONS})
+    loss_config = LossConfig(o["loss"], own)
     method = {k: o[k] for k in ("head", "head_init", "head_lr_scale", "lp_fraction")}
     return TrainConfig(**shared, **method, loss=loss_config)
 
@@ -733,7 +755,7 @@ def pipeline_cmd(
     recipe: str | None = typer.Option(
         None, help=f"Training recipe ({', '.join(RECIPES)}, NAME+wise[ALPHA]); default: {RECOMMENDED} (README)."
     ),
-    loss: str | None = typer.Option(None, help=" | ".join(LOSSES) + ": that loss alone, instead of a recipe."),
+    loss: str | None = typer.Option(None, help=" | ".join(METHODS) + ": that loss alone, instead of a recipe."),
     epochs: int = typer.Option(10),
     max_steps: int | None = typer.Option(None, help="Stop training after this many steps (a quick smoke run)."),
     seed: int = typer.Option(0),

@@ -21,14 +21,14 @@ from data.specs import resolve_eval_sets
 from serve.backends import open_runner
 from serve.evaluate import evaluate
 from train.config import TrainConfig
-from train.losses import LossConfig
+from train.losses import LossConfig, loss_config
 from train.trainer import train
 
 METHODS = {
     "ce": LossConfig(kind="ce"),
     "kd": LossConfig(kind="kd"),
-    "proreg (official)": LossConfig(kind="proreg", weight_form="official"),
-    "proreg (xerm)": LossConfig(kind="proreg", weight_form="xerm"),
+    "proreg (official)": loss_config("proreg", weight_form="official"),
+    "proreg (xerm)": loss_config("proreg", weight_form="xerm"),
 }
 
 

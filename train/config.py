@@ -14,7 +14,7 @@ from common.typed_json import from_json
 from data.suites.registry import parse_suite_spec, prompt_templates
 from data.transforms import AUGMENTATIONS
 from train.losses import LossConfig
-from train.methods import LOSSES
+from train.methods import METHODS
 
 # The ProReg recipe's encoder learning rate, tuned for CLIPs pretrained on hundreds of millions of pairs.
 PAPER_LR = 1e-5
@@ -104,7 +104,7 @@ class TrainConfig:
         self._check_head()
 
     def _check_head(self) -> None:
-        method = LOSSES[self.loss.kind]
+        method = METHODS[self.loss.kind]
         self.head = self.head or method.heads[0]
         if self.head not in method.heads:
             heads = " or ".join(method.heads)
@@ -151,7 +151,12 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "training config") -> TrainConfig:
         """The config saved in run.json, every field's type checked (a damaged one is a CheckpointError)."""
-        return from_json(cls, data, where, CheckpointError)
+        if isinstance(data, dict) and "loss" in data:
+            data = {**data, "loss": LossConfig.from_record(data["loss"])}
+        try:
+            return from_json(cls, data, where, CheckpointError)
+        except OptionError as err:  # a value out of its range: the file was written by something else, or damaged
+            raise CheckpointError(f"{where}: {err}") from err
 
 
 def _absolute(spec: str | None) -> str | None:

@@ -210,11 +210,14 @@ def knob_settings(recipe: Recipe, value: Any) -> dict[str, Any]:
 def recipe_config(name: str, loss: dict[str, Any] | None = None, **train: Any) -> TrainConfig:
     """The TrainConfig of recipe `name`, with `loss` and `train` fields set on top (options the user typed)."""
     from train.config import TrainConfig
-    from train.losses import LossConfig
+    from train.losses import loss_config
 
     recipe = resolve_recipe(name)
     settings = {**recipe.train, "recipe": name, "wise_alpha": recipe.wise_alpha, **train}
-    cfg = TrainConfig(loss=LossConfig(**{**recipe.loss, **(loss or {})}), **settings)
+    loss = loss or {}
+    # Another method named over the recipe's takes its own settings, not the recipe's method's.
+    base = recipe.loss if loss.get("kind", recipe.loss.get("kind")) == recipe.loss.get("kind") else {}
+    cfg = TrainConfig(loss=loss_config(**{**base, **loss}), **settings)
     if recipe.suite and not made_for(recipe.suite, cfg.data):
         log.warning("recipe %r was made for %s data; training on %s with its settings", name, recipe.suite, cfg.data)
     return cfg

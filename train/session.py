@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -28,8 +27,9 @@ from data.loading import ImageDataset, check_some_readable, make_loader
 from data.specs import TrainData, resolve_train_data
 from data.transforms import eval_transform, train_transform
 from train.config import TrainConfig
-from train.flyp import TextTower, load_text_tower
-from train.methods import LOSSES
+from train.methods import METHODS
+from train.methods.base import SideContext
+from train.methods.flyp import TextTower
 from train.run_dirs import RunLock
 
 log = logging.getLogger(__name__)
@@ -50,30 +50,6 @@ class SeededAugment(Dataset):
             return self.base[i]
 
 
-class TextProjection(nn.Module):
-    """TeS's projection g: Linear-BN-ReLU-Linear from the image features to the text width, L2-normalized. It
-    trains the tower through the text classifier and is never exported."""
-
-    def __init__(self, in_dim: int, text_dim: int):
-        super().__init__()
-        self.layers = nn.Sequential(
-            nn.Linear(in_dim, in_dim), nn.BatchNorm1d(in_dim), nn.ReLU(inplace=True), nn.Linear(in_dim, text_dim)
-        )
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        norm = self.layers[1]
-        # BatchNorm cannot take statistics of one image (a last batch of one, or one readable image): that batch is
-        # normalized with the running ones. Not SyncBatchNorm (GPUs under torchrun): its statistics are the global
-        # batch's, and a rank that skipped its collective would hang the others.
-        if self.training and len(features) < 2 and not isinstance(norm, nn.SyncBatchNorm):
-            norm.eval()
-            try:
-                return F.normalize(self.layers(features), dim=-1)
-            finally:
-                norm.train()
-        return F.normalize(self.layers(features), dim=-1)
-
-
 class TrainOutputs(NamedTuple):
     """What one training pass gives the loss."""
 
@@ -87,7 +63,7 @@ class TrainForward(nn.Module):
     features and the captions' through the text tower. Under torchrun it is what DistributedDataParallel wraps, so
     every parameter the optimizer changes (the text tower's included) is synchronized."""
 
-    def __init__(self, student: ClipClassifier, projection: TextProjection | None, text_tower: TextTower | None = None):
+    def __init__(self, student: ClipClassifier, projection: nn.Module | None, text_tower: TextTower | None = None):
         super().__init__()
         self.student, self.projection, self.text_tower = student, projection, text_tower
 
@@ -112,9 +88,9 @@ class ModelState:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler  # FP16 loss scaling; a no-op unless --precision fp16 on CUDA
     forward: nn.Module  # TrainForward, wrapped in DistributedDataParallel under torchrun
-    projection: TextProjection | None = None  # TeS only
+    projection: nn.Module | None = None  # a method's "projection" side module (TeS)
     frozen_encoder_steps: int = 0  # LP-FT: the encoder trains only from this step on
-    text_tower: TextTower | None = None  # FLYP only: trained, and the source of the student's text head
+    text_tower: TextTower | None = None  # a method's "text_tower" (FLYP): trained, the source of the text head
 
     @property
     def data_parallel(self) -> nn.parallel.DistributedDataParallel | None:
@@ -284,13 +260,10 @@ def _model_state(
 ) -> ModelState:
     teacher = teacher.to(device).requires_grad_(False)
     student = _student(cfg, teacher)
-    method = LOSSES[cfg.loss.kind]
-    projection = None
-    if method.uses_text_projection:
-        width = teacher.text_head().weight.shape[1]
-        projection = TextProjection(int(width), int(width)).to(device)  # CLIP's towers share the embedding width
-    text_tower = load_text_tower(cfg.model, cfg.pretrained).to(device) if method.trains_text_tower else None
-    groups = _parameter_groups(cfg, student, projection, text_tower)
+    method = METHODS[cfg.loss.kind]
+    context = SideContext(cfg.model, cfg.pretrained, int(teacher.text_head().weight.shape[1]))
+    side = {name: module.build(context).to(device) for name, module in method.side_modules.items()}
+    groups = _parameter_groups(cfg, student, side)
     optimizer = torch.optim.AdamW(groups, lr=cfg.resolved_lr(), betas=cfg.betas, weight_decay=cfg.weight_decay)
     frozen = min(total - 1, math.floor(cfg.lp_fraction * total))  # at least one step fine-tunes everything
     factors = [
@@ -300,6 +273,9 @@ def _model_state(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
     scaler = torch.amp.GradScaler("cuda", enabled=training_dtype(device, cfg.precision) == torch.float16)
+    projection, text_tower = side.get("projection"), side.get("text_tower")
+    if text_tower is not None and not isinstance(text_tower, TextTower):  # the trainer tokenizes captions with it
+        raise TypeError(f"a method's text_tower side module must be a TextTower, not {type(text_tower).__name__}")
     forward: nn.Module = TrainForward(student, projection, text_tower)
     ranks = ranks or Ranks()
     if ranks.distributed:
@@ -307,14 +283,16 @@ def _model_state(
     return ModelState(student, teacher, optimizer, scheduler, scaler, forward, projection, frozen, text_tower)
 
 
-def _parameter_groups(
-    cfg: TrainConfig, student: ClipClassifier, projection: TextProjection | None, text_tower: TextTower | None
-) -> list[dict]:
-    """The encoder's group (FLYP's text tower and CLIP's logit scale with it: the authors train every CLIP parameter
-    with one AdamW) and, when there is one, the head's (a trainable head, TeS's projection) at its multiple."""
+def _parameter_groups(cfg: TrainConfig, student: ClipClassifier, side: dict[str, nn.Module]) -> list[dict]:
+    """The encoder's group (with the side modules a method trains at its rate: FLYP's text tower and CLIP's logit
+    scale, as the authors train every CLIP parameter with one AdamW) and, when there is one, the head's (a trainable
+    head, and the side modules at the head's rate: TeS's projection) at its multiple."""
     lr = cfg.resolved_lr()
-    encoder = list(student.visual.parameters()) + (list(text_tower.parameters()) if text_tower else [])
-    head = list(student.head.parameters()) + (list(projection.parameters()) if projection else [])
+    rate = {name: module.group for name, module in METHODS[cfg.loss.kind].side_modules.items()}
+    encoder = list(student.visual.parameters())
+    encoder += [p for name, module in side.items() if rate[name] == "encoder" for p in module.parameters()]
+    head = list(student.head.parameters())
+    head += [p for name, module in side.items() if rate[name] == "head" for p in module.parameters()]
     groups = [{"params": encoder, "lr": lr, "lr_scale": 1.0}]
     if head:
         scale = cfg.resolved_head_lr_scale()

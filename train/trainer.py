@@ -43,9 +43,9 @@ from train.checkpointing import (
     set_base_lr,
 )
 from train.config import TrainConfig
-from train.flyp import caption_templates, captions
 from train.losses import compute_loss, total_loss
-from train.methods import LOSSES
+from train.methods import METHODS
+from train.methods.flyp import caption_templates, captions
 from train.metrics_log import MetricsLog
 from train.run_dirs import RunLock, check_unused, config_to_resume, fit_to_world, fresh_run_dir, point_latest
 from train.session import Session, autocast, build_session, epoch_steps, loader, rank_batches, trained_parameters
@@ -61,7 +61,7 @@ class TrainingInterrupted(Exception):
 @torch.no_grad()
 def precompute_teacher_logits(s: Session) -> None:
     """Without augmentation every epoch shows the teacher the same images: run it once, index by sample."""
-    if s.cfg.augment != "none" or not LOSSES[s.cfg.loss.kind].uses_teacher or not s.cfg.teacher_cache:
+    if s.cfg.augment != "none" or not METHODS[s.cfg.loss.kind].uses_teacher or not s.cfg.teacher_cache:
         return
     start = time.time()
     plain = ImageDataset(s.data.resolved.train, eval_transform(s.record.classifier.preprocess), s.cfg.strict)
@@ -76,7 +76,7 @@ def precompute_teacher_logits(s: Session) -> None:
 
 
 def teacher_logits(s: Session, batch: Batch, images: torch.Tensor) -> torch.Tensor | None:
-    if not LOSSES[s.cfg.loss.kind].uses_teacher:
+    if not METHODS[s.cfg.loss.kind].uses_teacher:
         return None
     if s.data.teacher_logits is not None:
         return s.data.teacher_logits[batch.indices].to(s.device)

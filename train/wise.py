@@ -4,9 +4,9 @@ theta = (1 - alpha) theta_0 + alpha theta_ft over the image tower and, where it 
 the zero-shot model, rebuilt from what run.json says (model, pretrained weights, prompts, templates), with the
 run's head kind started from the text classifier, or another run of the same architecture and classes (`base`).
 A FLYP run trained the text tower too: both towers are interpolated, and the text head is rebuilt from the
-interpolated text tower (train.flyp). alpha 0 gives theta_0 exactly and alpha 1 theta_ft exactly (for FLYP, the head
-at an end is that end's own, built from that very tower). The result is a run directory like any other, so export,
-eval and the pipeline take it, and the shipped model costs nothing extra at inference.
+interpolated text tower (train.methods.flyp). alpha 0 gives theta_0 exactly and alpha 1 theta_ft exactly (for FLYP,
+the head at an end is that end's own, built from that very tower). The result is a run directory like any other, so
+export, eval and the pipeline take it, and the shipped model costs nothing extra at inference.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from common.run import (
     write_run_record,
 )
 from train.config import TrainConfig
-from train.flyp import TextTower, load_text_tower, prefixed, split_text_tower, text_head_from_tower
-from train.methods import LOSSES
+from train.methods import METHODS
+from train.methods.flyp import TextTower, load_text_tower, prefixed, split_text_tower, text_head_from_tower
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> None:
@@ -80,7 +80,7 @@ def zero_shot_state(run: Run) -> dict[str, torch.Tensor]:
     teacher, _ = zero_shot_classifier(meta.model, meta.pretrained, meta.classes, meta.prompts, meta.templates)
     text = teacher.text_head()
     start = ClipClassifier(teacher.visual, text.weight, float(text.logit_scale), head=meta.head)
-    if not LOSSES[cfg.loss.kind].trains_text_tower:
+    if not METHODS[cfg.loss.kind].trains_text_tower:
         return start.state_dict()
     return start.state_dict() | prefixed(load_text_tower(meta.model, meta.pretrained).state_dict())
 
@@ -90,7 +90,7 @@ def finetuned_state(run: Run) -> dict[str, torch.Tensor]:
     prefixed."""
     weights = finetuned_weights(run)
     state = load_weights(weights)
-    if not LOSSES[_train_config(run).loss.kind].trains_text_tower:
+    if not METHODS[_train_config(run).loss.kind].trains_text_tower:
         return state
     tower = run.path / TEXT_TOWER_WEIGHTS
     if not tower.is_file():

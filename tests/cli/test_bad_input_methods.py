@@ -34,10 +34,18 @@ TRAIN_CASES = [
         [*FAST, "--lp-fraction", "-0.1", "--head", "trainable"],
         "lp_fraction must be a finite number at least 0 and at most 1, got -0.1",
     ),
-    ("tes-lv-above-1", [*FAST, "--tes-lv", "1.5"], "tes_lv must be a finite number at least 0 and at most 1, got 1.5"),
-    ("tes-lt-negative", [*FAST, "--tes-lt", "-1"], "tes_lt must be a finite number at least 0, got -1.0"),
-    ("tes-tau-0", [*FAST, "--tes-tau", "0"], "tes_tau must be a finite number above 0, got 0.0"),
-    ("tes-tau-nan", [*FAST, "--tes-tau", "nan"], "tes_tau must be a finite number above 0, got nan"),
+    (
+        "tes-lv-above-1",
+        [*FAST, "--loss", "tes", "--tes-lv", "1.5"],
+        "tes_lv must be a finite number at least 0 and at most 1, got 1.5",
+    ),
+    (
+        "tes-lt-negative",
+        [*FAST, "--loss", "tes", "--tes-lt", "-1"],
+        "tes_lt must be a finite number at least 0, got -1.0",
+    ),
+    ("tes-tau-0", [*FAST, "--loss", "tes", "--tes-tau", "0"], "tes_tau must be a finite number above 0, got 0.0"),
+    ("tes-tau-nan", [*FAST, "--loss", "tes", "--tes-tau", "nan"], "tes_tau must be a finite number above 0, got nan"),
     ("head-lr-scale-0", [*FAST, "--head", "trainable", "--head-lr-scale", "0"], "head_lr_scale must be a finite"),
     ("recipe-unknown", [*FAST, "--recipe", "magic"], f"unknown recipe 'magic' (choose from {CHOICES})"),
     (

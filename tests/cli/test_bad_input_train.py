@@ -9,6 +9,7 @@ pytestmark = pytest.mark.slow  # the session's world trains and exports a run; t
 
 # Fast, small inputs for cases about something else: should a case not be refused, it trains one step on 60 images.
 FAST = ["--data", f"{W}/images", "--max-steps", "1"]
+KD = [*FAST, "--loss", "kd"]
 RUNNING = f"{COPY}/run-running"  # an interrupted-looking run, resumable (each case resumes its own copy)
 LOCK_FIRST = (
     "refused with the right line, but only after prepare() has taken the run lock, which truncates {run}/.lock and "
@@ -45,13 +46,17 @@ CASES = [
     ("temperature-0", [*FAST, "--temperature", "0"], "temperature must be a finite number above 0, got 0.0"),
     ("temperature-negative", [*FAST, "--temperature", "-2"], "temperature must be a finite number above 0"),
     ("temperature-inf", [*FAST, "--temperature", "inf"], "temperature must be a finite number above 0, got inf"),
-    ("kd-alpha-above-1", [*FAST, "--kd-alpha", "1.5"], "kd_alpha must be a finite number at least 0 and at most 1"),
-    ("kd-alpha-negative", [*FAST, "--kd-alpha", "-0.1"], "kd_alpha must be a finite number at least 0"),
+    ("kd-alpha-above-1", [*KD, "--kd-alpha", "1.5"], "kd_alpha must be a finite number at least 0 and at most 1"),
+    ("kd-alpha-negative", [*KD, "--kd-alpha", "-0.1"], "kd_alpha must be a finite number at least 0"),
+    ("kd-alpha-nan", [*KD, "--kd-alpha", "nan"], "kd_alpha must be a finite number at least 0 and at most 1, got nan"),
+    ("kd-alpha-not-a-number", [*KD, "--kd-alpha", "half"], "--kd-alpha 'half': give a number"),
+    ("kd-alpha-without-value", [*KD, "--kd-alpha"], "--kd-alpha needs a value"),
     (
-        "kd-alpha-nan",
-        [*FAST, "--kd-alpha", "nan"],
-        "kd_alpha must be a finite number at least 0 and at most 1, got nan",
+        "kd-alpha-for-proreg",  # an option of another method, which would be ignored
+        [*FAST, "--loss", "proreg", "--kd-alpha", "0.7"],
+        "no option --kd-alpha for loss 'proreg' (its own: --weight-form, --alpha, --gamma, --temperature, --eps;",
     ),
+    ("option-unknown", [*FAST, "--kd-alpa", "0.7"], "no option --kd-alpa for loss 'proreg'"),
     pytest.param(
         "seed-huge",
         [*FAST, "--seed", "99999999999999999999999"],
@@ -70,7 +75,11 @@ CASES = [
     ),
     # choices
     ("loss-unknown", [*FAST, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes, flyp)"),
-    ("weight-form-unknown", [*FAST, "--weight-form", "magic"], "unknown ProReg weight form 'magic'"),
+    (
+        "weight-form-unknown",
+        [*FAST, "--weight-form", "magic"],
+        "unknown weight_form 'magic' (choose from xerm, official)",
+    ),
     ("augment-unknown", [*FAST, "--augment", "autoaugment"], "unknown augmentation 'autoaugment'"),
     (
         "precision-unknown",

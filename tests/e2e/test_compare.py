@@ -148,7 +148,7 @@ def test_compare_cells_sweep_each_methods_knob_over_the_seeds(spec):
         ("kd", "kd_alpha=0.75", 0),
         ("kd", "kd_alpha=0.75", 1),
     ]
-    assert [c.config.loss.kd_alpha for c in cells[2:]] == [0.5, 0.5, 0.75, 0.75]
+    assert [c.config.loss.settings["kd_alpha"] for c in cells[2:]] == [0.5, 0.5, 0.75, 0.75]
     assert [c.config.seed for c in cells] == [0, 1] * 3 and all(c.config.max_steps == 2 for c in cells)
     assert [c.folder for c in cells[:3]] == ["ce-s0", "ce-s1", "kd-kd_alpha0.5-s0"]
 
@@ -167,7 +167,7 @@ def test_compare_writes_the_leaderboard(compared, spec):
         assert run.record.status == "finished" and run.record.progress.step == 2
         assert (cell / COMPARE_SCORES).is_file()
     kd = [open_run(c).record.train_config for c in cells if open_run(c).record.train_config["loss"]["kind"] == "kd"]
-    assert sorted((c["loss"]["kd_alpha"], c["seed"]) for c in kd) == [(0.5, 0), (0.5, 1), (0.75, 0), (0.75, 1)]
+    assert sorted((c["loss"]["settings"]["kd_alpha"], c["seed"]) for c in kd) == [(0.5, 0), (0.5, 1), (0.75, 0), (0.75, 1)]
 
     written = json.loads((out / "leaderboard.json").read_text())
     assert [r["name"] for r in written["rows"]] == [r.name for r in rows]

@@ -15,7 +15,7 @@ from common.artifact import ClassifierMeta
 from common.errors import OptionError
 from common.run import CheckpointError, DataSource, Run, RunData, RunRecord
 from train.config import PAPER_LR, RECOMMENDED_LR, TrainConfig
-from train.losses import LossConfig
+from train.losses import LossConfig, loss_config
 from train.run_dirs import check_unused, config_to_resume, fresh_run_dir, point_latest
 
 
@@ -44,7 +44,7 @@ def test_round_trip_of_a_config_with_every_field_changed() -> None:
         val_data="data/val.csv",
         classnames="names.txt",
         templates=["a photo of a {}", "a sketch of a {}"],
-        loss=LossConfig(kind="kd", kd_alpha=0.25, temperature=2.0),
+        loss=loss_config("kd", kd_alpha=0.25, temperature=2.0),
         epochs=3,
         max_steps=100,
         batch_size=32,
@@ -199,8 +199,18 @@ def test_a_damaged_saved_config_is_a_checkpoint_error() -> None:
     saved = TrainConfig().to_dict()
     with pytest.raises(CheckpointError, match=r"train_config: betas should hold 2 values, not 3"):
         TrainConfig.from_dict({**saved, "betas": [0.9, 0.98, 0.5]}, "run.json: train_config")
-    with pytest.raises(CheckpointError, match=r"loss\.alpha should be float, not str"):
-        TrainConfig.from_dict({**saved, "loss": {**saved["loss"], "alpha": "1"}}, "run.json: train_config")
+    damaged = {**saved["loss"], "settings": {**saved["loss"]["settings"], "alpha": "1"}}
+    with pytest.raises(CheckpointError, match=r"run.json: train_config: alpha should be float, not str '1'"):
+        TrainConfig.from_dict({**saved, "loss": damaged}, "run.json: train_config")
+    with pytest.raises(CheckpointError, match=r"run.json: train_config: kd_alpha must be a finite number at least 0"):
+        TrainConfig.from_dict({**saved, "loss": {"kind": "kd", "kd_alpha": 3.0}}, "run.json: train_config")
+
+
+def test_a_config_saved_before_methods_had_options_of_their_own_is_read() -> None:
+    """run.json of earlier versions holds every method's options side by side under `loss`."""
+    flat = {"kind": "kd", "weight_form": "xerm", "alpha": 1.0, "gamma": 1.0, "temperature": 2.0, "kd_alpha": 0.25}
+    saved = {**TrainConfig().to_dict(), "loss": {**flat, "tes_lv": 0.2, "tes_lt": 0.4, "tes_tau": 0.03, "eps": 1e-8}}
+    assert TrainConfig.from_dict(saved).loss == loss_config("kd", kd_alpha=0.25, temperature=2.0)
 
 
 def test_templates_default_to_the_data_suites_own_and_suite_roots_are_made_absolute(tmp_path, monkeypatch):

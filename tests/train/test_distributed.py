@@ -233,7 +233,8 @@ GATHER_CHECK = """
 import sys
 import torch, torch.distributed as dist, torch.nn.functional as F
 from common.distributed import Ranks
-from train.losses import flyp_terms
+from train.methods.base import LossInputs
+from train.methods.flyp import flyp_terms
 from train.trainer import micro_batch_wide
 
 dist.init_process_group("gloo")
@@ -244,13 +245,17 @@ x, t = torch.randn(n, 8), torch.randn(n, 8)
 w_image, w_text = torch.randn(8, 4, requires_grad=True), torch.randn(8, 4, requires_grad=True)
 log_scale = torch.tensor(2.0, requires_grad=True)
 params = [w_image, w_text, log_scale]
-one = flyp_terms(F.normalize(x @ w_image, dim=-1), F.normalize(t @ w_text, dim=-1), log_scale.exp())
+def contrastive(features):
+    return flyp_terms(None, LossInputs(None, None, torch.arange(len(features[0])), contrastive=features))
+
+
+one = contrastive((F.normalize(x @ w_image, dim=-1), F.normalize(t @ w_text, dim=-1), log_scale.exp()))
 expected = torch.autograd.grad(one["contrastive_loss"], params)
 share = list(range(ranks.rank, n, ranks.world)) or [0]  # an empty share feeds a placeholder row, left out
 rows = len(range(ranks.rank, n, ranks.world))
 mine = (F.normalize(x[share] @ w_image, dim=-1), F.normalize(t[share] @ w_text, dim=-1), log_scale.exp())
 wide, count = micro_batch_wide(ranks, mine, rows)
-loss = flyp_terms(*wide)["contrastive_loss"]
+loss = contrastive(wide)["contrastive_loss"]
 grads = torch.autograd.grad(loss * ranks.world, params, allow_unused=True)  # optimizer_step's scale, count = n
 for p, g, want in zip(params, grads, expected):
     g = torch.zeros_like(p) if g is None else g.clone()

@@ -27,8 +27,9 @@ from common.run import FINETUNED_WEIGHTS, TEXT_TOWER_WEIGHTS, CheckpointError, R
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
-from train.flyp import caption_templates, captions, load_text_tower, split_text_tower
-from train.losses import LossConfig, compute_loss, flyp_terms, total_loss
+from train.losses import LossConfig, compute_loss, total_loss
+from train.methods.base import LossInputs
+from train.methods.flyp import caption_templates, captions, flyp_terms, load_text_tower, split_text_tower
 from train.recipes import recipe_config
 from train.trainer import TrainingInterrupted, train
 from train.wise import write_wise_run, zero_shot_state
@@ -52,7 +53,9 @@ def test_the_contrastive_loss_on_the_hand_computed_case():
 
 def test_the_gradient_reaches_both_towers_and_the_scale():
     images, texts, scale = (x.clone().requires_grad_(True) for x in (IMAGES, CAPTIONS, SCALE))
-    flyp_terms(images, texts, scale)["contrastive_loss"].backward()
+    flyp_terms(None, LossInputs(None, None, torch.arange(len(images)), contrastive=(images, texts, scale)))[
+        "contrastive_loss"
+    ].backward()
     for grad in (images.grad, texts.grad, scale.grad):
         assert grad is not None and grad.abs().sum() > 0
     # d CE(s a, y) / d s = E_softmax(s a)[a] - a_y, with a a row of f t^T: image -> text rows [1, 1] and [0, 0] give

@@ -12,7 +12,9 @@ import pytest
 import torch
 
 from common.errors import OptionError
-from train.losses import LossConfig, compute_loss, distillation_kl, proreg_weight, total_loss
+from train.losses import LossConfig, compute_loss, loss_config, total_loss
+from train.methods.distillation import distillation_kl
+from train.methods.proreg import proreg_weight
 
 S = torch.tensor([[0.0, 0.0]])
 Z = torch.tensor([[math.log(3.0), 0.0]])
@@ -33,7 +35,7 @@ def test_ce_loss():
 
 
 def test_kd_loss_fixed_tradeoff():
-    terms = compute_loss(LossConfig(kind="kd", kd_alpha=0.25), S, Z, Y)
+    terms = compute_loss(loss_config("kd", kd_alpha=0.25), S, Z, Y)
     assert terms["ce_loss"].item() == pytest.approx(0.75 * CE, abs=1e-5)
     assert terms["kd_loss"].item() == pytest.approx(0.25 * KL, abs=1e-5)
     assert total_loss(terms).item() == pytest.approx(0.75 * CE + 0.25 * KL, abs=1e-5)
@@ -41,7 +43,7 @@ def test_kd_loss_fixed_tradeoff():
 
 def test_proreg_xerm_weights_and_terms():
     # w = CE / (CE + CEt) = 0.693147 / 0.980829 = 0.706695
-    terms = compute_loss(LossConfig(kind="proreg", weight_form="xerm", alpha=1.5), S, Z, Y)
+    terms = compute_loss(loss_config("proreg", weight_form="xerm", alpha=1.5), S, Z, Y)
     assert terms["proreg_weight_mean"].item() == pytest.approx(0.706695, abs=1e-5)
     assert terms["ce_loss"].item() == pytest.approx((1 - 0.706695) * CE, abs=1e-5)  # 0.203303
     assert terms["kd_loss"].item() == pytest.approx(1.5 * 0.706695 * KL, abs=1e-5)  # 0.138667
@@ -55,7 +57,7 @@ def test_proreg_xerm_gamma_two():
 
 def test_proreg_official_weight():
     # w = p_t^10 / (p_s + p_t^10) = 0.75^10 / (0.5 + 0.75^10) = 0.0563135 / 0.5563135 = 0.101226
-    terms = compute_loss(LossConfig(kind="proreg", weight_form="official"), S, Z, Y)
+    terms = compute_loss(loss_config("proreg", weight_form="official"), S, Z, Y)
     assert terms["proreg_weight_mean"].item() == pytest.approx(0.101226, abs=1e-5)
     assert terms["kd_loss"].item() == pytest.approx(0.101226 * KL, abs=1e-5)
 
@@ -78,7 +80,7 @@ def test_no_gradient_through_proreg_weight():
     s = torch.tensor([[0.3, -0.2], [1.0, 0.5]], requires_grad=True)
     z = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     y = torch.tensor([0, 1])
-    cfg = LossConfig(kind="proreg", weight_form="xerm", gamma=2.0)
+    cfg = loss_config("proreg", weight_form="xerm", gamma=2.0)
     terms = compute_loss(cfg, s, z, y)
     assert not terms["proreg_weight_mean"].requires_grad
     total_loss(terms).backward()
@@ -95,5 +97,7 @@ def test_no_gradient_through_proreg_weight():
 def test_bad_config_is_refused():
     with pytest.raises(OptionError, match=r"unknown loss 'focal' \(choose from proreg, kd, ce, tes, flyp\)"):
         LossConfig(kind="focal")
-    with pytest.raises(OptionError, match="weight form"):
-        LossConfig(weight_form="magic")
+    with pytest.raises(OptionError, match=r"unknown weight_form 'magic' \(choose from xerm, official\)"):
+        loss_config("proreg", weight_form="magic")
+    with pytest.raises(OptionError, match="loss 'kd' takes kd_alpha, temperature; not alpha"):
+        loss_config("kd", alpha=2.0)

@@ -16,7 +16,8 @@ import torch
 
 from common.errors import OptionError
 from train.config import TrainConfig
-from train.losses import LossConfig
+from train.losses import LossConfig, loss_config
+from train.methods import METHODS
 from train.recipes import (
     COMPARED,
     DEFAULT_WISE_ALPHA,
@@ -111,7 +112,13 @@ def test_the_recommended_recipe_resolves_to_proreg_with_wise():
     recipe = resolve_recipe(RECOMMENDED)
     assert recipe.loss["kind"] == "proreg" and recipe.wise_alpha == DEFAULT_WISE_ALPHA
     cfg = recipe_config(RECOMMENDED)
-    assert (cfg.recipe, cfg.loss.kind, cfg.loss.weight_form, cfg.loss.alpha) == (RECOMMENDED, "proreg", "official", 2)
+    settings = cfg.loss.settings
+    assert (cfg.recipe, cfg.loss.kind, settings["weight_form"], settings["alpha"]) == (
+        RECOMMENDED,
+        "proreg",
+        "official",
+        2,
+    )
     assert (cfg.head, cfg.wise_alpha) == ("trainable", 0.5)
     assert stored(cfg).to_dict() == cfg.to_dict()
 
@@ -121,7 +128,7 @@ def test_the_recommended_recipe_resolves_to_proreg_with_wise():
 
 def test_recipe_config_applies_the_recipe_fields():
     cfg = recipe_config("proreg-official")
-    assert cfg.loss == LossConfig(kind="proreg", weight_form="official", alpha=2.0)
+    assert cfg.loss == loss_config("proreg", weight_form="official", alpha=2.0)
     assert (cfg.head, cfg.recipe, cfg.wise_alpha) == ("trainable", "proreg-official", None)
     tes = recipe_config("tes")
     assert tes.loss == LossConfig(kind="tes") and tes.head == "linear" and tes.head_init == "text"
@@ -149,10 +156,10 @@ def test_typed_options_win_over_the_recipe():
         batch_size=16,
         seed=7,
     )
-    assert cfg.loss == LossConfig(kind="proreg", weight_form="xerm", alpha=2.0)
+    assert cfg.loss == loss_config("proreg", weight_form="xerm", alpha=2.0)
     assert (cfg.head, cfg.max_steps, cfg.batch_size, cfg.seed) == ("text", 3, 16, 7)
     assert recipe_config("lp-ft", lp_fraction=0.25).lp_fraction == 0.25
-    assert recipe_config("kd", {"kd_alpha": 0.9}).loss.kd_alpha == 0.9
+    assert recipe_config("kd", {"kd_alpha": 0.9}).loss.settings["kd_alpha"] == 0.9
     assert recipe_config("proreg+wise0.3", wise_alpha=0.8).wise_alpha == 0.8  # a typed train field wins too
     assert recipe_config("ce", {"kind": "kd"}).loss.kind == "kd"  # so does a typed --loss
 
@@ -184,13 +191,12 @@ def test_knob_settings():
     assert knob_settings(RECIPES["ce"], None) == {} and knob_settings(RECIPES["lp-ft"], 1.0) == {}
 
 
-def test_knobs_name_loss_fields_and_have_values():
-    fields = {f.name for f in dataclasses.fields(LossConfig)}
+def test_knobs_name_options_of_their_method_and_have_values():
     for name, recipe in RECIPES.items():
         if recipe.knob is None:
             assert recipe.knob_values == (), name
             continue
-        assert set(recipe.knob.split(",")) <= fields, name
+        assert set(recipe.knob.split(",")) <= set(METHODS[recipe.loss["kind"]].option_fields()), name
         assert len(recipe.knob_values) >= 2, name  # a sweep, else compare has nothing to choose
         assert len(set(recipe.knob_values)) == len(recipe.knob_values), name
 
@@ -209,7 +215,7 @@ def test_every_recipe_knob_value_makes_a_valid_config(name, value):
     typed = {"max_steps": 2, "batch_size": 16, "seed": 1}
     cfg = recipe_config(name, settings, **typed)
     for field, expected in settings.items():
-        assert getattr(cfg.loss, field) == expected
+        assert cfg.loss.settings[field] == expected
     assert cfg.loss.kind == recipe.loss["kind"] and cfg.recipe == name
     for field, expected in {**recipe.train, **typed}.items():
         assert getattr(cfg, field) == expected
@@ -235,7 +241,7 @@ PROREG = {
 def test_proreg_recipes_are_the_released_configs(name):
     suite, alpha, gamma = PROREG[name]
     cfg = recipe_config(name)
-    assert cfg.loss == LossConfig(kind="proreg", weight_form="official", alpha=alpha, gamma=gamma, temperature=1.0)
+    assert cfg.loss == loss_config("proreg", weight_form="official", alpha=alpha, gamma=gamma, temperature=1.0)
     assert RECIPES[name].suite == suite and cfg.recipe == name and cfg.wise_alpha is None
     assert (cfg.head, cfg.head_init) == ("trainable", "text")
     assert cfg.resolved_lr() == 1e-5 and cfg.resolved_head_lr_scale() == 100.0  # the head at 1e-3
@@ -245,7 +251,8 @@ def test_proreg_recipes_are_the_released_configs(name):
     assert (cfg.batch_size, cfg.accum_steps) == (32, 8) and cfg.batch_size * cfg.accum_steps == 256
     # run.json holds every resolved setting under the recipe's name, and a resumed run reads back the same config.
     saved = json.loads(json.dumps(cfg.to_dict()))
-    assert saved["recipe"] == name and saved["loss"]["alpha"] == alpha and saved["loss"]["gamma"] == gamma
+    assert saved["recipe"] == name
+    assert saved["loss"]["settings"] == {**cfg.loss.settings, "alpha": alpha, "gamma": gamma}
     assert (saved["lr"], saved["head_lr_scale"], saved["decay"], saved["val_per_epoch"]) == (1e-5, 100.0, "linear", 2)
     assert saved["betas"] == [0.9, 0.98] and saved["augment"] == "randaugment"
     assert stored(cfg).to_dict() == cfg.to_dict()
@@ -254,7 +261,7 @@ def test_proreg_recipes_are_the_released_configs(name):
 @pytest.mark.parametrize(("name", "lv", "lt", "tau"), [("tes", 0.2, 0.4, 0.03), ("tes-cifar100", 0.1, 0.3, 0.03)])
 def test_tes_recipes_are_the_authors_settings(name, lv, lt, tau):
     cfg = recipe_config(name)
-    assert cfg.loss == LossConfig(kind="tes", tes_lv=lv, tes_lt=lt, tes_tau=tau)
+    assert cfg.loss == loss_config("tes", tes_lv=lv, tes_lt=lt, tes_tau=tau)
     assert (cfg.head, cfg.head_init, cfg.recipe) == ("linear", "text", name)
     assert stored(cfg).loss == cfg.loss
     assert RECIPES["tes"].loss == {
@@ -290,7 +297,7 @@ def test_typed_options_win_over_the_papers_settings():
         decay="cosine",
         weight_decay=0.05,
     )
-    assert (cfg.loss.alpha, cfg.loss.weight_form, cfg.loss.gamma) == (1.0, "official", 1.0)
+    assert [cfg.loss.settings[k] for k in ("alpha", "weight_form", "gamma")] == [1.0, "official", 1.0]
     assert (cfg.lr, cfg.epochs, cfg.batch_size, cfg.accum_steps) == (2e-5, 3, 16, 2)
     assert (cfg.augment, cfg.val_per_epoch, cfg.decay, cfg.weight_decay) == ("none", 1, "cosine", 0.05)
     assert cfg.head_lr_scale == 100.0 and cfg.betas == (0.9, 0.98)  # what was not typed stays the recipe's

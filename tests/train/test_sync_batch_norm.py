@@ -11,7 +11,8 @@ import torch
 
 from common.distributed import Ranks
 from data.loading import Batch
-from train.session import ModelState, TextProjection
+from train.methods.tes import TextProjection
+from train.session import ModelState
 from train.trainer import step_work
 
 

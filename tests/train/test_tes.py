@@ -28,8 +28,9 @@ from common.errors import OptionError
 from common.run import CheckpointError, open_run
 from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
-from train.losses import LossConfig, compute_loss, tes_terms, total_loss
-from train.session import TextProjection
+from train.losses import LossConfig, compute_loss, loss_config, total_loss
+from train.methods.base import LossInputs
+from train.methods.tes import TextProjection, tes_terms
 from train.trainer import TrainingInterrupted, prepare, train
 
 TAU = 0.5
@@ -41,7 +42,7 @@ VISION, TEXT_CE, CE = 1.4174600, 1.1512925, 1.4451859
 
 
 def tes(**kw) -> LossConfig:
-    return LossConfig(kind="tes", **{"tes_lv": 0.2, "tes_lt": 0.4, "tes_tau": TAU, **kw})
+    return loss_config("tes", **{"tes_lv": 0.2, "tes_lt": 0.4, "tes_tau": TAU, **kw})
 
 
 def test_tes_terms_on_the_hand_computed_case():
@@ -52,7 +53,7 @@ def test_tes_terms_on_the_hand_computed_case():
     assert terms["text_ce"].item() == pytest.approx(TEXT_CE, abs=1e-6)
     assert terms["ce"].item() == pytest.approx(CE, abs=1e-6)
     assert total_loss(terms).item() == pytest.approx(1.8779770, abs=1e-6)  # only the *_loss terms are summed
-    direct = tes_terms(tes(), STUDENT, COSINES, LABELS)
+    direct = tes_terms(tes().options, LossInputs(STUDENT, None, LABELS, COSINES))
     assert {k: v.item() for k, v in direct.items()} == {k: v.item() for k, v in terms.items()}
 
 
@@ -97,7 +98,7 @@ def test_tau_divides_the_cosines():
 
 
 def test_tes_needs_the_text_cosines():
-    with pytest.raises(ValueError, match="needs the projection's text cosines"):
+    with pytest.raises(ValueError, match="needs the student's logits and the projection's text cosines"):
         compute_loss(tes(), STUDENT, None, LABELS)
 
 
@@ -114,7 +115,7 @@ def test_tes_needs_the_text_cosines():
 )
 def test_bad_tes_options_are_refused_in_one_line(option, value, message):
     with pytest.raises(OptionError) as info:
-        LossConfig(kind="tes", **{option: value})
+        loss_config("tes", **{option: value})
     assert str(info.value) == message
 
 

@@ -2,7 +2,7 @@
 
 Each training image is paired with a caption, its class prompt in one of the templates drawn per image (the authors'
 CSVs hold every (image, template) pair and their loader draws rows at random), and both towers train with CLIP's
-contrastive loss and learned logit scale (train.losses.flyp_terms). The classifier is the fixed text head W rebuilt
+contrastive loss and learned logit scale (flyp_terms). The classifier is the fixed text head W rebuilt
 from the tuned text tower over every class and template, so the exported model is the image tower and W as for every
 other method. The tuned text tower is kept beside the weights (TEXT_TOWER_WEIGHTS at the best step, state.pt at the
 last one): WiSE-FT interpolates it with the image tower and encodes the prompts again (train.wise).
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.artifact import ClassifierMeta
-from common.classifier import text_classifier
 from common.errors import UserError
-from common.models import LoadedClip, load_clip
+from train.methods.base import LossInputs, Method, SideContext, SideModule
+
+if TYPE_CHECKING:  # open_clip is slow to import; the CLI reads the method registry at start-up
+    from common.artifact import ClassifierMeta
+    from common.models import LoadedClip
 
 TEXT_TOWER_PREFIX = "text_tower."  # the text tower's tensors among a run's interpolated weights (train.wise)
 
@@ -53,6 +56,8 @@ class TextTower(nn.Module):
         was_training = self.training
         self.eval()
         try:
+            from common.classifier import text_classifier
+
             weight = text_classifier(self.source, prompts, templates)
         finally:
             self.train(was_training)
@@ -61,6 +66,8 @@ class TextTower(nn.Module):
 
 def load_text_tower(model: str, pretrained: str | None) -> TextTower:
     """The pretrained text tower of `model`, where FLYP starts."""
+    from common.models import load_clip
+
     return TextTower(load_clip(model, pretrained))
 
 
@@ -99,3 +106,39 @@ def text_head_from_tower(
         raise UserError(f"the text tower in {where} does not fit {meta.model}: {detail}") from err
     weight, scale = tower.classifier(meta.prompts, meta.templates)
     return {"head.weight": weight, "head.logit_scale": torch.tensor(scale)}
+
+
+def flyp_terms(options: object, x: LossInputs) -> dict[str, torch.Tensor]:
+    """CLIP's symmetric contrastive loss, L = (CE(l, i) + CE(l^T, i)) / 2 with l = scale f t^T and targets i = 0..n-1,
+    each image's own caption (f: normalized image features, t: its caption's). As in the authors' code (open_clip's
+    ClipLoss, no class labels), the caption of another image of the same class is a negative like any other,
+    duplicates included."""
+    if x.contrastive is None:
+        raise ValueError("loss 'flyp' needs image and caption features and the logit scale")
+    image_features, caption_features, logit_scale = x.contrastive
+    logits = logit_scale * image_features @ caption_features.t()
+    targets = torch.arange(len(logits), device=logits.device)
+    image_to_text = F.cross_entropy(logits, targets)
+    text_to_image = F.cross_entropy(logits.t(), targets)
+    return {
+        "contrastive_loss": (image_to_text + text_to_image) / 2,
+        "image_to_text_ce": image_to_text.detach(),
+        "text_to_image_ce": text_to_image.detach(),
+        "logit_scale": logit_scale.detach(),
+    }
+
+
+def _text_tower(context: SideContext) -> nn.Module:
+    return load_text_tower(context.model, context.pretrained)
+
+
+METHOD = Method(
+    "flyp",
+    "FLYP: CLIP's contrastive loss between images and their class prompts, both towers trained; the text head is "
+    "rebuilt from the tuned text tower",
+    flyp_terms,
+    heads=("text",),
+    # CLIP's text tower and logit scale, trained with the image tower at the encoder's rate (the authors train every
+    # CLIP parameter with one AdamW); kept beside the weights, never exported.
+    side_modules={"text_tower": SideModule(_text_tower, "encoder")},
+)
