@@ -8,8 +8,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from common.errors import CheckpointError
 from common.files import share_like_umask
-from common.run import CheckpointError
 
 
 def save_weights(model: torch.nn.Module, path: Path, step: int | None = None) -> None:

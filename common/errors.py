@@ -14,6 +14,10 @@ class UserError(Exception):
     """Bad input: a path, an option, a file's content, a class mismatch. The message is one line for the user."""
 
 
+class CheckpointError(UserError):
+    """A run directory or weights file that is missing, unreadable or inconsistent."""
+
+
 class OptionError(UserError):
     """An option outside its range or its choices."""
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.artifact import ClassifierMeta
 from common.builtin import BUILTIN
-from common.errors import UserError
+from common.errors import CheckpointError
 from common.files import atomic_write_json, read_json_lines
 from common.typed_json import from_json
 
@@ -33,10 +33,6 @@ TEXT_TOWER_WEIGHTS = "text_tower.safetensors"
 METRICS_FILE = "metrics.jsonl"
 RUNS_ROOT = Path("runs")  # where fresh runs go, relative to the working directory
 LATEST = "latest"  # RUNS_ROOT/latest: a symlink to the newest finished run
-
-
-class CheckpointError(UserError):
-    """A run directory or weights file that is missing, unreadable or inconsistent."""
 
 
 @dataclass(frozen=True)

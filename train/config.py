@@ -8,8 +8,8 @@ from typing import Any
 
 from common.artifact import HEAD_INITS, check_templates
 from common.builtin import BUILTIN
-from common.errors import OptionError, check_choice, check_number
-from common.run import CheckpointError, DataSource
+from common.errors import CheckpointError, OptionError, check_choice, check_number
+from common.run import DataSource
 from common.typed_json import from_json
 from data.suites.registry import parse_suite_spec, prompt_templates
 from data.transforms import AUGMENTATIONS

@@ -11,8 +11,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common.errors import OptionError
-from common.run import LATEST, RUN_FILE, RUNS_ROOT, CheckpointError, Parallelism, Run
+from common.errors import CheckpointError, OptionError
+from common.run import LATEST, RUN_FILE, RUNS_ROOT, Parallelism, Run
 from train.config import TrainConfig
 
 

@@ -19,13 +19,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from common.errors import UserError
 from common.files import check_creatable, writable_dir
-
-if TYPE_CHECKING:
-    from workflows.checks import Check
 
 CHECKS_FORMAT = "proreg-clip-checks/1"
 LOG_FILE = "checks.log"
@@ -40,6 +37,27 @@ class CheckFailed(Exception):
 
 class Unavailable(Exception):
     """A check cannot run here; its message says why and what would make it possible."""
+
+
+def needs_nothing() -> None:
+    """Every machine has what the CPU paths need."""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One path through the project on this machine. `needs()` raises Unavailable, saying why and what would make
+    it possible, when the path cannot run here; `run(work, quick)` runs it in the work folder the checks share and
+    returns the row's one-line detail, raising when the path is broken. Both run in the worker, under the time limit.
+    `uses`: checks whose output it needs; `hardware`: what it needs beyond a CPU (the tests' marker: cpu, gpu,
+    tensorrt)."""
+
+    name: str
+    run: Callable[[Path, bool], str]
+    needs: Callable[[], None] = needs_nothing
+    uses: tuple[str, ...] = ()
+    timeout: float = 300.0
+    trains: bool = False  # skipped by --quick (train (cpu) makes a one-step run to export instead)
+    hardware: str = "cpu"
 
 
 @dataclass

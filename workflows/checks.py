@@ -17,13 +17,11 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from common.artifact import engine_file, exported_files, onnx_file
-from workflows.check_worker import CheckFailed, Unavailable
+from workflows.check_worker import Check, CheckFailed, Unavailable
 
 # Training steps of the training checks: the exported run takes 30, enough to leave the few-step transient in which
 # INT8 rounding flips the most close calls (the worst drop was 1.25 pp of the 1.5 pp gate after 4 steps, 0.83 after
@@ -33,10 +31,6 @@ RUN, EXPORT = "run", "export"  # the work folder's trained run and export folder
 
 
 # ------------------------------------------------------------------------------------------------- what it needs
-
-
-def needs_nothing() -> None:
-    """Every machine has what the CPU paths need."""
 
 
 def needs_gpu() -> None:
@@ -240,23 +234,6 @@ def _gated(work: Path, rows: dict[str, Any]) -> str:
 
 
 EXPORTED = "export onnx (fp32, fp16, int8)"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One path through the project on this machine. `needs()` raises Unavailable, saying why and what would make
-    it possible, when the path cannot run here; `run(work, quick)` runs it in the work folder the checks share and
-    returns the row's one-line detail, raising when the path is broken. Both run in the worker, under the time limit.
-    `uses`: checks whose output it needs; `hardware`: what it needs beyond a CPU (the tests' marker: cpu, gpu,
-    tensorrt)."""
-
-    name: str
-    run: Callable[[Path, bool], str]
-    needs: Callable[[], None] = needs_nothing
-    uses: tuple[str, ...] = ()
-    timeout: float = 300.0
-    trains: bool = False  # skipped by --quick (train (cpu) makes a one-step run to export instead)
-    hardware: str = "cpu"
 
 
 CHECKS = [

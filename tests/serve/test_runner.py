@@ -13,8 +13,8 @@ import torch
 from common.artifact import DEFAULT_TEMPLATES, ArtifactError, write_onnx_spec
 from common.checkpoint import save_weights
 from common.classifier import zero_shot_classifier
-from common.errors import OptionError
-from common.run import CheckpointError, DataSource, RunData, RunRecord, open_run, write_run_record
+from common.errors import CheckpointError, OptionError
+from common.run import DataSource, RunData, RunRecord, open_run, write_run_record
 from data.labeled import load_dataset
 from data.loading import read_batch
 from data.specs import builtin_classnames

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from common.artifact import ClassifierMeta
-from common.errors import OptionError
-from common.run import CheckpointError, DataSource, Run, RunData, RunRecord
+from common.errors import CheckpointError, OptionError
+from common.run import DataSource, Run, RunData, RunRecord
 from train.config import PAPER_LR, RECOMMENDED_LR, TrainConfig
 from train.losses import LossConfig, loss_config
 from train.run_dirs import check_unused, config_to_resume, fresh_run_dir, point_latest

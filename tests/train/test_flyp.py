@@ -22,8 +22,8 @@ from typer.testing import CliRunner
 
 from cli import app
 from common.classifier import zero_shot_classifier
-from common.errors import OptionError
-from common.run import FINETUNED_WEIGHTS, TEXT_TOWER_WEIGHTS, CheckpointError, Run, open_run
+from common.errors import CheckpointError, OptionError
+from common.run import FINETUNED_WEIGHTS, TEXT_TOWER_WEIGHTS, Run, open_run
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig

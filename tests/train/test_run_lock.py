@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from common.run import CheckpointError
+from common.errors import CheckpointError
 from train.config import TrainConfig
 from train.run_dirs import LOCK_FILE, RunLock
 from train.trainer import prepare

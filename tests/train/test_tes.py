@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from common.errors import OptionError
-from common.run import CheckpointError, open_run
+from common.errors import CheckpointError, OptionError
+from common.run import open_run
 from tests.tiny_data import copy_tiny_folder
 from train.config import TrainConfig
 from train.losses import LossConfig, compute_loss, loss_config, total_loss

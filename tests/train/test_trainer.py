@@ -9,7 +9,8 @@ import zipfile
 
 import pytest
 
-from common.run import CheckpointError, DataSource, open_run, write_run_record
+from common.errors import CheckpointError
+from common.run import DataSource, open_run, write_run_record
 from data.specs import EvalSet, resolve_train_data
 from serve.backends import open_runner
 from serve.evaluate import evaluate
