@@ -1,6 +1,6 @@
 """What a backend declares about itself: `Backend`, which each runner module fills in once (`BACKEND = Backend(...)`)
 and serve/backends.py registers with one line. Everything that picks, lists or runs backends (eval, the pipeline,
-`eval --artifacts`, `checks`, the speed benchmark) reads these declarations; none of them names a backend.
+`bench`, `checks`, the speed benchmark) reads these declarations; none of them names a backend.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ class RunnerOptions:
 
 @dataclass(frozen=True)
 class ArtifactRow:
-    """One way a backend runs one exported file: a row of the pipeline's table and of `eval --artifacts`."""
+    """One way a backend runs one exported file: a row of the pipeline's table and of `bench`."""
 
     name: str  # what the row shows after the backend's name: the artifact (fp32, int8-cpu) or the precision run (bf16)
     path: Path
@@ -43,7 +43,7 @@ def _always(variant: str | None) -> str | None:
 class Backend:
     """A backend: how to open a runner, which names select it, what one can ask of it, and what it runs of an export.
 
-    `rows(files, variant)`: the exported files it runs and how (the pipeline and `eval --artifacts` take them with
+    `rows(files, variant)`: the exported files it runs and how (the pipeline and `bench` take them with
     variant None; `checks` once per variant). `unavailable(variant)`: why it cannot run here, None when it can (it is
     asked before `rows`). `variants`: the ways `checks` proves it, each with the hardware it needs (cpu, gpu or
     tensorrt; the tests' markers)."""

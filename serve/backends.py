@@ -44,6 +44,11 @@ def backend_for(source: str) -> str:
     for name, backend in BACKENDS.items():
         if backend.selected_by(source):
             return name
+    return default_backend()
+
+
+def default_backend() -> str:
+    """The backend of run directories, builtin, and anything no other backend claims (torch)."""
     return next(name for name, backend in BACKENDS.items() if backend.default)
 
 

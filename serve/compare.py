@@ -96,3 +96,13 @@ def comparison_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list
             ]
         )
     return header, rows
+
+
+def baseline_speed(reports: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
+    """(label, model-only images/s) of the row every speed-up is stated against: the FP32 ONNX file on the runtime
+    that runs ONNX files by default (ONNX Runtime), when it is among `reports`."""
+    from serve.backends import BACKENDS, backends_running
+
+    name = backends_running(".onnx")[0]
+    rows = [rep for row, rep in reports.items() if row.endswith(f"({name} fp32)")]
+    return (f"{BACKENDS[name].label} FP32", rows[0]["throughput"]["model_images_per_s"]) if rows else None

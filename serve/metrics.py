@@ -61,7 +61,7 @@ def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | No
     return out
 
 
-# The accuracy-drop gates of an exported artifact against its torch model, in pp (`pipeline`, `eval --artifacts`,
+# The accuracy-drop gates of an exported artifact against its torch model, in pp (`pipeline`, `bench`,
 # `checks`): INT8 loses more to rounding (BENCHMARKS.md "INT8").
 DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8 = 1.0, 1.5
 

@@ -43,6 +43,19 @@ def check_alpha(alpha: float, name: str = "alpha") -> None:
     check_number(name, alpha, 0, 1)
 
 
+def parse_alphas(text: str, option: str = "--alpha") -> list[float]:
+    """'0.5' or '0,0.1,...,1' -> the alphas, sorted, each checked to lie in [0, 1]."""
+    try:
+        alphas = [float(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise OptionError(f"{option} {text!r}: give numbers in [0, 1], comma-separated") from None
+    if not alphas:
+        raise OptionError(f"{option}: give at least one number in [0, 1]")
+    for alpha in alphas:
+        check_alpha(alpha, option)
+    return sorted(set(alphas))
+
+
 def check_new_run_dir(run: Run, out: Path) -> None:
     """An interpolated run never overwrites a run (the fine-tuned one included)."""
     if Path(out).resolve() == run.path.resolve() or (Path(out) / RUN_FILE).exists():

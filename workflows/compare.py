@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from common.artifact import ArtifactSpec
+from common.builtin import BUILTIN
 from common.errors import OptionError, UserError
 from common.files import atomic_write_json, writable_dir
 from common.run import RUN_FILE, DataSource, Run, open_run
@@ -195,3 +196,62 @@ def _zero_shot_score(run: Run, spec: CompareSpec) -> AlphaScore:
         stored = {0.0: _score(TorchRunner(model, ArtifactSpec(classifier=run.classifier), ZERO_SHOT), run, spec)}
         _store(file, names, stored)
     return stored[0.0]
+
+
+def numbers(text: str, option: str, kind: type = float) -> list:
+    """'0,1,2' -> the numbers of an option that takes a comma-separated list."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise OptionError(f"{option} {text!r}: give comma-separated {kind.__name__}s") from None
+    if not values:
+        raise OptionError(f"{option}: give at least one value")
+    return values
+
+
+def compare_spec(
+    recipes: str,
+    seeds: str,
+    data: str,
+    eval_specs: list[str],
+    holdout_specs: list[str],
+    alphas: tuple[str, float],
+    train_options: dict,
+) -> CompareSpec:
+    """The comparison the compare command's options describe, every option checked before anything is trained:
+    recipes and seeds comma-separated, the training data, the sets chosen on and held out, and the WiSE-FT alphas
+    (those swept, comma-separated, and the leaderboard's fixed one); `train_options`: TrainConfig fields for every
+    cell."""
+    from data.loading import check_some_readable
+    from data.specs import resolve_eval_sets
+    from data.world import BUILTIN_HOLDOUT
+    from train.recipes import WISE_SUFFIX
+    from train.wise import check_alpha, parse_alphas
+
+    names = [m.strip() for m in recipes.split(",") if m.strip()]
+    if not names:
+        raise OptionError("--methods: give at least one recipe")
+    for name in names:
+        if WISE_SUFFIX in name:
+            raise OptionError(f"--methods {name}: every method is measured with WiSE-FT already; name it alone")
+        resolve_recipe(name)
+    check_alpha(alphas[1], "--wise-alpha")
+    swept, wise_alpha = parse_alphas(alphas[0]), alphas[1]
+    seed_list = sorted(set(numbers(seeds, "--seeds", int)))
+    if not eval_specs and data != BUILTIN:
+        raise OptionError(
+            "--eval-data: give the ID and OOD sets to compare on (the built-in ones are for builtin data)"
+        )
+    holdout_specs = holdout_specs or ([BUILTIN_HOLDOUT] if data == BUILTIN else [])
+    train_data = resolve_train_data(DataSource(data))
+    check_some_readable(train_data.train)  # before the comparison folder is made
+    classes = train_data.classes  # every set in the label order the runs will have
+    sets = resolve_eval_sets(eval_specs, classes)
+    if {ev.role for ev in sets} != {"id", "ood"}:
+        raise OptionError("--eval-data: give at least one ID set and one OOD set (id:SPEC, ood:SPEC)")
+    held_out = resolve_eval_sets(holdout_specs, classes) if holdout_specs else []
+    clash = sorted({ev.data.name for ev in sets} & {ev.data.name for ev in held_out})
+    if clash:
+        raise OptionError(f"a tuned and a held-out set are both called {clash[0]!r}: rename one (reports key by name)")
+    alpha_list = sorted(set(swept + [wise_alpha]))
+    return CompareSpec(names, seed_list, data, sets, held_out, alpha_list, wise_alpha, train_options)

@@ -25,6 +25,7 @@ from data.specs import TrainData, resolve_eval_sets, resolve_train_data
 from export.fp16 import write_fp16_copy
 from export.onnx_export import ExportError, check_model, export_onnx, fp32_spec, move_onnx, remove_onnx
 from export.tensorrt_build import EngineOptions, build_engines
+from export.triton_repo import TritonRepoOptions, check_triton_repo, write_triton_repo
 from serve.backends import open_runner
 from serve.parity import Parity, check_parity, parity_images
 from serve.runner import Runner
@@ -114,3 +115,23 @@ def export_run(
     if engines:
         result.engines, result.engine_skipped = build_engines(for_tensorrt, engine or EngineOptions(), log)
     return result
+
+
+def export_with_triton(
+    checkpoint: Path,
+    out: Path | None,
+    options: tuple[bool, Int8Options | None, EngineOptions, str | None],
+    triton: tuple[Path, TritonRepoOptions] | None,
+    log: Log,
+) -> tuple[ExportResult, dict[str, Path]]:
+    """`export`: export_run of `checkpoint` into `out` with options (fp16, INT8 options, engine options, parity
+    data), then, with `triton` (a repository folder and its options), a Triton model repository of every file;
+    a repository folder that holds other models is refused before anything is exported. Returns the export and
+    the Triton models written (name -> folder)."""
+    fp16, int8, engine, parity_data = options
+    if triton:
+        precisions = ["fp32", *(["fp16"] if fp16 else []), *(["int8", CPU_INT8] if int8 else [])]
+        check_triton_repo(triton[0], triton[1], fp32_spec(open_run(checkpoint)), precisions, engine.min_batch)
+    result = export_run(checkpoint, out, fp16=fp16, engine=engine, parity_data=parity_data, int8=int8, log=log)
+    models = write_triton_repo(triton[0], triton[1], result.onnx, result.engines) if triton else {}
+    return result, models

@@ -1,20 +1,29 @@
-"""The rows the main job and `eval --artifacts` compare: `pipeline_runners` (zero-shot, the fine-tuned torch model
-and every artifact on every runtime here) and `exported_runners` (an export folder's files against their model)."""
+"""The main job after training (`evaluate_pipeline`: export, then zero-shot, the fine-tuned torch model and every
+artifact on every runtime here, gated) and `bench` (an export folder's files against their model, gated): the rows
+both compare, each a serve runner, and their reports."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common.artifact import ExportedFiles, exported_files
 from common.builtin import BUILTIN
 from common.errors import OptionError, UserError
+from common.progress import ProgressHook
 from common.run import RUN_FILE, Run
+from data.specs import resolve_eval_sets
 from serve.backends import artifact_rows, open_row, open_runner
-from serve.metrics import drop_limit
+from serve.compare import compare_runners, write_reports
+from serve.metrics import check_max_drop, drop_limit
 from serve.runner import Runner
-from workflows.export import ExportResult
+from train.config import TrainConfig
+from train.losses import LossConfig
+from train.recipes import RECOMMENDED, recipe_config
+from workflows.export import ExportResult, export_run
+from workflows.overlap import check_not_trained_on
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -50,12 +59,12 @@ def artifact_runners(
 def exported_runners(
     folder: Path, reference: str | None, max_drop: float, max_drop_int8: float, log: Log = print
 ) -> tuple[dict[str, Runner], str, dict[str, float | None]]:
-    """The runners `eval --artifacts` compares: the model the artifacts came from (`reference`, default `folder`
+    """The runners `bench` compares: the model the artifacts came from (`reference`, default `folder`
     when it is a run directory) and every exported file in `folder` on every runtime this machine has; the
     reference's row name; each artifact row's accuracy-drop limit in pp."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise UserError(f"--artifacts: no such folder: {folder}")
+        raise UserError(f"no such export folder: {folder}")
     files = exported_files(folder)
     if not files:
         raise UserError(f"{folder} holds no exported model (model.onnx, model.<precision>.onnx, .plan): export first")
@@ -66,3 +75,59 @@ def exported_runners(
     runners, limits = artifact_runners(folder.resolve().name, files, max_drop, max_drop_int8, log)
     reference_row = f"reference ({reference_runner.backend} {Path(source).name})"
     return {reference_row: reference_runner, **runners}, reference_row, limits
+
+
+def pipeline_config(
+    recipe: str | None, loss: str | None, epochs: int, max_steps: int | None, seed: int
+) -> tuple[str, TrainConfig]:
+    """(the table's label, the TrainConfig) of the main job: a recipe (default the recommended one) or one loss."""
+    if recipe and loss:
+        raise OptionError("give --recipe or --loss, not both")
+    if loss:
+        return loss, TrainConfig(loss=LossConfig(kind=loss), epochs=epochs, max_steps=max_steps, seed=seed)
+    label = recipe or RECOMMENDED
+    return label, recipe_config(label, epochs=epochs, max_steps=max_steps, seed=seed)
+
+
+def evaluate_pipeline(
+    run: Run, label: str, gates: tuple[float, float], progress: ProgressHook, say: Log
+) -> dict[str, dict[str, Any]]:
+    """Exports `run` (FP32, FP16, INT8; engines where TensorRT runs), evaluates every row on the built-in ID and OOD
+    sets, each artifact gated against the torch model (gates: FP32/FP16, INT8 in pp), and writes the reports."""
+    from calib.int8 import Int8Options
+
+    exported = export_run(run, fp16=True, int8=Int8Options(), log=say)
+    runners, reference, limits = pipeline_runners(run, label, exported, *gates)
+    sets = resolve_eval_sets([], runners[reference].spec.classes)
+    reports = compare_runners(runners, sets, reference, limits, progress=progress)
+    write_reports(reports, run.path / "report.json")
+    return reports
+
+
+def bench(
+    folder: Path,
+    reference: str | None,
+    data: list[str],
+    gates: tuple[float, float],
+    batch: tuple[int, Path, bool],
+    progress: ProgressHook,
+    say: Log,
+) -> dict[str, dict[str, Any]]:
+    """Every artifact in `folder` on every runtime here against the model it came from (`reference`, default
+    `folder`'s run), gated (gates: FP32/FP16, INT8 in pp), on the sets `data` names; batch: (batch size, the
+    report path whose <stem>-<row>.json paths are checked, allow_overlap)."""
+    from common.distributed import current
+    from serve.compare import report_paths
+    from serve.report import check_report_path
+
+    batch_size, out, allow_overlap = batch
+    for limit, option in zip(gates, ("--max-drop", "--max-drop-int8"), strict=True):
+        check_max_drop(limit, option)
+    check_report_path(out)
+    current()  # under torchrun: join the group (each rank on its GPU) before any runner is put on a device
+    runners, reference_row, limits = exported_runners(folder, reference, *gates, log=say)
+    for path in report_paths(list(runners), out).values():
+        check_report_path(path)
+    sets = resolve_eval_sets(data, classes=runners[reference_row].spec.classes)
+    check_not_trained_on(runners[reference_row].spec, sets, allow=allow_overlap)
+    return compare_runners(runners, sets, reference_row, limits, batch_size, progress)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.artifact import ArtifactSpec
+from common.builtin import BUILTIN
 from common.files import atomic_write_json, atomic_write_text
 from common.progress import ProgressHook
-from common.run import Run
-from data.specs import EvalSet, resolve_train_data
+from common.run import Run, open_run
+from data.specs import EvalSet, resolve_eval_sets, resolve_train_data
 from serve.evaluate import evaluate, hold_decoded
 from serve.leaderboard import (
     WISE_RULE,
@@ -114,3 +115,35 @@ def _write_sweep(sweep: WiseSweep, run: Run) -> None:
             "WiSE-FT", [PlotPoint(f"{r['alpha']:g}", r["id_top1"], r["ood_top1_mean"]) for r in sweep.rows]
         )
         plot_id_vs_ood([], [curve], run.path / "wise-sweep.png", f"WiSE-FT along alpha (chosen {sweep.chosen:g})")
+
+
+def wise_command(
+    checkpoint: Path,
+    alpha_text: str,
+    base: Path | None,
+    data: list[str],
+    out: Path | None,
+    sweep_options: tuple[int, bool],
+    progress: ProgressHook | None = None,
+) -> tuple[Run, WiseSweep | None]:
+    """`wise`: one interpolation of the run `checkpoint` (towards `base`, default its zero-shot model) written as a
+    run directory, or, for several alphas (`alpha_text`, comma-separated), the sweep on `data` (default: the
+    built-in sets for a built-in run) and the alpha validation picks. sweep_options: (batch size, whether the user
+    typed the sweep's options: refused for one alpha, which evaluates nothing)."""
+    from common.errors import OptionError, check_number
+    from train.wise import parse_alphas
+    from workflows.overlap import check_not_trained_on
+
+    alphas, (batch_size, typed_sweep_options) = parse_alphas(alpha_text), sweep_options
+    check_number("batch size", batch_size, 1)
+    if len(alphas) == 1 and typed_sweep_options:
+        raise OptionError("--data and --batch-size configure a sweep; one --alpha evaluates nothing")
+    run, base_run = open_run(checkpoint), open_run(base) if base else None
+    name = run.path.resolve().name + (f"-wise{alphas[0]:g}" if len(alphas) == 1 else "-wise")
+    target = out or run.path.resolve().with_name(name)
+    if len(alphas) == 1:
+        return write_wise_run(run, alphas[0], target, base_run), None
+    builtin_run = run.record.data.source.train == BUILTIN
+    sets = resolve_eval_sets(data, run.classifier.classes) if data or builtin_run else []
+    check_not_trained_on(ArtifactSpec(classifier=run.classifier, source_run=str(run.path)), sets, allow=False)
+    return wise_sweep(run, alphas, target, sets, base_run, batch_size, progress)

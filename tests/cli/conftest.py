@@ -133,6 +133,7 @@ def build_world(root: Path, benchmark_root: Path) -> Path:
                            JSON;  flat.onnx: metadata of the old flat format;  pixels.onnx: metadata naming input
                            "pixels";  stripped.onnx: weights in w.data, which is deleted;  reordered.onnx: classes
                            in reverse order in its metadata (a reference with other classes)
+    exported-elsewhere/    the run's model.onnx in a folder that is not a run directory
     nosidecar.plan         engine bytes without sidecar;  badsidecar.plan: sidecar not JSON;  valid.plan: a valid
                            sidecar (fails: TensorRT is not installed)
     model-noconfig/        a model folder without open_clip_config.json
@@ -241,6 +242,8 @@ def _onnx_files_and_engines(root: Path, model: Path, rng: np.random.Generator) -
     write_onnx_spec(root / "reordered.onnx", spec.derive(classifier=reversed_classes))
     onnx.save(onnx.load(str(model)), str(root / "stripped.onnx"), save_as_external_data=True, location="w.data")
     (root / "w.data").unlink()
+    (root / "exported-elsewhere").mkdir()
+    shutil.copy(model, root / "exported-elsewhere" / "model.onnx")
 
     # Engines
     engine = EngineInfo("10.9.0", "NVIDIA L4", "8.9", min_batch=1, opt_batch=32, max_batch=256)

@@ -200,27 +200,9 @@ CASES = [
         [*ZERO_SHOT, "--data", f"imagenet-r:{W}/empty"],
         "ImageNet-R",
     ),
-    # --artifacts (a folder of exported files against their model)
-    (
-        "artifacts-and-onnx",
-        ["--artifacts", f"{W}/run", "--onnx", ONNX],
-        "give exactly one of --checkpoint, --zero-shot, --onnx",
-    ),
-    ("artifacts-missing", ["--artifacts", f"{W}/nope"], f"--artifacts: no such folder: {W}/nope"),
-    ("artifacts-model", ["--artifacts", f"{W}/run", "--model", "m"], "--model names a model on a Triton server"),
-    ("artifacts-none-there", ["--artifacts", f"{W}/empty"], f"{W}/empty holds no exported model (model.onnx"),
-    ("artifacts-runtime", ["--artifacts", f"{W}/run", "--runtime", "openvino"], "--artifacts evaluates every runtime"),
-    (
-        "artifacts-int8-gate-negative",
-        ["--artifacts", f"{W}/run", *SMALL, "--max-drop-int8", "-1"],
-        "--max-drop-int8 must be a finite number at least 0, got -1.0",
-    ),
-    ("int8-gate-without-artifacts", [*ZERO_SHOT, "--max-drop-int8", "1"], "--max-drop-int8 is the INT8 gate of"),
-    (
-        "artifacts-report-over-a-foreign-file",
-        ["--artifacts", f"{W}/run", *SMALL, "--out", f"{W}/notes.json"],
-        f"{W}/notes.json exists and is not a report of ours",
-    ),
+    # a folder of exported files against their model is `bench`'s (it was eval --artifacts)
+    ("artifacts-is-bench-now", ["--artifacts", f"{W}/run"], usage("--artifacts")),
+    ("int8-gate-is-bench-s", [*ZERO_SHOT, "--max-drop-int8", "1"], usage("--max-drop-int8")),
     (
         "max-drop-negative",
         ["--onnx", ONNX, *SMALL, "--reference", f"{W}/run", "--max-drop", "-1"],

@@ -113,12 +113,12 @@ def test_eval_needs_exactly_one_artifact(tmp_path):
 
 def test_a_bug_keeps_its_traceback(monkeypatch):
     """Only user errors become one line; anything else is a bug and must show where it happened."""
-    import data.specs
+    import workflows.evaluation
 
     def broken(*args, **kwargs):
         raise ValueError("a bug, not bad input")
 
-    monkeypatch.setattr(data.specs, "resolve_eval_sets", broken)
+    monkeypatch.setattr(workflows.evaluation, "resolve_eval_sets", broken)
     result = CliRunner().invoke(app, ["eval", "--checkpoint", "builtin"])
     assert result.exit_code == 1 and isinstance(result.exception, ValueError)
 

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 import common.distributed
 import serve.backends
+import workflows.evaluation
+import workflows.pipeline  # imported before any test patches what it imports by name
 from cli import app
 from common.errors import UserError
 
@@ -31,6 +33,7 @@ def steps(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(common.distributed, "current", join)
     monkeypatch.setattr(serve.backends, "open_runner", open_runner)
+    monkeypatch.setattr(workflows.evaluation, "open_runner", open_runner)
     return taken
 
 
@@ -49,13 +52,11 @@ def test_eval_joins_the_group_before_it_opens_a_runner(steps, args, tmp_path):
     assert steps == ["join", "runner"]
 
 
-def test_eval_artifacts_joins_the_group_before_it_opens_a_runner(steps, tmp_path, monkeypatch):
-    import workflows.pipeline
-
+def test_bench_joins_the_group_before_it_opens_a_runner(steps, tmp_path, monkeypatch):
     def exported_runners(*args, **kwargs):
         return serve.backends.open_runner(*args)
 
     monkeypatch.setattr(workflows.pipeline, "exported_runners", exported_runners)
-    result = CliRunner().invoke(app, ["eval", "--artifacts", str(tmp_path), "--out", str(tmp_path / "r.json")])
+    result = CliRunner().invoke(app, ["bench", str(tmp_path), "--out", str(tmp_path / "r.json")])
     assert result.exit_code == 2 and "stopped at the first runner" in result.output
     assert steps == ["join", "runner"]

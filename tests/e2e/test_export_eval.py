@@ -199,7 +199,7 @@ def test_export_int8_records_calibration_and_refuses_bad_calibration_data(export
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
 
-def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_passed(exported, tmp_path):
+def test_bench_gates_every_runtime_and_recommends_the_fastest_that_passed(exported, tmp_path):
     from serve.compare import report_paths
     from serve.openvino_runner import cpu_supports_bf16
 
@@ -211,7 +211,7 @@ def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_pass
     (folder / "model.plan").write_bytes(b"\x00")
     write_engine_sidecar(folder / "model.plan", read_onnx_spec(folder / "model.onnx"), engine)
     out = tmp_path / "reports" / "report.json"
-    args = ["eval", "--artifacts", str(folder), "--data", "builtin:id_test", "--out", str(out)]
+    args = ["bench", str(folder), "--data", "builtin:id_test", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     names = ["reference (torch run)", "run (onnxruntime fp32)", "run (onnxruntime fp16)", "run (openvino fp32)"]
@@ -235,14 +235,14 @@ def test_eval_artifacts_gates_every_runtime_and_recommends_the_fastest_that_pass
     bare = tmp_path / "bare"
     bare.mkdir()
     shutil.copy(folder / "model.fp16.onnx", bare)
-    refused = CliRunner().invoke(app, ["eval", "--artifacts", str(bare), "--out", str(tmp_path / "b.json")])
+    refused = CliRunner().invoke(app, ["bench", str(bare), "--out", str(tmp_path / "b.json")])
     _one_line_error(refused, "is not a run directory: name the model its artifacts came from with --reference")
     named = [
-        *args[:2],
+        "bench",
         str(bare),
         "--reference",
         str(folder / "model.onnx"),
-        *args[3:5],
+        *args[2:4],
         "--out",
         str(tmp_path / "b.json"),
     ]

@@ -1,0 +1,165 @@
+"""What the commands show on the terminal: progress bars, one-line messages, and the tables of reports, comparisons,
+sweeps and checks. Everything goes to stderr (`console`); results a user pipes on (leaderboard.md) go to stdout."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from common.progress import ProgressHook
+
+if TYPE_CHECKING:
+    from workflows.check_worker import Check, CheckResult
+    from workflows.wise import WiseSweep
+
+console = Console(stderr=True)
+
+
+def main_rank() -> bool:
+    """Whether this process prints results and writes files: always, but under torchrun only rank 0."""
+    from common.distributed import from_environment
+
+    return from_environment().is_main
+
+
+def say(message: str) -> None:
+    """One plain line on the console (paths may hold [brackets]: no markup)."""
+    console.print(message, highlight=False, soft_wrap=True, markup=False)
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,  # cleared when done or failed, so an error stays the one line on stderr
+        disable=not console.is_terminal or not main_rank(),  # logs and pipes get results, not bar redraws
+    )
+
+
+def progress_hook(bar: Progress, prefix: str = "", info: str = "") -> ProgressHook:
+    """A progress hook for library code: one bar per task name, created on its first report."""
+    tasks: dict[str, TaskID] = {}
+
+    def hook(name: str, done: int, total: int) -> None:
+        if name not in tasks:
+            tasks[name] = bar.add_task(f"{prefix}{name}", total=total, info=info)
+        bar.update(tasks[name], completed=done)
+
+    return hook
+
+
+def _table(title: str, header: list[str], rows: list[list[str]], left: set[int], width: int | None = None) -> None:
+    table = Table(title=title)
+    for i, head in enumerate(header):
+        table.add_column(head, justify="left" if i in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=width).print(table)
+
+
+def print_report(report: dict) -> None:
+    """One model's report as a table on stdout."""
+    from serve.report import table_header, table_rows
+
+    header = table_header(report)
+    left = {i for i, head in enumerate(header) if head in ("dataset", "role")}
+    _table(f"{report['backend']} ({report['precision']}): {report['artifact']}", header, table_rows(report), left)
+
+
+def print_comparison(reports: dict, title: str) -> None:
+    """Several models' reports side by side, one row each."""
+    from serve.compare import comparison_rows
+
+    header, rows = comparison_rows(reports)
+    _table(title, header, rows, {0}, width=160)
+
+
+def print_recommendation(reports: dict) -> None:
+    """The artifact to serve on this machine (serve.compare.recommended), or that none passed its gate."""
+    from serve.compare import baseline_speed, recommended
+
+    best = recommended(reports)
+    if best is None:
+        console.print("no artifact passed its gate: nothing to recommend for serving")
+        return
+    rep = reports[best]
+    speed, baseline = rep["throughput"]["model_images_per_s"], baseline_speed(reports)
+    versus = f", {speed / baseline[1]:.2f}x {baseline[0]}" if baseline else ""
+    console.print(
+        f"* recommended for this machine: {best}: {speed:.0f} images/s model-only{versus}, worst drop "
+        f"{rep['gate']['worst_drop_pp']:+.2f} pp (gate {rep['gate']['max_drop_pp']} pp)"
+    )
+
+
+def gate_status(reports: dict, tell: bool = False) -> int:
+    """1 when a gated row failed (named on the console with `tell`), else 0."""
+    failed = [
+        f"{name} ({rep['gate']['worst_drop_pp']:+.2f} pp > {rep['gate']['max_drop_pp']} pp)"
+        for name, rep in reports.items()
+        if rep.get("gate") and not rep["gate"]["passed"]
+    ]
+    if failed and tell:
+        console.print(f"[red]accuracy gate failed[/red]: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+def print_sweep(sweep: WiseSweep) -> None:
+    from workflows.wise import sweep_table
+
+    header, rows = sweep_table(sweep)
+    _table("WiSE-FT along alpha: top-1 %", header, rows, set(), width=160)
+
+
+def print_facts(facts: dict[str, str]) -> None:
+    width = max(map(len, facts))
+    for name, value in facts.items():
+        console.print(f"{name:<{width}}  {escape(value)}", highlight=False, soft_wrap=True)
+
+
+def check_starting(index: int, check: Check) -> None:
+    if console.is_terminal:
+        console.print(f"[dim]running {check.name} ...[/dim]", end="\r", highlight=False)
+
+
+def print_check(result: CheckResult) -> None:
+    from workflows.check_worker import PASSED, SKIPPED, UNAVAILABLE
+
+    colour = "green" if result.status == PASSED else "yellow" if result.status in (UNAVAILABLE, SKIPPED) else "red"
+    took = f" ({result.seconds:.0f} s)" if result.seconds >= 1 else ""
+    console.print(
+        f"[{colour}]{result.status:<13}[/{colour}] {result.name:<34} {escape(result.detail)}{took}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def print_suites(suites: dict[str, Any]) -> None:
+    """The dataset suites (data.suites.registry.suites()) as a table."""
+    table = Table(title=escape("dataset suites: --data SUITE[/VARIANT]:ROOT"), show_lines=True)
+    for head in ("suite", "classes", "variants", "roles", "layout under ROOT", "published"):
+        table.add_column(head, overflow="fold")
+    for name, suite in suites.items():
+        info = suite.info
+        default = f" (default {info.default_variant})" if info.default_variant else ""
+        variants = (", ".join(info.variants) + default) if info.variants else "-"
+        roles = info.roles if info.trains else f"evaluation only: {info.roles}"
+        cells = (f"{name}\n{info.title}", str(info.classes), variants, roles, info.layout, info.published)
+        table.add_row(*(escape(cell) for cell in cells))
+    Console(width=200).print(table)
