@@ -213,14 +213,15 @@ def eval_cmd(
         with progress_bar() as bar:
             hook = progress_hook(bar, "eval ", runner.backend)
             report = evaluate_model(runner, ref_runner, data, max_drop, (batch_size, workers), allow_overlap, hook)
-        failed = bool(report.get("gate") and not report["gate"]["passed"])
+        failed = report.failed
         if not main_rank():  # under torchrun every rank holds the whole report; rank 0 writes and prints it
             raise typer.Exit(1 if failed else 0)
         write_report(report, out)
     print_report(report)
     console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     if failed:
-        console.print(f"[red]gate failed[/red]: worst drop {report['gate']['worst_drop_pp']:+.2f} pp > {max_drop} pp")
+        drop = report.gate.worst_drop_pp if report.gate else float("nan")
+        console.print(f"[red]gate failed[/red]: worst drop {drop:+.2f} pp > {max_drop} pp")
         raise typer.Exit(1)
 
 
@@ -402,7 +403,8 @@ def wise_cmd(
         sweep_options = (batch_size, typed_sweep_options)
         written, sweep = wise_command(checkpoint, alpha, base, data, out, sweep_options, progress_hook(bar, "wise "))
     if sweep is None:
-        console.print(f"wrote {written.path} (alpha {written.record.wise.alpha:g})")  # type: ignore[union-attr]
+        wise = written.record.wise
+        console.print(f"wrote {written.path} (alpha {wise.alpha if wise else alpha:g})")
         return
     print_sweep(sweep)
     console.print(f"wrote {written.path} (alpha {sweep.chosen:g}: {sweep.rule}), wise-sweep.json/.md/.png in it")

@@ -52,14 +52,14 @@ def run_method(name: str, loss: LossConfig, seed: int, epochs: int, augment: str
     return evaluate_checkpoint(str(run_dir), run_dir / "report.json")
 
 
-def row(reports: list[dict]) -> dict[str, tuple[float, float]]:
-    """Mean and std (over seeds) of each column, in percent."""
+def row(reports: list) -> dict[str, tuple[float, float]]:
+    """Mean and std (over seeds) of each column, in percent (serve.report.Report's)."""
     cols: dict[str, list[float]] = {}
     for rep in reports:
-        for name, d in rep["datasets"].items():
-            cols.setdefault(name, []).append(100 * d["top1"])
-        cols.setdefault("OOD mean", []).append(100 * rep["summary"]["ood_top1_mean"])
-        cols.setdefault("worst group", []).append(100 * rep["summary"]["worst_group_top1_min"])
+        for name, d in rep.datasets.items():
+            cols.setdefault(name, []).append(100 * d.top1)
+        cols.setdefault("OOD mean", []).append(100 * rep.summary.ood_top1_mean)
+        cols.setdefault("worst group", []).append(100 * rep.summary.worst_group_top1_min)
     return {k: (float(np.mean(v)), float(np.std(v))) for k, v in cols.items()}
 
 

@@ -42,14 +42,14 @@ def measure(runner: OnnxRuntimeRunner, workers: int, held: bool, batch: int, rep
         if held:
             evaluate(runner, sets, batch_size=batch, num_workers=workers, keep_decoded=True)
         report, _ = evaluate(runner, sets, batch_size=batch, num_workers=workers)
-        t = report["throughput"]
+        t = report.throughput
         rows.append(
             {
                 "images": "held" if held else "cold",
                 "workers": workers,
-                "end_to_end_images_per_s": t["images_per_s"],
-                "model_images_per_s": t["model_images_per_s"],
-                "ratio": t["images_per_s"] / t["model_images_per_s"],
+                "end_to_end_images_per_s": t.images_per_s,
+                "model_images_per_s": t.model_images_per_s,
+                "ratio": t.images_per_s / t.model_images_per_s,
             }
         )
     median_ratio = statistics.median_low([r["ratio"] for r in rows])

@@ -64,7 +64,7 @@ def main() -> None:
         spec = read_onnx_spec(fp32)
         sets = resolve_eval_sets([], spec.classes)
         ref_report, ref_results = evaluate(OnnxRuntimeRunner(fp32), sets, batch_size=64)
-        names = list(ref_report["datasets"])
+        names = list(ref_report.datasets)
         print("| calibration | " + " | ".join(f"{n} drop pp" for n in names) + " |")
         print("|---|" + "---|" * len(names))
         for label, (images, method, keep) in variants(spec).items():
@@ -72,12 +72,12 @@ def main() -> None:
             write_int8_copy(fp32, path, spec, images, Int8Options(method=method, keep_fp32=keep), label)
             report, results = evaluate(OnnxRuntimeRunner(path), sets, batch_size=64)
             report = with_reference(report, results, ref_results, str(fp32), None)
-            drops = [f"{report['agreement'][n]['top1_drop_pp']:+.2f}" for n in names]
+            drops = [f"{report.agreement[n].top1_drop_pp:+.2f}" for n in names]
             print(f"| {label} | " + " | ".join(drops) + " |", flush=True)
             if label.endswith("(default)"):
                 default_int8 = Path(tmp) / "default.int8.onnx"
                 path.replace(default_int8)
-        fp32_top1 = ", ".join(f"{n} {100 * ref_report['datasets'][n]['top1']:.1f}" for n in names)
+        fp32_top1 = ", ".join(f"{n} {100 * ref_report.datasets[n].top1:.1f}" for n in names)
         print(f"\nFP32 ONNX top-1 %: {fp32_top1}")
         side_by_side_speed(fp32, default_int8, spec.classifier.image_size)
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from common.progress import ProgressHook
 from data.specs import EvalSet
 from serve.evaluate import DatasetResult, check_same_classes, evaluate, with_reference
 from serve.metrics import worst_of
-from serve.report import percent, signed_pp, write_report
+from serve.report import Report, percent, signed_pp, write_report
 from serve.runner import Runner
 
 
@@ -22,7 +21,7 @@ def compare_runners(
     gate_limits: dict[str, float | None],
     batch_size: int = 256,
     progress: ProgressHook | None = None,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Report]:
     """Reports per runner, keyed by row name.
 
     The runners named in `gate_limits` (the reference's exported artifacts) are compared with the runner named
@@ -34,7 +33,7 @@ def compare_runners(
     for name in gate_limits:
         check_same_classes(runners[name], runners[reference])
     sets = [replace(ev) for ev in sets]  # decoded images are held on these copies, not on the caller's sets
-    results: dict[str, tuple[dict[str, Any], dict[str, DatasetResult]]] = {}
+    results: dict[str, tuple[Report, dict[str, DatasetResult]]] = {}
     for name, runner in runners.items():
         hook = (lambda n, d, t, row=name: progress(f"{row}: {n}", d, t)) if progress else None
         results[name] = evaluate(runner, sets, batch_size, 0, hook, keep_decoded=True)
@@ -42,7 +41,7 @@ def compare_runners(
     reports = {}
     for name, (report, per_set) in results.items():
         if name in gate_limits:
-            report = with_reference(report, per_set, ref_results, ref_report["artifact"], gate_limits[name])
+            report = with_reference(report, per_set, ref_results, ref_report.artifact, gate_limits[name])
         reports[name] = report
     return reports
 
@@ -54,7 +53,7 @@ def report_paths(names: list[str], out: Path) -> dict[str, Path]:
     return {name: out.with_name(f"{out.stem}-{_slug(name)}.json") for name in names}
 
 
-def write_reports(reports: dict[str, dict[str, Any]], out: Path) -> list[Path]:
+def write_reports(reports: dict[str, Report], out: Path) -> list[Path]:
     """Writes each row's report (with its .md and .png) to its report_paths place; returns the .json paths."""
     paths = report_paths(list(reports), out)
     for name, report in reports.items():
@@ -67,42 +66,42 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
-def recommended(reports: dict[str, dict[str, Any]]) -> str | None:
+def recommended(reports: dict[str, Report]) -> str | None:
     """The artifact to serve on this machine: of the rows that were gated and passed, the one with the highest
     model-only throughput measured in this comparison (None when none passed)."""
-    passed = {name: rep for name, rep in reports.items() if rep.get("gate") and rep["gate"]["passed"]}
+    passed = {name: rep for name, rep in reports.items() if rep.gate and rep.gate.passed}
     if not passed:
         return None
-    return max(passed, key=lambda name: passed[name]["throughput"]["model_images_per_s"])
+    return max(passed, key=lambda name: passed[name].throughput.model_images_per_s)
 
 
-def comparison_rows(reports: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def comparison_rows(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
     """A header and one row per report: top-1 per set, mean OOD, the worst drop against the reference, model-only
     images/s, and the recommended row marked."""
-    sets = list(next(iter(reports.values()))["datasets"])
+    sets = list(next(iter(reports.values())).datasets)
     header = ["model / backend", *sets, "OOD mean", "worst drop pp", "min agree %", "images/s"]
     best = recommended(reports)
     rows = []
     for name, rep in reports.items():
-        agreement = rep.get("agreement") or {}
+        agreement = rep.agreement or {}
         rows.append(
             [
                 f"{name} *" if name == best else name,
-                *(percent(rep["datasets"][s]["top1"]) for s in sets),
-                percent(rep["summary"]["ood_top1_mean"]),
+                *(percent(rep.datasets[s].top1) for s in sets),
+                percent(rep.summary.ood_top1_mean),
                 signed_pp(worst_of(agreement, "top1_drop_pp", max)),
                 percent(worst_of(agreement, "top1_agreement", min)),
-                f"{rep['throughput']['model_images_per_s']:.0f}",
+                f"{rep.throughput.model_images_per_s:.0f}",
             ]
         )
     return header, rows
 
 
-def baseline_speed(reports: dict[str, dict[str, Any]]) -> tuple[str, float] | None:
+def baseline_speed(reports: dict[str, Report]) -> tuple[str, float] | None:
     """(label, model-only images/s) of the row every speed-up is stated against: the FP32 ONNX file on the runtime
     that runs ONNX files by default (ONNX Runtime), when it is among `reports`."""
     from serve.backends import BACKENDS, backends_running
 
     name = backends_running(".onnx")[0]
     rows = [rep for row, rep in reports.items() if row.endswith(f"({name} fp32)")]
-    return (f"{BACKENDS[name].label} FP32", rows[0]["throughput"]["model_images_per_s"]) if rows else None
+    return (f"{BACKENDS[name].label} FP32", rows[0].throughput.model_images_per_s) if rows else None

@@ -36,6 +36,7 @@ from data.loading import (
 from data.specs import EvalSet
 from data.transforms import batched_eval_transform, eval_transform
 from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
+from serve.report import DatasetScores, Report, Throughput
 from serve.runner import Runner
 
 
@@ -53,17 +54,17 @@ class DatasetResult:
     group_names: list[str]
     skipped: int
 
-    def entry(self) -> dict[str, Any]:
+    def entry(self) -> DatasetScores:
         per_group = group_accuracies(self.logits, self.labels, self.groups, self.group_names)
-        return {
-            "role": self.role,
-            "n": int(len(self.labels)),
-            "skipped": self.skipped,
-            "top1": topk_accuracy(self.logits, self.labels, 1),
-            "top5": topk_accuracy(self.logits, self.labels, 5),
-            "worst_group_top1": min(per_group.values()) if per_group else None,
-            "groups": per_group,
-        }
+        return DatasetScores(
+            role=self.role,
+            n=int(len(self.labels)),
+            skipped=self.skipped,
+            top1=topk_accuracy(self.logits, self.labels, 1),
+            top5=topk_accuracy(self.logits, self.labels, 5),
+            worst_group_top1=min(per_group.values()) if per_group else None,
+            groups=per_group,
+        )
 
 
 @dataclass
@@ -75,18 +76,18 @@ class Timing:
 
     local_images: int = 0  # this rank's share of `images`
 
-    def entry(self, ranks: Ranks) -> dict[str, Any]:
+    def entry(self, ranks: Ranks) -> Throughput:
         """Throughput of all ranks together: images over the wall time, and the sum of the ranks' model-only
         rates (each measured on its own share); latencies are this rank's batches'."""
         model_rate = self.local_images / max(sum(self.batch_seconds), 1e-9)
         ms = np.array(self.batch_seconds or [0.0]) * 1000
-        return {
-            "images_per_s": self.images / max(self.wall_seconds, 1e-9),
-            "model_images_per_s": float(ranks.sum(torch.tensor([model_rate], dtype=torch.float64)).item()),
-            "batch_size": self.batch_size,
-            "latency_ms_p50": float(np.percentile(ms, 50)),
-            "latency_ms_p99": float(np.percentile(ms, 99)),
-        }
+        return Throughput(
+            images_per_s=self.images / max(self.wall_seconds, 1e-9),
+            model_images_per_s=float(ranks.sum(torch.tensor([model_rate], dtype=torch.float64)).item()),
+            batch_size=self.batch_size,
+            latency_ms_p50=float(np.percentile(ms, 50)),
+            latency_ms_p99=float(np.percentile(ms, 99)),
+        )
 
 
 PRELOAD_MAX_BYTES = 4 * 2**30  # decoded images held in memory at most: 3 x H x W bytes each (224 px: 150 KB)
@@ -224,7 +225,7 @@ def evaluate(
     num_workers: int = 0,
     progress: ProgressHook | None = None,
     keep_decoded: bool = False,
-) -> tuple[dict[str, Any], dict[str, DatasetResult]]:
+) -> tuple[Report, dict[str, DatasetResult]]:
     """Runs `runner` over every set; returns the report (without reference) and the raw per-set results.
 
     `keep_decoded` holds the decoded images on the sets (EvalSet.decoded) when they fit in PRELOAD_MAX_BYTES, so
@@ -239,37 +240,30 @@ def evaluate(
     timing.wall_seconds = time.perf_counter() - start
     timing.images = sum(len(r.labels) for r in results.values())
     datasets = {name: r.entry() for name, r in results.items()}
-    report = {
-        "backend": runner.backend,
-        "artifact": runner.artifact,
-        "precision": runner.precision,
-        "runs_on": runner.runs_on,
-        "classes": runner.spec.classes,
-        "datasets": datasets,
-        "summary": summarize(datasets),
-        "throughput": timing.entry(current()),
-        "reference": None,
-        "agreement": None,
-        "gate": None,
-    }
+    report = Report(
+        backend=runner.backend,
+        artifact=runner.artifact,
+        precision=runner.precision,
+        classes=list(runner.spec.classes),
+        datasets=datasets,
+        summary=summarize(datasets),
+        throughput=timing.entry(current()),
+        runs_on=runner.runs_on,
+    )
     return report, results
 
 
 def with_reference(
-    report: dict[str, Any],
+    report: Report,
     results: dict[str, DatasetResult],
     reference: dict[str, DatasetResult],
     reference_artifact: str,
     max_drop_pp: float | None,
-) -> dict[str, Any]:
+) -> Report:
     """Adds agreement with a reference backend per dataset and, given a limit, the accuracy-drop gate."""
     agreements = {name: agreement(r.logits, reference[name].logits, r.labels) for name, r in results.items()}
-    return {
-        **report,
-        "reference": reference_artifact,
-        "agreement": agreements,
-        "gate": gate(agreements, max_drop_pp) if max_drop_pp is not None else None,
-    }
+    limit = gate(agreements, max_drop_pp) if max_drop_pp is not None else None
+    return replace(report, reference=reference_artifact, agreement=agreements, gate=limit)
 
 
 def evaluate_against(
@@ -280,7 +274,7 @@ def evaluate_against(
     batch_size: int = 64,
     num_workers: int = 0,
     progress: ProgressHook | None = None,
-) -> dict[str, Any]:
+) -> Report:
     """Evaluates `runner` and `reference` on the same sets; the report of `runner` with agreement and gate."""
     check_same_classes(runner, reference)
     sets = [replace(ev) for ev in sets]  # the decoded images held for the reference's pass go with these copies

@@ -7,12 +7,15 @@ sets are "tuned" (the ID and OOD sets methods are chosen on) or "holdout" (shift
 
 from __future__ import annotations
 
+import json
 import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from common.errors import UserError
 from common.files import atomic_write_json, atomic_write_text
+from common.typed_json import from_json
 from serve.report import markdown_table, percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 
@@ -191,23 +194,39 @@ def plot_rows(cells: list[Cell], rows: list[Row], zero_shot: AlphaScore, path: P
     plot_id_vs_ood(points, curves, path, title)
 
 
+@dataclass
+class Leaderboard:
+    """leaderboard.json: the rows, the cells they summarize (with their scores by alpha) and the zero-shot model's
+    scores; written by write_leaderboard, read by read_leaderboard."""
+
+    title: str
+    rows: list[Row]
+    cells: list[Cell]
+    zero_shot: AlphaScore
+
+    def to_dict(self) -> dict[str, Any]:
+        cells = [{**asdict(c), "alphas": {f"{a:g}": asdict(s) for a, s in c.alphas.items()}} for c in self.cells]
+        return {
+            "title": self.title,
+            "rows": [asdict(r) for r in self.rows],
+            "cells": cells,
+            "zero_shot": asdict(self.zero_shot),
+        }
+
+
 def write_leaderboard(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float, out: Path, title: str) -> list[Row]:
     rows = leaderboard(cells, zero_shot, fixed_alpha)
-    atomic_write_json(
-        out / "leaderboard.json",
-        {
-            "title": title,
-            "rows": [asdict(r) for r in rows],
-            "cells": [_cell_json(c) for c in cells],
-            "zero_shot": asdict(zero_shot),
-        },
-    )
+    atomic_write_json(out / "leaderboard.json", Leaderboard(title, rows, cells, zero_shot).to_dict())
     atomic_write_text(out / "leaderboard.md", markdown(rows, title))
     plot_rows(cells, rows, zero_shot, out / "leaderboard.png", title)
     return rows
 
 
-def _cell_json(cell: Cell) -> dict[str, Any]:
-    out = asdict(cell)
-    out["alphas"] = {f"{a:g}": asdict(s) for a, s in cell.alphas.items()}
-    return out
+def read_leaderboard(path: Path) -> Leaderboard:
+    """leaderboard.json as written; UserError when it is not one of ours or is damaged."""
+    try:
+        data = json.loads(Path(path).read_text())
+        cells = [{**c, "alphas": {float(a): s for a, s in c["alphas"].items()}} for c in data["cells"]]
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise UserError(f"cannot read leaderboard {path}: {err}") from err
+    return from_json(Leaderboard, {**data, "cells": cells}, str(path), UserError)

@@ -7,11 +7,11 @@ strict JSON and a gate's verdict cannot depend on where an empty set sits among 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from common.errors import check_number
+from serve.report import Agreement, DatasetScores, Gate, Summary
 
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float | None:
@@ -33,32 +33,33 @@ def _mean(values: list[float]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def summarize(datasets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def summarize(datasets: dict[str, DatasetScores]) -> Summary:
     """ID top-1 (mean over ID sets), mean OOD top-1, and the lowest worst-group top-1 of any set."""
-    worst = [d["worst_group_top1"] for d in datasets.values() if d["worst_group_top1"] is not None]
-    measured = [d for d in datasets.values() if d["top1"] is not None]
-    return {
-        "id_top1": _mean([d["top1"] for d in measured if d["role"] == "id"]),
-        "ood_top1_mean": _mean([d["top1"] for d in measured if d["role"] == "ood"]),
-        "worst_group_top1_min": min(worst) if worst else None,
-    }
+    worst = [d.worst_group_top1 for d in datasets.values() if d.worst_group_top1 is not None]
+    measured = [d for d in datasets.values() if d.top1 is not None]
+    return Summary(
+        id_top1=_mean([d.top1 for d in measured if d.role == "id" and d.top1 is not None]),
+        ood_top1_mean=_mean([d.top1 for d in measured if d.role == "ood" and d.top1 is not None]),
+        worst_group_top1_min=min(worst) if worst else None,
+    )
 
 
-def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None) -> dict[str, float | None]:
+def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | None = None) -> Agreement:
     """How far one backend's logits are from a reference's on the same images: top-1 agreement, the largest absolute
     logit difference and, given labels, the drop in top-1 accuracy in percentage points (None for no images)."""
     if logits.shape != reference.shape:
         raise ValueError(f"logit shapes differ: {logits.shape} vs reference {reference.shape}")
     n = len(logits)
-    out: dict[str, float | None] = {
-        "top1_agreement": float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else None,
-        "max_abs_logit_diff": float(np.abs(logits - reference).max()) if n else None,
-    }
-    if labels is not None:
+    drop = None
+    if labels is not None and n:
         # From counts, so losing exactly 1 image in 100 is exactly 1.0 pp and passes a 1.0 pp gate.
         lost = int((reference.argmax(axis=1) == labels).sum()) - int((logits.argmax(axis=1) == labels).sum())
-        out["top1_drop_pp"] = 100.0 * lost / n if n else None
-    return out
+        drop = 100.0 * lost / n
+    return Agreement(
+        top1_agreement=float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else None,
+        max_abs_logit_diff=float(np.abs(logits - reference).max()) if n else None,
+        top1_drop_pp=drop,
+    )
 
 
 # The accuracy-drop gates of an exported artifact against its torch model, in pp (`pipeline`, `bench`,
@@ -78,17 +79,16 @@ def check_max_drop(max_drop_pp: float, what: str = "max_drop_pp") -> None:
     check_number(what, max_drop_pp, 0)
 
 
-def gate(agreements: dict[str, dict[str, float | None]], max_drop_pp: float) -> dict[str, Any]:
+def gate(agreements: dict[str, Agreement], max_drop_pp: float) -> Gate:
     """Passes when no dataset's top-1 dropped by more than `max_drop_pp` percentage points (sets without images
     have no drop)."""
     check_max_drop(max_drop_pp)
     worst = worst_of(agreements, "top1_drop_pp", max) or 0.0
-    return {"max_drop_pp": max_drop_pp, "worst_drop_pp": worst, "passed": bool(worst <= max_drop_pp)}
+    return Gate(max_drop_pp=max_drop_pp, worst_drop_pp=worst, passed=bool(worst <= max_drop_pp))
 
 
-def worst_of(
-    agreements: dict[str, dict[str, float | None]], key: str, pick: Callable[[list[float]], float]
-) -> float | None:
-    """The worst value of `key` over the sets that have one (`pick` is max for drops, min for agreement)."""
-    values = [a[key] for a in agreements.values() if a.get(key) is not None]
-    return pick(values) if values else None  # type: ignore[arg-type]
+def worst_of(agreements: dict[str, Agreement], key: str, pick: Callable[[list[float]], float]) -> float | None:
+    """The worst value of the Agreement field `key` over the sets that have one (`pick` is max for drops, min for
+    agreement)."""
+    values = [getattr(a, key) for a in agreements.values() if getattr(a, key) is not None]
+    return pick(values) if values else None

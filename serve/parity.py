@@ -53,6 +53,6 @@ def check_parity(reference: Runner, candidate: Runner, images: torch.Tensor, bat
     ref = np.concatenate([reference.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     out = np.concatenate([candidate.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     measured = agreement(out, ref)
-    diff, agree = measured["max_abs_logit_diff"], measured["top1_agreement"]
+    diff, agree = measured.max_abs_logit_diff, measured.top1_agreement
     assert diff is not None and agree is not None  # parity_images never returns an empty batch
     return Parity(len(images), diff, agree, candidate.precision)

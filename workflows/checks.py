@@ -216,20 +216,16 @@ def _gated(work: Path, rows: dict[str, Any]) -> str:
     limits: dict[str, float | None] = {row: drop_limit(runner.precision) for row, runner in rows.items()}
     sets = resolve_eval_sets([], runners[reference].spec.classes)
     reports = compare_runners(runners, sets, reference, limits)
-    gates = {row: reports[row]["gate"] for row in rows}
-    failed = [
-        f"{row} drops {g['worst_drop_pp']:+.2f} pp > {g['max_drop_pp']} pp"
-        for row, g in gates.items()
-        if not g["passed"]
-    ]
+    gates = {row: gate for row in rows if (gate := reports[row].gate)}  # every row has its limit
+    failed = [f"{row} drops {g.worst_drop_pp:+.2f} pp > {g.max_drop_pp} pp" for row, g in gates.items() if not g.passed]
     if failed:
         raise CheckFailed("; ".join(failed))
-    worst = max(gates, key=lambda row: gates[row]["worst_drop_pp"])
-    images = sum(entry["n"] for entry in reports[reference]["datasets"].values())
+    worst = max(gates, key=lambda row: gates[row].worst_drop_pp)
+    images = sum(entry.n for entry in reports[reference].datasets.values())
     where = ", ".join(sorted({runner.runs_on for runner in rows.values()}))
     return (
-        f"{len(rows)} within the pipeline's gates on {images} images (worst drop {gates[worst]['worst_drop_pp']:+.2f}"
-        f" pp, {worst.split()[-1]}; ran on {where})"
+        f"{len(rows)} within the pipeline's gates on {images} images (worst drop "
+        f"{gates[worst].worst_drop_pp:+.2f} pp, {worst.split()[-1]}; ran on {where})"
     )
 
 

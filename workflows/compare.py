@@ -106,11 +106,14 @@ def _score(runner: Runner, run: Run, spec: CompareSpec) -> AlphaScore:
     val_report, _ = evaluate(runner, [_validation_set(run)], spec.batch_size)
     report, _ = evaluate(runner, spec.sets + spec.holdout, spec.batch_size)
     holdout = {ev.data.name for ev in spec.holdout}
+    empty = [name for name, d in {**val_report.datasets, **report.datasets}.items() if d.top1 is None]
+    if empty or val_report.summary.id_top1 is None:
+        raise UserError(f"{empty[0] if empty else 'the validation split'}: no image could be scored")
     return AlphaScore(
-        val_top1=val_report["summary"]["id_top1"],
+        val_top1=val_report.summary.id_top1,
         sets={
-            name: SetScore("holdout" if name in holdout else d["role"], d["top1"], d["worst_group_top1"])
-            for name, d in report["datasets"].items()
+            name: SetScore("holdout" if name in holdout else d.role, d.top1 or 0.0, d.worst_group_top1)
+            for name, d in report.datasets.items()
         },
     )
 

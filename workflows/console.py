@@ -21,6 +21,7 @@ from rich.table import Table
 from common.progress import ProgressHook
 
 if TYPE_CHECKING:
+    from serve.report import Report
     from workflows.check_worker import Check, CheckResult
     from workflows.wise import WiseSweep
 
@@ -74,16 +75,16 @@ def _table(title: str, header: list[str], rows: list[list[str]], left: set[int],
     Console(width=width).print(table)
 
 
-def print_report(report: dict) -> None:
+def print_report(report: Report) -> None:
     """One model's report as a table on stdout."""
     from serve.report import table_header, table_rows
 
     header = table_header(report)
     left = {i for i, head in enumerate(header) if head in ("dataset", "role")}
-    _table(f"{report['backend']} ({report['precision']}): {report['artifact']}", header, table_rows(report), left)
+    _table(f"{report.backend} ({report.precision}): {report.artifact}", header, table_rows(report), left)
 
 
-def print_comparison(reports: dict, title: str) -> None:
+def print_comparison(reports: dict[str, Report], title: str) -> None:
     """Several models' reports side by side, one row each."""
     from serve.compare import comparison_rows
 
@@ -91,29 +92,29 @@ def print_comparison(reports: dict, title: str) -> None:
     _table(title, header, rows, {0}, width=160)
 
 
-def print_recommendation(reports: dict) -> None:
+def print_recommendation(reports: dict[str, Report]) -> None:
     """The artifact to serve on this machine (serve.compare.recommended), or that none passed its gate."""
     from serve.compare import baseline_speed, recommended
 
     best = recommended(reports)
-    if best is None:
+    gate = reports[best].gate if best else None
+    if best is None or gate is None:
         console.print("no artifact passed its gate: nothing to recommend for serving")
         return
-    rep = reports[best]
-    speed, baseline = rep["throughput"]["model_images_per_s"], baseline_speed(reports)
+    speed, baseline = reports[best].throughput.model_images_per_s, baseline_speed(reports)
     versus = f", {speed / baseline[1]:.2f}x {baseline[0]}" if baseline else ""
     console.print(
         f"* recommended for this machine: {best}: {speed:.0f} images/s model-only{versus}, worst drop "
-        f"{rep['gate']['worst_drop_pp']:+.2f} pp (gate {rep['gate']['max_drop_pp']} pp)"
+        f"{gate.worst_drop_pp:+.2f} pp (gate {gate.max_drop_pp} pp)"
     )
 
 
-def gate_status(reports: dict, tell: bool = False) -> int:
+def gate_status(reports: dict[str, Report], tell: bool = False) -> int:
     """1 when a gated row failed (named on the console with `tell`), else 0."""
     failed = [
-        f"{name} ({rep['gate']['worst_drop_pp']:+.2f} pp > {rep['gate']['max_drop_pp']} pp)"
+        f"{name} ({rep.gate.worst_drop_pp:+.2f} pp > {rep.gate.max_drop_pp} pp)"
         for name, rep in reports.items()
-        if rep.get("gate") and not rep["gate"]["passed"]
+        if rep.gate and not rep.gate.passed
     ]
     if failed and tell:
         console.print(f"[red]accuracy gate failed[/red]: {', '.join(failed)}")

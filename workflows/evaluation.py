@@ -22,6 +22,7 @@ from serve.backends import (
 )
 from serve.evaluate import evaluate, evaluate_against
 from serve.metrics import check_max_drop
+from serve.report import Report
 from serve.runner import Runner
 from workflows.overlap import check_not_trained_on
 
@@ -125,7 +126,7 @@ def evaluate_model(
     batch: tuple[int, int],
     allow_overlap: bool,
     progress: ProgressHook,
-) -> dict[str, Any]:
+) -> Report:
     """`runner` (against `reference`, gated at `max_drop` pp when given) on the sets `data` names, in batches of
     batch[0] read by batch[1] workers; sets holding its training images refused unless `allow_overlap`."""
     sets = resolve_eval_sets(data, classes=runner.spec.classes)

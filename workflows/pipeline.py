@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from common.artifact import ExportedFiles, exported_files
 from common.builtin import BUILTIN
@@ -18,6 +17,7 @@ from data.specs import resolve_eval_sets
 from serve.backends import artifact_rows, open_row, open_runner
 from serve.compare import compare_runners, write_reports
 from serve.metrics import check_max_drop, drop_limit
+from serve.report import Report
 from serve.runner import Runner
 from train.config import TrainConfig
 from train.losses import LossConfig
@@ -91,7 +91,7 @@ def pipeline_config(
 
 def evaluate_pipeline(
     run: Run, label: str, gates: tuple[float, float], progress: ProgressHook, say: Log
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Report]:
     """Exports `run` (FP32, FP16, INT8; engines where TensorRT runs), evaluates every row on the built-in ID and OOD
     sets, each artifact gated against the torch model (gates: FP32/FP16, INT8 in pp), and writes the reports."""
     from calib.int8 import Int8Options
@@ -112,7 +112,7 @@ def bench(
     batch: tuple[int, Path, bool],
     progress: ProgressHook,
     say: Log,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, Report]:
     """Every artifact in `folder` on every runtime here against the model it came from (`reference`, default
     `folder`'s run), gated (gates: FP32/FP16, INT8 in pp), on the sets `data` names; batch: (batch size, the
     report path whose <stem>-<row>.json paths are checked, allow_overlap)."""

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from common.artifact import ArtifactSpec
 from common.builtin import BUILTIN
@@ -54,21 +55,21 @@ def wise_sweep(
     preprocess = run.classifier.preprocess
     val = hold_decoded([EvalSet(resolve_train_data(run.record.data.source).val, "id")], preprocess)[0]
     sets = hold_decoded(sets, preprocess)  # decoded once for all alphas
-    rows = []
+    rows: list[dict[str, Any]] = []
     for i, alpha in enumerate(alphas):
         model = interpolation.classifier(alpha)
         runner = TorchRunner(model, ArtifactSpec(classifier=run.classifier), f"{run.path} (alpha {alpha:g})")
         step = f"alpha {alpha:g} ({i + 1}/{len(alphas)})"
         hook = (lambda n, d, t, step=step: progress(f"{step}: {n}", d, t)) if progress else None
         val_report, _ = evaluate(runner, [val], batch_size, progress=hook)
-        report, _ = evaluate(runner, sets, batch_size, progress=hook) if sets else ({"datasets": {}, "summary": {}}, {})
+        report = evaluate(runner, sets, batch_size, progress=hook)[0] if sets else None
         rows.append(
             {
                 "alpha": alpha,
-                "val_top1": val_report["summary"]["id_top1"],
-                "id_top1": report["summary"].get("id_top1"),
-                "ood_top1_mean": report["summary"].get("ood_top1_mean"),
-                "top1": {name: d["top1"] for name, d in report["datasets"].items()},
+                "val_top1": val_report.summary.id_top1,
+                "id_top1": report.summary.id_top1 if report else None,
+                "ood_top1_mean": report.summary.ood_top1_mean if report else None,
+                "top1": {name: d.top1 for name, d in report.datasets.items()} if report else {},
             }
         )
     alpha = wise_choice({r["alpha"]: r["val_top1"] for r in rows})

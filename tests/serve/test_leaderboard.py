@@ -15,12 +15,14 @@ from serve.leaderboard import (
     ZERO_SHOT,
     AlphaScore,
     Cell,
+    Leaderboard,
     Row,
     SetScore,
     _metrics,
     leaderboard,
     markdown,
     method_rows,
+    read_leaderboard,
     wise_choice,
     write_leaderboard,
 )
@@ -314,6 +316,11 @@ def test_write_leaderboard_writes_strict_json_markdown_and_a_png(tmp_path: Path)
     png = (tmp_path / "leaderboard.png").read_bytes()
     assert png.startswith(PNG_MAGIC) and len(png) > 5000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["leaderboard.json", "leaderboard.md", "leaderboard.png"]
+    # The one reader gives back what was written.
+    assert read_leaderboard(tmp_path / "leaderboard.json") == Leaderboard("a title", rows, cells, zs)
+    (tmp_path / "leaderboard.json").write_text('{"title": "t", "rows": [], "cells": [{"alphas": {"x": {}}}]}')
+    with pytest.raises(UserError, match="cannot read leaderboard .*leaderboard.json"):
+        read_leaderboard(tmp_path / "leaderboard.json")
 
 
 def test_write_leaderboard_when_no_cell_has_an_ood_set(tmp_path: Path):
