@@ -10,7 +10,7 @@ activations); OpenVINO fp32, bf16 and int8 (the Q/DQ file)). Each row: images/s
 agreement with ONNX Runtime FP32 on the timed batch, and the fraction of this machine's peak for its precision: the
 model's FLOPs per image (torch's FLOP counter) x images/s over a large matmul's FLOP/s timed in the same run (FP32
 and BF16 in torch, INT8 u8 x s8 in ONNX Runtime's MatMulInteger). INT8 copies are calibrated on 64 images (the
-built-in model: its training images; ViT-B-32: the random batch). `--json FILE` writes DESIGN.md's shape.
+built-in model: its training images; ViT-B-32: the random batch). `--json FILE` writes the rows and peaks as JSON.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--models", default="ViT-B-32,builtin")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--iters", type=int, default=3)
-    parser.add_argument("--json", type=Path, default=None, help="Also write the figures here (DESIGN.md's shape).")
+    parser.add_argument("--json", type=Path, default=None, help="Also write the figures here, as JSON.")
     args = parser.parse_args()
     peak = peaks(args.iters)
     print(f"peak GFLOP/s ({PEAK_SIZE}^3 matmul): " + ", ".join(f"{k} {v:.0f}" for k, v in peak.items()), flush=True)

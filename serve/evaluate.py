@@ -1,4 +1,4 @@
-"""Batched evaluation of any runner over ID and OOD sets, producing the DESIGN.md report.
+"""Batched evaluation of any runner over ID and OOD sets, producing the report of serve/report.py.
 
 Loading runs in DataLoader workers while the runner computes, so the model, not the JPEG decoder, sets the pace.
 Images travel as uint8 pixels and are normalized once per batch (data.transforms.BatchedEvalTransform, the same

@@ -1,5 +1,5 @@
 """`cli.py eval --checkpoint builtin` is the zero-shot built-in model made for the classes of the data it is given
-(../shared/DESIGN.md): a folder's class folders, a suite's classes and templates; `--zero-shot MODEL` any open_clip
+(docs/DESIGN.md): a folder's class folders, a suite's classes and templates; `--zero-shot MODEL` any open_clip
 model the same way."""
 
 from __future__ import annotations

@@ -280,8 +280,8 @@ def test_evaluation_reads_records_through_serve_evaluate(tmp_path, version):
     runner = cifar10_runner()
     sets = resolve_eval_sets([f"cifar10:{make(tmp_path)}"], classes=runner.spec.classes)
     report, results = evaluate(runner, sets, batch_size=3, num_workers=0)
-    entry = report["datasets"]["cifar10-test"]
-    assert entry["role"] == "id" and entry["n"] == layout.RECORDS["test"] and entry["skipped"] == 0
+    entry = report.datasets["cifar10-test"]
+    assert entry.role == "id" and entry.n == layout.RECORDS["test"] and entry.skipped == 0
     transform = eval_transform(runner.spec.classifier.preprocess)
     images = torch.stack([transform(Image.fromarray(expected_image(s.path))) for s in sets[0].data.samples])
     np.testing.assert_allclose(results["cifar10-test"].logits, runner.infer(images), rtol=0, atol=1e-5)

@@ -201,7 +201,7 @@ def test_cell_scores_are_the_runs_own_accuracy(compared, spec):
     assert stored["sets"] == ["corrupt", "idtest", "sketch"]
     report, _ = evaluate(TorchRunner.from_run(open_run(cell)), spec.sets + spec.holdout, batch_size=64)
     at1 = stored["alphas"]["1"]["sets"]
-    assert {name: at1[name]["top1"] for name in at1} == {n: d["top1"] for n, d in report["datasets"].items()}
+    assert {name: at1[name]["top1"] for name in at1} == {n: d.top1 for n, d in report.datasets.items()}
     assert at1["corrupt"]["role"] == "holdout" and at1["sketch"]["role"] == "ood" and at1["idtest"]["role"] == "id"
 
 
@@ -283,7 +283,7 @@ def swept(tuned, set_specs, tmp_path_factory):
 def accuracy(runner: TorchRunner, sets: list[EvalSet], val: EvalSet) -> tuple[float, dict[str, float]]:
     val_report, _ = evaluate(runner, [val], batch_size=64)
     report, _ = evaluate(runner, sets, batch_size=64)
-    return val_report["summary"]["id_top1"], {name: d["top1"] for name, d in report["datasets"].items()}
+    return val_report.summary.id_top1, {name: d.top1 for name, d in report.datasets.items()}
 
 
 def test_the_sweep_writes_the_validation_choice_as_a_run(swept, tuned):

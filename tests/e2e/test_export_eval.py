@@ -92,11 +92,9 @@ def test_onnx_report_matches_torch_report(exported):
     torch_report, torch_results = evaluate(open_runner(run), sets, batch_size=128)
     onnx_report, onnx_results = evaluate(OnnxRuntimeRunner(result.onnx["fp32"]), sets, batch_size=128)
     compared = with_reference(onnx_report, onnx_results, torch_results, str(run), max_drop_pp=0.5)
-    assert onnx_report["datasets"]["id_test"]["top1"] == pytest.approx(
-        torch_report["datasets"]["id_test"]["top1"], abs=1e-3
-    )
-    assert compared["agreement"]["id_test"]["top1_agreement"] >= 0.999
-    assert compared["gate"]["passed"]
+    assert onnx_report.datasets["id_test"].top1 == pytest.approx(torch_report.datasets["id_test"].top1, abs=1e-3)
+    assert compared.agreement["id_test"].top1_agreement >= 0.999
+    assert compared.gate.passed
 
 
 def test_gate_fails_on_a_perturbed_model_and_passes_on_the_true_one(exported, tmp_path):

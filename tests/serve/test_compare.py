@@ -9,7 +9,6 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +22,7 @@ from data.transforms import eval_transform
 from serve.compare import compare_runners, comparison_rows, recommended, write_reports
 from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate
+from serve.report import Agreement, DatasetScores, Gate, Report, Summary, Throughput
 from serve.runner import Runner
 
 PREPROCESS = {
@@ -37,22 +37,22 @@ PREPROCESS = {
 
 
 def test_gate_without_datasets_passes_with_worst_drop_zero() -> None:
-    assert gate({}, 1.0) == {"max_drop_pp": 1.0, "worst_drop_pp": 0.0, "passed": True}
+    assert gate({}, 1.0) == Gate(max_drop_pp=1.0, worst_drop_pp=0.0, passed=True)
 
 
 def test_gate_takes_the_worst_drop_whatever_the_order() -> None:
     drops = {"id_test": 0.25, "ood_sketch": 3.0, "ood_corrupt": -2.0, "ood_background": 1.0}
     results = []
     for order in itertools.permutations(drops):
-        results.append(gate({name: {"top1_drop_pp": drops[name]} for name in order}, 2.0))
-    assert all(r == {"max_drop_pp": 2.0, "worst_drop_pp": 3.0, "passed": False} for r in results)
+        results.append(gate({name: Agreement(None, None, drops[name]) for name in order}, 2.0))
+    assert all(r == Gate(max_drop_pp=2.0, worst_drop_pp=3.0, passed=False) for r in results)
 
 
 def test_gate_boundary() -> None:
-    assert gate({"s": {"top1_drop_pp": 1.5}}, 1.5)["passed"]  # a drop equal to the limit passes
-    assert not gate({"s": {"top1_drop_pp": 1.5}}, math.nextafter(1.5, 0.0))["passed"]
-    assert not gate({"s": {"top1_drop_pp": 1.5 + 1e-9}}, 1.5)["passed"]
-    assert gate({"s": {"top1_drop_pp": -5.0}}, 0.0)["passed"]  # getting better never fails
+    assert gate({"s": Agreement(None, None, 1.5)}, 1.5).passed  # a drop equal to the limit passes
+    assert not gate({"s": Agreement(None, None, 1.5)}, math.nextafter(1.5, 0.0)).passed
+    assert not gate({"s": Agreement(None, None, 1.5 + 1e-9)}, 1.5).passed
+    assert gate({"s": Agreement(None, None, -5.0)}, 0.0).passed  # getting better never fails
 
 
 def test_gate_drop_of_exactly_the_limit_computed_from_logits_passes() -> None:
@@ -62,12 +62,12 @@ def test_gate_drop_of_exactly_the_limit_computed_from_logits_passes() -> None:
     reference[:4] = [1.0, 0.0]  # ... except on the first 4 images, which it gets right: 4 %
     other = reference.copy()
     other[3] = [0.0, 1.0]  # one of those 4 now wrong: 3 %, a drop of exactly 1 image in 100 = 1 pp
-    assert gate({"s": agreement(other, reference, labels)}, 1.0)["passed"]
+    assert gate({"s": agreement(other, reference, labels)}, 1.0).passed
 
 
 def test_gate_with_an_empty_set_does_not_depend_on_the_order() -> None:
     empty = agreement(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0, dtype=np.int64))
-    worse = {"top1_drop_pp": 5.0}
+    worse = Agreement(None, None, 5.0)
     assert gate({"empty": empty, "other": worse}, 10.0) == gate({"other": worse, "empty": empty}, 10.0)
 
 
@@ -77,18 +77,29 @@ def test_gate_with_an_empty_set_does_not_depend_on_the_order() -> None:
 def hand_report(
     top1: dict[str, float],
     ood_mean: float | None,
-    agreement: dict | None = None,
+    agreement: dict[str, Agreement] | None = None,
     speed: float = 100.0,
     passed: bool | None = None,
-) -> dict[str, Any]:
-    datasets = {name: {"role": "ood" if name.startswith("ood") else "id", "top1": t} for name, t in top1.items()}
-    return {
-        "datasets": datasets,
-        "summary": {"ood_top1_mean": ood_mean},
-        "agreement": agreement,
-        "throughput": {"model_images_per_s": speed},
-        "gate": None if passed is None else {"passed": passed, "worst_drop_pp": 0.5, "max_drop_pp": 1.0},
+) -> Report:
+    datasets = {
+        name: DatasetScores(
+            role="ood" if name.startswith("ood") else "id", n=0, skipped=0, top1=t, top5=None, worst_group_top1=None
+        )
+        for name, t in top1.items()
     }
+    return Report(
+        backend="fake",
+        artifact="fake",
+        precision="fp32",
+        classes=[],
+        datasets=datasets,
+        summary=Summary(id_top1=None, ood_top1_mean=ood_mean, worst_group_top1_min=None),
+        throughput=Throughput(
+            images_per_s=0.0, model_images_per_s=speed, batch_size=1, latency_ms_p50=0.0, latency_ms_p99=0.0
+        ),
+        agreement=agreement,
+        gate=None if passed is None else Gate(max_drop_pp=1.0, worst_drop_pp=0.5, passed=passed),
+    )
 
 
 def test_comparison_rows_follow_the_first_reports_set_order() -> None:
@@ -99,8 +110,8 @@ def test_comparison_rows_follow_the_first_reports_set_order() -> None:
             {"ood_sketch": 0.125, "id_test": 0.75},
             0.125,
             {
-                "ood_sketch": {"top1_drop_pp": 12.5, "top1_agreement": 0.875},
-                "id_test": {"top1_drop_pp": -25.0, "top1_agreement": 0.5},
+                "ood_sketch": Agreement(top1_agreement=0.875, max_abs_logit_diff=None, top1_drop_pp=12.5),
+                "id_test": Agreement(top1_agreement=0.5, max_abs_logit_diff=None, top1_drop_pp=-25.0),
             },
         ),
     }
@@ -122,8 +133,8 @@ def test_the_fastest_row_that_passed_its_gate_is_recommended_and_marked() -> Non
     assert recommended(reports) == "a (openvino bf16)"
     _, rows = comparison_rows(reports)
     assert [row[0] for row in rows if row[0].endswith(" *")] == ["a (openvino bf16) *"]
-    reports["a (openvino bf16)"]["gate"]["passed"] = False
-    reports["a (onnxruntime fp32)"]["gate"]["passed"] = False
+    reports["a (openvino bf16)"].gate.passed = False
+    reports["a (onnxruntime fp32)"].gate.passed = False
     assert recommended(reports) is None
 
 
@@ -220,7 +231,7 @@ def swap_drop(logits: np.ndarray, labels: np.ndarray, i: int, j: int) -> float:
 class Compared:
     """compare_runners over five fake rows, with what the test expects computed from the reference's own logits."""
 
-    reports: dict[str, dict[str, Any]]
+    reports: dict[str, Report]
     runners: dict[str, FakeRunner]
     expected: dict[str, tuple[np.ndarray, np.ndarray]]  # set -> (reference logits, labels)
     pair: tuple[int, int]  # the classes the fp16 row swaps
@@ -264,19 +275,19 @@ def test_compare_runners_reference_baseline_and_identical_rows(tmp_path, spec, e
     # The reference and the baseline are not compared with anything.
     for name in ("proreg (torch)", "zero-shot"):
         report = c.reports[name]
-        assert (report["reference"], report["agreement"], report["gate"]) == (None, None, None)
+        assert (report.reference, report.agreement, report.gate) == (None, None, None)
     ref = c.reports["proreg (torch)"]
     for name, (logits, labels) in c.expected.items():
-        assert ref["datasets"][name]["top1"] == pytest.approx(np.mean(logits.argmax(axis=1) == labels))
-        assert ref["datasets"][name]["n"] == len(labels)
-    assert set(ref["datasets"]["held"]["groups"]) == {"even", "odd"}
+        assert ref.datasets[name].top1 == pytest.approx(np.mean(logits.argmax(axis=1) == labels))
+        assert ref.datasets[name].n == len(labels)
+    assert set(ref.datasets["held"].groups) == {"even", "odd"}
     same = c.reports["proreg (onnxruntime fp32)"]
-    assert same["reference"] == "runs/fake"
-    for a in same["agreement"].values():
-        assert a == {"top1_agreement": 1.0, "max_abs_logit_diff": 0.0, "top1_drop_pp": 0.0}
-    assert same["gate"] == {"max_drop_pp": 0.0, "worst_drop_pp": 0.0, "passed": True}
+    assert same.reference == "runs/fake"
+    for a in same.agreement.values():
+        assert a == Agreement(top1_agreement=1.0, max_abs_logit_diff=0.0, top1_drop_pp=0.0)
+    assert same.gate == Gate(max_drop_pp=0.0, worst_drop_pp=0.0, passed=True)
     ungated = c.reports["proreg (int8, ungated)"]
-    assert ungated["agreement"] and ungated["gate"] is None
+    assert ungated.agreement and ungated.gate is None
 
 
 def test_compare_runners_measures_a_swapped_row_against_the_reference(tmp_path, spec, eval_sets) -> None:
@@ -284,13 +295,13 @@ def test_compare_runners_measures_a_swapped_row_against_the_reference(tmp_path, 
     swapped = c.reports["proreg (onnxruntime fp16)"]
     i, j = c.pair
     for name, (logits, _) in c.expected.items():
-        a = swapped["agreement"][name]
+        a = swapped.agreement[name]
         pred = logits.argmax(axis=1)
-        assert a["top1_drop_pp"] == pytest.approx(c.drops[name], abs=1e-9)
-        assert a["top1_agreement"] == pytest.approx(np.mean((pred != i) & (pred != j)))
-        assert a["max_abs_logit_diff"] == pytest.approx(np.abs(logits[:, i] - logits[:, j]).max(), rel=1e-5)
-    assert swapped["gate"]["worst_drop_pp"] == pytest.approx(max(c.drops.values()), abs=1e-9)
-    assert swapped["gate"]["passed"] is False
+        assert a.top1_drop_pp == pytest.approx(c.drops[name], abs=1e-9)
+        assert a.top1_agreement == pytest.approx(np.mean((pred != i) & (pred != j)))
+        assert a.max_abs_logit_diff == pytest.approx(np.abs(logits[:, i] - logits[:, j]).max(), rel=1e-5)
+    assert swapped.gate.worst_drop_pp == pytest.approx(max(c.drops.values()), abs=1e-9)
+    assert swapped.gate.passed is False
 
 
 def test_compare_runners_writes_a_report_per_row_and_reports_progress(tmp_path, spec, eval_sets) -> None:
@@ -300,7 +311,7 @@ def test_compare_runners_writes_a_report_per_row_and_reports_progress(tmp_path, 
         f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png")
     )
     for slug, name in zip(slugs, c.runners, strict=True):
-        assert json.loads((c.out / f"report-{slug}.json").read_text()) == c.reports[name]
+        assert json.loads((c.out / f"report-{slug}.json").read_text()) == c.reports[name].to_dict()
     assert "Gate FAILED" in (c.out / "report-proreg-onnxruntime-fp16.md").read_text()
     # Progress names the row and the set, and reaches the end of every set for every row.
     finished = {label for label, done, total in c.heard if done == total}
@@ -317,19 +328,16 @@ def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSp
     reports = compare_runners(runners, eval_sets, "ref", {"same": 1.0})
     write_reports(reports, tmp_path / "report.json")
 
-    empty = reports["same"]["datasets"]["held"]
-    assert empty["n"] == 0 and empty["skipped"] == 0
-    assert empty["top1"] is None and empty["top5"] is None and empty["worst_group_top1"] is None
-    assert reports["same"]["datasets"]["tiny"]["n"] == 60
-    assert reports["same"]["agreement"]["tiny"]["top1_drop_pp"] == 0.0
-    assert reports["same"]["agreement"]["held"] == {
-        "top1_agreement": None,
-        "max_abs_logit_diff": None,
-        "top1_drop_pp": None,
-    }
-    assert reports["same"]["gate"] == {"max_drop_pp": 1.0, "worst_drop_pp": 0.0, "passed": True}
+    same = reports["same"]
+    empty = same.datasets["held"]
+    assert empty.n == 0 and empty.skipped == 0
+    assert empty.top1 is None and empty.top5 is None and empty.worst_group_top1 is None
+    assert same.datasets["tiny"].n == 60
+    assert same.agreement["tiny"].top1_drop_pp == 0.0
+    assert same.agreement["held"] == Agreement(top1_agreement=None, max_abs_logit_diff=None, top1_drop_pp=None)
+    assert same.gate == Gate(max_drop_pp=1.0, worst_drop_pp=0.0, passed=True)
     text = (tmp_path / "report-same.json").read_text()
-    assert json.loads(text, parse_constant=lambda token: pytest.fail(f"not strict JSON: {token}")) == reports["same"]
+    assert json.loads(text, parse_constant=lambda token: pytest.fail(f"not strict JSON: {token}")) == same.to_dict()
     assert (tmp_path / "report-same.json").is_file() and (tmp_path / "report-same.png").is_file()
     assert "| held | id | 0 | 0 | - | - | - |" in (tmp_path / "report-same.md").read_text()
 
@@ -342,8 +350,8 @@ def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
     verdicts = []
     for sets in [eval_sets, eval_sets[::-1]]:
         runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
-        verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0})["same"]["gate"])
-    assert verdicts[0]["passed"] == verdicts[1]["passed"]
+        verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0})["same"].gate)
+    assert verdicts[0].passed == verdicts[1].passed
 
 
 class BrokenRunner(FakeRunner):

@@ -67,14 +67,14 @@ def test_held_images_give_the_logits_of_the_files_without_reading_them(runner, s
     first, results = evaluate(runner, sets, batch_size=7, keep_decoded=True)
     for name, result in results.items():
         np.testing.assert_allclose(result.logits, expected[name], rtol=0, atol=1e-5)  # batch sizes differ
-    assert first["datasets"]["big"]["skipped"] == 1
+    assert first.datasets["big"].skipped == 1
     assert all(
         ev.decoded is not None and len(ev.decoded.images) == len(ev.data.samples) - (ev.role == "ood") for ev in sets
     )
 
     reads = file_reads(monkeypatch)
     second, again = evaluate(runner, sets, batch_size=7)
-    assert second["datasets"] == first["datasets"]
+    assert second.datasets == first.datasets
     for name, result in again.items():
         assert np.array_equal(result.logits, results[name].logits)
     probes = [str(ev.data.samples[0].path) for ev in sets]  # check_some_readable's first try
@@ -97,7 +97,7 @@ def test_images_read_by_worker_processes_are_held_too(sets):
         "held = sum(len(ev.decoded.images) + len(ev.decoded.unreadable) for ev in sets)\n"
         "assert held == sum(len(ev.data.samples) for ev in sets), held\n"
         "second, b = evaluate(runner, sets, batch_size=7, num_workers=2)\n"
-        "assert second['datasets'] == first['datasets']\n"
+        "assert second.datasets == first.datasets\n"
         "assert all(np.array_equal(a[n].logits, b[n].logits) for n in a)\n"
     )
     root = Path(__file__).resolve().parents[2]
@@ -113,7 +113,7 @@ def test_sets_that_hold_their_images_read_them_once(runner, sets, monkeypatch):
     assert len(reads) == 2 + sum(len(ev.data.samples) for ev in sets)  # the readability probes, every file once
     reads.clear()
     from_memory, again = evaluate(runner, held, batch_size=16)
-    assert first["datasets"] == from_memory["datasets"] == from_files["datasets"]
+    assert first.datasets == from_memory.datasets == from_files.datasets
     assert all(np.array_equal(again[n].logits, results[n].logits) for n in results)
     assert len(reads) == 2  # the two readability probes
     assert all(ev.decoded is None for ev in sets)  # the caller's sets are left alone
@@ -130,7 +130,7 @@ def test_images_held_for_another_preprocessing_are_not_used(runner, sets, monkey
 def test_a_reference_evaluation_reads_no_file_again_and_leaves_the_sets_alone(runner, sets, monkeypatch):
     reads = file_reads(monkeypatch)
     report = evaluate_against(runner, runner, sets, max_drop_pp=0.0, batch_size=16)
-    assert report["gate"]["passed"] and all(a["top1_agreement"] == 1.0 for a in report["agreement"].values())
+    assert report.gate.passed and all(a.top1_agreement == 1.0 for a in report.agreement.values())
     images = sum(len(ev.data.samples) for ev in sets)
     assert len(reads) == images + 2 + 2  # every file once, the readability probes twice
     assert all(ev.decoded is None for ev in sets)
@@ -139,12 +139,12 @@ def test_a_reference_evaluation_reads_no_file_again_and_leaves_the_sets_alone(ru
 def test_a_comparison_decodes_each_image_once_for_all_its_runners(runner, sets, monkeypatch):
     from serve.compare import compare_runners
 
-    plain = {ev.data.name: evaluate(runner, [ev], batch_size=16)[0]["datasets"] for ev in sets}
+    plain = {ev.data.name: evaluate(runner, [ev], batch_size=16)[0].datasets for ev in sets}
     reads = file_reads(monkeypatch)
     rows = {"ref": runner, "a": runner, "b": runner}
     reports = compare_runners(rows, sets, "ref", {"a": 0.0, "b": 0.0}, batch_size=16)
     images = sum(len(ev.data.samples) for ev in sets)
     assert len(reads) == images + 2 * len(rows)  # every file once; the readability probe per set per runner
     for report in reports.values():
-        assert report["datasets"] == {name: plain[name][name] for name in plain}
-    assert reports["b"]["gate"]["passed"] and all(ev.decoded is None for ev in sets)
+        assert report.datasets == {name: plain[name][name] for name in plain}
+    assert reports["b"].gate.passed and all(ev.decoded is None for ev in sets)

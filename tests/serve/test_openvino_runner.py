@@ -64,7 +64,7 @@ def compared(runner, sets, reference: dict[str, DatasetResult]) -> tuple[float, 
     """(worst top-1 agreement, largest |logit difference|) of `runner` against `reference` over every set."""
     results = evaluate(runner, sets)[1]
     found = [agreement(r.logits, reference[name].logits) for name, r in results.items()]
-    return min(a["top1_agreement"] for a in found), max(a["max_abs_logit_diff"] for a in found)
+    return min(a.top1_agreement for a in found), max(a.max_abs_logit_diff for a in found)
 
 
 @needs_openvino

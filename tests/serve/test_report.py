@@ -12,7 +12,18 @@ import pytest
 
 from serve.evaluate import DatasetResult
 from serve.metrics import summarize
-from serve.report import markdown, table_header, table_rows, write_report
+from serve.report import (
+    Agreement,
+    DatasetScores,
+    Gate,
+    Report,
+    Summary,
+    Throughput,
+    markdown,
+    table_header,
+    table_rows,
+    write_report,
+)
 
 BASE_HEADER = ["dataset", "role", "n", "skipped", "top1 %", "top5 %", "worst-group %"]
 AGREEMENT_HEADER = ["drop pp", "agree %", "max|dlogit|"]
@@ -27,56 +38,56 @@ def _strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def make_report(agreement: bool = False, gate: dict[str, Any] | None = None, reference: str | None = None) -> dict:
+def make_report(agreement: bool = False, gate: Gate | None = None, reference: str | None = None) -> Report:
     """A report in the schema serve.evaluate.evaluate produces, with values exact in binary floating point."""
     datasets = {
-        "val": {
-            "role": "id",
-            "n": 8,
-            "skipped": 1,
-            "top1": 0.5,
-            "top5": 1.0,
-            "worst_group_top1": 0.25,
-            "groups": {"plain": 0.75, "striped": 0.25},
-        },
-        "ood_sketch": {
-            "role": "ood",
-            "n": 8,
-            "skipped": 0,
-            "top1": 0.125,
-            "top5": 0.875,
-            "worst_group_top1": None,
-            "groups": {},
-        },
+        "val": DatasetScores(
+            role="id",
+            n=8,
+            skipped=1,
+            top1=0.5,
+            top5=1.0,
+            worst_group_top1=0.25,
+            groups={"plain": 0.75, "striped": 0.25},
+        ),
+        "ood_sketch": DatasetScores(
+            role="ood",
+            n=8,
+            skipped=0,
+            top1=0.125,
+            top5=0.875,
+            worst_group_top1=None,
+            groups={},
+        ),
     }
-    report = {
-        "backend": "onnxruntime",
-        "artifact": "runs/x/model.fp16.onnx",
-        "precision": "fp16",
-        "classes": ["circle", "square"],
-        "datasets": datasets,
-        "summary": {"id_top1": 0.5, "ood_top1_mean": 0.125, "worst_group_top1_min": 0.25},
-        "throughput": {
-            "images_per_s": 1234.4,
-            "model_images_per_s": 2000.0,
-            "batch_size": 64,
-            "latency_ms_p50": 1.5,
-            "latency_ms_p99": 2.25,
-        },
-        "reference": reference,
-        "agreement": None,
-        "gate": gate,
-    }
+    report = Report(
+        backend="onnxruntime",
+        artifact="runs/x/model.fp16.onnx",
+        precision="fp16",
+        classes=["circle", "square"],
+        datasets=datasets,
+        summary=Summary(id_top1=0.5, ood_top1_mean=0.125, worst_group_top1_min=0.25),
+        throughput=Throughput(
+            images_per_s=1234.4,
+            model_images_per_s=2000.0,
+            batch_size=64,
+            latency_ms_p50=1.5,
+            latency_ms_p99=2.25,
+        ),
+        reference=reference,
+        agreement=None,
+        gate=gate,
+    )
     if agreement:
-        report["agreement"] = {
-            "val": {"top1_agreement": 0.875, "max_abs_logit_diff": 0.0123456, "top1_drop_pp": 12.5},
-            "ood_sketch": {"top1_agreement": 1.0, "max_abs_logit_diff": 0.5, "top1_drop_pp": -0.25},
+        report.agreement = {
+            "val": Agreement(top1_agreement=0.875, max_abs_logit_diff=0.0123456, top1_drop_pp=12.5),
+            "ood_sketch": Agreement(top1_agreement=1.0, max_abs_logit_diff=0.5, top1_drop_pp=-0.25),
         }
     return report
 
 
 def test_write_report_writes_three_files_atomically(tmp_path: Path) -> None:
-    report = make_report(agreement=True, gate={"max_drop_pp": 1.0, "worst_drop_pp": 12.5, "passed": False})
+    report = make_report(agreement=True, gate=Gate(max_drop_pp=1.0, worst_drop_pp=12.5, passed=False))
     out = tmp_path / "reports" / "report.json"  # the folder does not exist yet
 
     written = write_report(report, out)
@@ -84,7 +95,7 @@ def test_write_report_writes_three_files_atomically(tmp_path: Path) -> None:
     assert written == [out, out.with_suffix(".md"), out.with_suffix(".png")]
     # Nothing else in the folder: no temporary file of the atomic writes is left behind.
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.json", "report.md", "report.png"]
-    assert _strict_json(out.read_text()) == report
+    assert _strict_json(out.read_text()) == report.to_dict()
     assert out.with_suffix(".md").read_text() == markdown(report)
     assert out.with_suffix(".png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
@@ -94,7 +105,7 @@ def test_write_report_replaces_an_older_report(tmp_path: Path) -> None:
     write_report(make_report(), out)
     newer = make_report(agreement=True, reference="runs/x")
     write_report(newer, out)
-    assert _strict_json(out.read_text()) == newer
+    assert _strict_json(out.read_text()) == newer.to_dict()
     assert "reference: `runs/x`" in out.with_suffix(".md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "report-proreg-onnxruntime-fp16.json",
@@ -124,9 +135,9 @@ def test_markdown_table_has_a_row_per_dataset_in_percent() -> None:
 
 def test_markdown_gate_line_only_with_a_gate() -> None:
     assert "Gate" not in markdown(make_report(agreement=True))
-    passed = markdown(make_report(gate={"max_drop_pp": 1.5, "worst_drop_pp": -0.25, "passed": True}))
+    passed = markdown(make_report(gate=Gate(max_drop_pp=1.5, worst_drop_pp=-0.25, passed=True)))
     assert passed.splitlines()[-1] == "Gate PASSED: worst drop -0.25 pp against a limit of 1.5 pp."
-    failed = markdown(make_report(gate={"max_drop_pp": 1.0, "worst_drop_pp": 12.5, "passed": False}))
+    failed = markdown(make_report(gate=Gate(max_drop_pp=1.0, worst_drop_pp=12.5, passed=False)))
     assert failed.splitlines()[-1] == "Gate FAILED: worst drop +12.50 pp against a limit of 1.0 pp."
     assert "PASSED" not in failed and "FAILED" not in passed
 
@@ -153,7 +164,7 @@ def test_agreement_columns_only_with_agreement() -> None:
 
 def test_empty_agreement_dict_adds_no_columns() -> None:
     report = make_report()
-    report["agreement"] = {}
+    report.agreement = {}
     assert table_header(report) == BASE_HEADER
     assert [len(r) for r in table_rows(report)] == [len(BASE_HEADER)] * 2
 
@@ -161,8 +172,9 @@ def test_empty_agreement_dict_adds_no_columns() -> None:
 @pytest.mark.parametrize("missing", [None, math.nan])
 def test_missing_accuracy_renders_as_dash(missing: float | None) -> None:
     report = make_report()
-    report["datasets"]["ood_sketch"].update(top1=missing, top5=missing, worst_group_top1=missing)
-    report["summary"] = {"id_top1": missing, "ood_top1_mean": missing, "worst_group_top1_min": missing}
+    sketch = report.datasets["ood_sketch"]
+    sketch.top1, sketch.top5, sketch.worst_group_top1 = missing, missing, missing
+    report.summary = Summary(id_top1=missing, ood_top1_mean=missing, worst_group_top1_min=missing)
     rows = {row[0]: row for row in table_rows(report)}
     assert rows["ood_sketch"][4:7] == ["-", "-", "-"]
     assert rows["val"][4:7] == ["50.0", "100.0", "25.0"]  # the other row keeps its numbers
@@ -174,8 +186,9 @@ def test_write_report_of_an_empty_dataset(tmp_path: Path) -> None:
     """An empty set has no accuracies (None from serve.metrics.topk_accuracy); the files are still written, the
     markdown shows "-"."""
     report = make_report()
-    report["datasets"]["ood_sketch"].update(n=0, top1=None, top5=None, worst_group_top1=None)
-    report["summary"]["ood_top1_mean"] = None
+    sketch = report.datasets["ood_sketch"]
+    sketch.n, sketch.top1, sketch.top5, sketch.worst_group_top1 = 0, None, None, None
+    report.summary.ood_top1_mean = None
     paths = write_report(report, tmp_path / "report.json")
     assert all(p.is_file() for p in paths)
     assert "| ood_sketch | ood | 0 | 0 | - | - | - |" in paths[1].read_text()
@@ -186,8 +199,8 @@ def test_report_json_stays_strict_json_with_an_empty_dataset(tmp_path: Path) -> 
         "ood_sketch", "ood", np.zeros((0, 6), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64), [], skipped=0
     )
     report = make_report()
-    report["datasets"]["ood_sketch"] = empty.entry()  # what evaluation reports for a set without images
-    report["summary"] = summarize(report["datasets"])
+    report.datasets["ood_sketch"] = empty.entry()  # what evaluation reports for a set without images
+    report.summary = summarize(report.datasets)
     write_report(report, tmp_path / "report.json")
     _strict_json((tmp_path / "report.json").read_text())
 

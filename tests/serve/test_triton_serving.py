@@ -58,7 +58,7 @@ def test_eval_through_the_server_equals_onnxruntime(served, builtin_onnx, images
     expected, _ = evaluate(ort, resolve_eval_sets([str(images)], ort.spec.classes), batch_size=40)
     assert report["datasets"][name]["n"] == 120
     for key in ("top1", "top5", "worst_group_top1", "groups"):
-        assert report["datasets"][name][key] == expected["datasets"][name][key]
+        assert report["datasets"][name][key] == getattr(expected.datasets[name], key)
 
 
 def test_the_served_model_describes_itself(served, builtin_onnx):

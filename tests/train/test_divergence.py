@@ -57,7 +57,7 @@ def test_a_non_finite_loss_stops_keeps_the_last_good_checkpoint_and_resumes(tmp_
     assert run.record.progress.step == 4 and 0 <= run.record.best.step <= 4
     # The last good checkpoint evaluates, with finite logits.
     report, results = evaluate(open_runner(out), [EvalSet(_val(tiny_folder), "id")], batch_size=32)
-    assert all(np.isfinite(r.logits).all() for r in results.values()) and report["datasets"]["tiny-val"]["n"] > 0
+    assert all(np.isfinite(r.logits).all() for r in results.values()) and report.datasets["tiny-val"].n > 0
     # Resume after the stop, more gently; the run then finishes where it was headed.
     monkeypatch.undo()
     result = CliRunner().invoke(app, ["train", "--resume", str(out), "--lr", "1e-4"])  # as the error says

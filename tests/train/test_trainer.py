@@ -36,7 +36,7 @@ def test_loss_falls_and_best_checkpoint_round_trips(tmp_path):
     runner = open_runner(tmp_path / "run")
     val = resolve_train_data(DataSource()).val
     report, _ = evaluate(runner, [EvalSet(val, "id")], batch_size=128)
-    assert report["datasets"]["val"]["top1"] == pytest.approx(run.record.best.val_top1, abs=1e-9)
+    assert report.datasets["val"].top1 == pytest.approx(run.record.best.val_top1, abs=1e-9)
 
 
 def as_if_saved_on_gpu(path):
