@@ -144,7 +144,7 @@ def train_cmd(
     seed: opts.Seed = 0,
     workers: opts.Workers = 0,
     device: opts.Device = "auto",
-    precision: opts.Precision = "auto",
+    autocast: opts.Autocast = "auto",
     strict: opts.Strict = False,
     log_every: opts.LogEvery = 10,
     val_per_epoch: opts.ValPerEpoch = 1,
@@ -184,7 +184,7 @@ def eval_cmd(
     reference: opts.Reference = None,
     max_drop: opts.EvalMaxDrop = None,
     runtime: opts.Runtime = None,
-    precision: opts.InferencePrecision = None,
+    inference_precision: opts.InferencePrecision = None,
     reference_runtime: opts.ReferenceRuntime = None,
     provider: opts.Provider = None,
     batch_size: opts.BatchSize = 64,
@@ -201,7 +201,7 @@ def eval_cmd(
 
     with one_line_errors():
         given = {"--checkpoint": checkpoint, "--zero-shot": zero_shot, "--onnx": onnx, "--engine": engine}
-        how = {"runtime": runtime, "precision": precision, "provider": provider}
+        how = {"runtime": runtime, "inference_precision": inference_precision, "provider": provider}
         choice = choose_model({**given, "--triton": triton}, model, pretrained, how)
         check_gate(max_drop, reference)
         check_report_path(out)  # before any work: never over a file that is not a report of ours
@@ -238,7 +238,7 @@ def bench_cmd(
 ) -> None:
     """Every artifact in an export folder (model*.onnx, .plan) on every runtime here, compared with its model and
     gated; prints which passed and which is fastest on this machine. Exit 1 when an artifact failed its gate."""
-    from serve.compare import write_reports
+    from serve.side_by_side import write_reports
     from workflows.console import gate_status, print_comparison, print_recommendation
     from workflows.pipeline import bench
 
@@ -412,7 +412,7 @@ def wise_cmd(
 
 @app.command("compare")
 def compare_cmd(
-    methods: opts.Methods = ",".join(COMPARED),
+    recipes: opts.Recipes = ",".join(COMPARED),
     seeds: opts.Seeds = "0,1,2",
     data: opts.CompareData = BUILTIN,
     eval_data: opts.EvalData = [],
@@ -427,11 +427,11 @@ def compare_cmd(
     evaluate each with its WiSE-FT curve, and write leaderboard.md/.json and the ID-vs-OOD plot. Resumable: a
     finished (recipe, knob, seed) cell is not trained or evaluated again."""
     from train.trainer import TrainingInterrupted
-    from workflows.compare import compare_methods, compare_spec
+    from workflows.compare import compare_recipes, compare_spec
 
     with one_line_errors(), progress_bar() as bar:
         options = {"epochs": epochs, "max_steps": max_steps}
-        spec = compare_spec(methods, seeds, data, eval_data, holdout, (alpha, wise_alpha), options)
+        spec = compare_spec(recipes, seeds, data, eval_data, holdout, (alpha, wise_alpha), options)
         task = bar.add_task("compare", total=1, info="")
 
         def on_cell(done: int, total: int, name: str) -> None:
@@ -440,7 +440,7 @@ def compare_cmd(
                 console.print(f"[{done + 1}/{total}] {name}" if done < total else "leaderboard", markup=False)
 
         try:
-            rows = compare_methods(spec, out, on_cell)
+            rows = compare_recipes(spec, out, on_cell)
         except TrainingInterrupted as stop:
             console.print(f"{stop}; saved. Run the same command again to go on where it stopped.")
             raise typer.Exit(130) from None

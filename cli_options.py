@@ -82,7 +82,7 @@ TeacherCache = Annotated[bool, Opt(help="Without augmentation, compute teacher l
 Device = Annotated[
     str, Opt(help="auto | cpu | cuda | cuda:N (under torchrun: auto or cuda, each process on its LOCAL_RANK's GPU).")
 ]
-Precision = Annotated[
+Autocast = Annotated[
     str,
     Opt(
         help="auto (bf16 autocast on Ampere+ GPUs, fp16 on older ones, fp32 on CPU) | fp32 | bf16 (autocast, also on"
@@ -235,7 +235,7 @@ SweepData = Annotated[
     ),
 ]
 WiseOut = Annotated[Path | None, Opt("--out", help="New run directory; default: CHECKPOINT-wise[ALPHA] beside it.")]
-Methods = Annotated[str, Opt(help=f"Recipes to train, comma-separated (any of {', '.join(RECIPES)}).")]
+Recipes = Annotated[str, Opt(help=f"Recipes to train, comma-separated (any of {', '.join(RECIPES)}).")]
 Seeds = Annotated[str, Opt(help="Seeds, comma-separated: every recipe is trained once per seed.")]
 CompareData = Annotated[str, Opt("--data", help="Training data (as train --data).")]
 EvalData = Annotated[

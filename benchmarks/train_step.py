@@ -26,7 +26,7 @@ ROWS = {
     "proreg, no augmentation (cached teacher)": dict(loss="proreg"),
     "ce, RandAugment": dict(loss="ce", augment="randaugment"),
     "proreg, RandAugment (teacher every step)": dict(loss="proreg", augment="randaugment"),
-    "proreg, no augmentation, bf16 autocast": dict(loss="proreg", precision="bf16"),
+    "proreg, no augmentation, bf16 autocast": dict(loss="proreg", autocast="bf16"),
 }
 
 

@@ -18,7 +18,7 @@ class RunnerOptions:
     """How a runner runs its artifact, beyond the artifact itself."""
 
     device: str = "auto"  # auto, cpu, cuda, cuda:N (common.models.pick_device): torch models, GPU backends
-    precision: str | None = None  # an inference precision, for a backend that offers one (Backend.precisions)
+    inference_precision: str | None = None  # for a backend that offers a choice (Backend.inference_precisions)
     provider: str | None = None  # an execution provider, for a backend that offers one (Backend.providers)
 
 
@@ -55,7 +55,7 @@ class Backend:
     files: tuple[str, ...] = ()  # the file suffixes it can run when named (OpenVINO: .onnx, not by default)
     schemes: tuple[str, ...] = ()  # URL schemes that select it
     default: bool = False  # selected by anything no other backend claims (run directories, builtin)
-    precisions: tuple[str, ...] = ()  # inference precisions one can ask for; (): the artifact's own
+    inference_precisions: tuple[str, ...] = ()  # those one can ask for; (): the artifact's own
     providers: tuple[str, ...] = ()  # execution providers one can ask for; (): no choice
     rows: Callable[[ExportedFiles, str | None], list[ArtifactRow]] = no_rows
     unavailable: Callable[[str | None], str | None] = _always

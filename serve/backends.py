@@ -72,13 +72,13 @@ def open_runner(
     source: str | Path | Run | ZeroShotModel,
     backend: str | None = None,
     device: str = "auto",
-    precision: str | None = None,
+    inference_precision: str | None = None,
     progress: ProgressHook | None = None,
     provider: str | None = None,
 ) -> Runner:
     """A runner for `source`; `backend` overrides the choice by suffix; `device` places torch models and the GPU
-    backends; `precision` is the inference precision for a backend that offers one, `provider` the execution
-    provider for one that offers a choice (Backend.precisions, Backend.providers); `progress` shows a zero-shot
+    backends; `inference_precision` and `provider` are for a backend that offers a choice of them
+    (Backend.inference_precisions, Backend.providers); `progress` shows a zero-shot
     model's text classifier being built."""
     if isinstance(source, ZeroShotModel):
         return torch_runner.TorchRunner.zero_shot(source.model, source.pretrained, source.classes, device, progress)
@@ -86,14 +86,14 @@ def open_runner(
         return torch_runner.TorchRunner.from_run(source, device)
     name = backend or backend_for(str(source))
     check_choice("backend", name, BACKENDS)
-    check_options(name, precision, provider)
-    return BACKENDS[name].open(str(source), RunnerOptions(device, precision, provider))
+    check_options(name, inference_precision, provider)
+    return BACKENDS[name].open(str(source), RunnerOptions(device, inference_precision, provider))
 
 
-def check_options(name: str, precision: str | None, provider: str | None) -> None:
+def check_options(name: str, inference_precision: str | None, provider: str | None) -> None:
     """Refuses an inference precision or execution provider that the backend `name` does not offer."""
     for what, value, field in (
-        ("inference precision", precision, "precisions"),
+        ("inference precision", inference_precision, "inference_precisions"),
         ("execution provider", provider, "providers"),
     ):
         if value is None:
@@ -122,4 +122,5 @@ def artifact_rows(files: ExportedFiles, say: Callable[[str], None] = print) -> l
 
 def open_row(backend: str, row: ArtifactRow) -> Runner:
     """The runner of one row of artifact_rows."""
-    return open_runner(row.path, backend, row.options.device, row.options.precision, provider=row.options.provider)
+    options = row.options
+    return open_runner(row.path, backend, options.device, options.inference_precision, provider=options.provider)

@@ -1,4 +1,4 @@
-"""The methods comparison's leaderboard: per (method, knob, seed) evaluations -> rows of mean +- std over seeds,
+"""The recipes comparison's leaderboard: per (recipe, knob, seed) evaluations -> rows of mean +- std over seeds,
 as leaderboard.json, leaderboard.md and the ID-vs-OOD plot.
 
 A cell's evaluation holds, per WiSE-FT alpha, the validation top-1 and every set's top-1 and worst-group top-1;
@@ -61,11 +61,11 @@ class StoredScores:
 
 @dataclass
 class Cell:
-    """One trained (method, knob, seed) and its evaluations by alpha: 1.0 the fine-tuned model itself, 0.0 the
+    """One trained (recipe, knob, seed) and its evaluations by alpha: 1.0 the fine-tuned model itself, 0.0 the
     zero-shot model on the cell's own validation split."""
 
-    method: str
-    knob: str  # "" when the method has no knob
+    recipe: str
+    knob: str  # "" when the recipe has no knob
     seed: int
     run: str
     alphas: dict[float, AlphaScore] = field(default_factory=dict)
@@ -118,7 +118,7 @@ def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
         by_knob.setdefault(cell.knob, []).append(cell)
     knob = max(by_knob, key=lambda k: statistics.fmean(c.alphas[1.0].val_top1 for c in by_knob[k]))
     chosen = by_knob[knob]
-    name, n = chosen[0].method, len(chosen)
+    name, n = chosen[0].recipe, len(chosen)
 
     rows = [Row(name, knob, "1", n, _metrics([c.alphas[1.0] for c in chosen]))]
     if all(fixed_alpha in c.alphas for c in chosen) and fixed_alpha not in (0.0, 1.0):
@@ -135,7 +135,7 @@ def leaderboard(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
     """Every method's rows and the zero-shot row, best mean OOD first."""
     methods: dict[str, list[Cell]] = {}
     for cell in cells:
-        methods.setdefault(cell.method, []).append(cell)
+        methods.setdefault(cell.recipe, []).append(cell)
     rows = [Row(ZERO_SHOT, "", "0", 1, _metrics([zero_shot]))]
     for method_cells in methods.values():
         rows += method_rows(method_cells, zero_shot, fixed_alpha)
@@ -186,7 +186,7 @@ def plot_rows(cells: list[Cell], rows: list[Row], zero_shot: AlphaScore, path: P
     for r in rows:
         if r.alpha != "1":
             continue
-        chosen = [c for c in cells if c.method == r.name and c.knob == r.knob]
+        chosen = [c for c in cells if c.recipe == r.name and c.knob == r.knob]
         scores = [{0.0: zero_shot, **c.alphas} for c in chosen]  # a cell's own alpha 0 wins over the default
         alphas = sorted(set.intersection(*(set(c) for c in scores)))
         curve = [_mean_point(f"{a:g}", [c[a] for c in scores]) for a in alphas]

@@ -169,7 +169,7 @@ def _cause(err: Exception) -> str:
 
 
 def _open(source: str, options: RunnerOptions) -> Runner:
-    return OpenVinoRunner(Path(source), options.precision or "fp32")  # always on the CPU
+    return OpenVinoRunner(Path(source), options.inference_precision or "fp32")  # always on the CPU
 
 
 def _rows(files: ExportedFiles, variant: str | None) -> list[ArtifactRow]:
@@ -177,9 +177,9 @@ def _rows(files: ExportedFiles, variant: str | None) -> list[ArtifactRow]:
     kernels read the symmetric form)."""
     rows = []
     if "fp32" in files.onnx:
-        rows.append(ArtifactRow("fp32", files.onnx["fp32"], RunnerOptions(precision="fp32")))
+        rows.append(ArtifactRow("fp32", files.onnx["fp32"], RunnerOptions(inference_precision="fp32")))
         if cpu_supports_bf16():
-            rows.append(ArtifactRow("bf16", files.onnx["fp32"], RunnerOptions(precision="bf16")))
+            rows.append(ArtifactRow("bf16", files.onnx["fp32"], RunnerOptions(inference_precision="bf16")))
     if "int8" in files.onnx:
         rows.append(ArtifactRow("int8", files.onnx["int8"]))
     return rows
@@ -198,7 +198,7 @@ BACKEND = Backend(
     "OpenVINO",
     _open,
     files=(".onnx",),  # when named: ONNX Runtime runs .onnx files by default
-    precisions=OPENVINO_PRECISIONS,
+    inference_precisions=OPENVINO_PRECISIONS,
     rows=_rows,
     unavailable=_unavailable,
     variants=(("cpu", "cpu"),),

@@ -88,3 +88,16 @@ def test_the_checks_see_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from serve.backends import open_runner\n    import calib.int8\n")
     assert imported_packages(module) == {"serve", "calib"}
+
+
+def test_every_package_is_installed():
+    """pyproject lists packages by name (setuptools does not add subpackages): a new one left out of the list imports
+    from a checkout but not from a wheel."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11+")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for source in SOURCES
+        for init in (ROOT / source).rglob("__init__.py")
+    }
+    assert found == listed

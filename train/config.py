@@ -24,7 +24,7 @@ RECOMMENDED_LR = {BUILTIN: 3e-4}
 HEAD_LR_SCALE = 100.0
 # Seeds are mixed into per-epoch and per-image seeds (seed * 1_000_003 + ...), which must stay within torch's 64 bits.
 MAX_SEED = 2**32 - 1
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # training precision: see train.session.autocast_dtype
+AUTOCASTS = ("auto", "fp32", "bf16", "fp16")  # training autocast: see train.session.autocast_dtype
 # The learning rate's decay after warmup: cosine (the ProReg paper, WiSE-FT), or linear to 0 (ProReg's released code:
 # ViLT's polynomial decay of power 1).
 DECAYS = ("cosine", "linear")
@@ -70,7 +70,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     num_workers: int = 0
     device: str = "auto"  # auto: cuda when present
-    precision: str = "auto"  # auto: bf16 autocast on Ampere+ GPUs, fp16 before them, fp32 on CPU
+    autocast: str = "auto"  # auto: bf16 autocast on Ampere+ GPUs, fp16 before them, fp32 on CPU
     strict: bool = False
     log_every: int = 10
     # Validations per epoch, each one a checkpoint and a chance at the best weights: 2 validates every half epoch
@@ -96,7 +96,7 @@ class TrainConfig:
             check_number("warmup_steps", self.warmup_steps, 0)
         check_choice("learning-rate decay", self.decay, DECAYS)
         check_number("val_fraction", self.val_fraction, 0, 1, above=True)
-        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("autocast", self.autocast, AUTOCASTS)
         check_choice("augmentation", self.augment, AUGMENTATIONS)
         if not self.templates:
             self.templates = prompt_templates(parse_suite_spec(self.data))
@@ -153,6 +153,8 @@ class TrainConfig:
         """The config saved in run.json, every field's type checked (a damaged one is a CheckpointError)."""
         if isinstance(data, dict) and "loss" in data:
             data = {**data, "loss": LossConfig.from_record(data["loss"])}
+        if isinstance(data, dict) and "precision" in data and "autocast" not in data:  # its name before 2026-12-07
+            data = {**{k: v for k, v in data.items() if k != "precision"}, "autocast": data["precision"]}
         try:
             return from_json(cls, data, where, CheckpointError)
         except OptionError as err:  # a value out of its range: the file was written by something else, or damaged

@@ -20,7 +20,7 @@ METHOD_OPTIONS = ("loss", "head", "head_init", "head_lr_scale", "lp_fraction")
 # train's options that are TrainConfig fields of the same name.
 SAME_NAME = (
     *("model", "pretrained", "data", "val_data", "epochs", "max_steps", "batch_size", "accum_steps", "lr", "augment"),
-    *("teacher_cache", "seed", "device", "precision", "strict", "log_every", "val_per_epoch", "weight_decay"),
+    *("teacher_cache", "seed", "device", "autocast", "strict", "log_every", "val_per_epoch", "weight_decay"),
     *("warmup_fraction", "warmup_steps", "decay"),
 )
 CONFIG_NAMES = {"workers": "num_workers"}  # train options named otherwise in TrainConfig

@@ -86,7 +86,7 @@ class ModelState:
     teacher: ClipClassifier  # the zero-shot model; its head holds the fixed text classifier W
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler  # FP16 loss scaling; a no-op unless --precision fp16 on CUDA
+    scaler: torch.amp.GradScaler  # FP16 loss scaling; a no-op unless --autocast fp16 on CUDA
     forward: nn.Module  # TrainForward, wrapped in DistributedDataParallel under torchrun
     projection: nn.Module | None = None  # a method's "projection" side module (TeS)
     frozen_encoder_steps: int = 0  # LP-FT: the encoder trains only from this step on
@@ -162,27 +162,27 @@ class Session:
     saved_step: int | None = None  # the step of the checkpoint on disk (saved or restored), if any
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast to training_dtype(device, precision), or nothing for FP32."""
-    dtype = training_dtype(device, precision)
+def autocast(device: torch.device, mode: str) -> contextlib.AbstractContextManager:
+    """Autocast to training_dtype(device, mode), or nothing for FP32."""
+    dtype = training_dtype(device, mode)
     return contextlib.nullcontext() if dtype is None else torch.autocast(device.type, dtype=dtype)
 
 
-def training_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """The autocast dtype of training (None: FP32) for the `precision` option on `device`."""
+def training_dtype(device: torch.device, mode: str) -> torch.dtype | None:
+    """The autocast dtype of training (None: FP32) for the --autocast `mode` on `device`."""
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    return autocast_dtype(precision, capability)
+    return autocast_dtype(mode, capability)
 
 
-def autocast_dtype(precision: str, capability: tuple[int, int] | None) -> torch.dtype | None:
+def autocast_dtype(mode: str, capability: tuple[int, int] | None) -> torch.dtype | None:
     """`auto` on a GPU of compute `capability` is bf16 from Ampere (8.0) on and fp16 before it, where torch emulates
     bf16 slowly (fp16 gets loss scaling); on the CPU (`capability` None) FP32 unless bf16 is asked for (a CPU with
     AVX-512 BF16 or AMX gains from it; others emulate it: BENCHMARKS.md has the ratio); fp16 is CUDA's only."""
-    if precision == "fp32" or (capability is None and precision != "bf16"):
+    if mode == "fp32" or (capability is None and mode != "bf16"):
         return None
-    if precision == "auto":
+    if mode == "auto":
         return torch.bfloat16 if capability is not None and capability >= (8, 0) else torch.float16
-    return torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.float16 if mode == "fp16" else torch.bfloat16
 
 
 def _warmup_length(total_steps: int, warmup_fraction: float, warmup_steps: int | None) -> int:
@@ -272,7 +272,7 @@ def _model_state(
     ]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
     # FP16 autocast needs loss scaling (its gradients underflow); bf16 and fp32 do not.
-    scaler = torch.amp.GradScaler("cuda", enabled=training_dtype(device, cfg.precision) == torch.float16)
+    scaler = torch.amp.GradScaler("cuda", enabled=training_dtype(device, cfg.autocast) == torch.float16)
     projection, text_tower = side.get("projection"), side.get("text_tower")
     if text_tower is not None and not isinstance(text_tower, TextTower):  # the trainer tokenizes captions with it
         raise TypeError(f"a method's text_tower side module must be a TextTower, not {type(text_tower).__name__}")

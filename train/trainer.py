@@ -69,7 +69,7 @@ def precompute_teacher_logits(s: Session) -> None:
     for batch in loader(s, plain, rank_batches(s, list(range(len(plain))))):  # each rank its share
         if not len(batch.labels):  # every image of this batch was unreadable (and counted)
             continue
-        with autocast(s.device, s.cfg.precision):
+        with autocast(s.device, s.cfg.autocast):
             cache[batch.indices] = s.models.teacher(batch.images.to(s.device)).float().cpu()
     s.data.teacher_logits = s.ranks.sum(cache)  # each row was filled by exactly one rank
     s.record.teacher_cache = {"seconds": round(time.time() - start, 2), "images": len(plain)}
@@ -80,7 +80,7 @@ def teacher_logits(s: Session, batch: Batch, images: torch.Tensor) -> torch.Tens
         return None
     if s.data.teacher_logits is not None:
         return s.data.teacher_logits[batch.indices].to(s.device)
-    with torch.no_grad(), autocast(s.device, s.cfg.precision):
+    with torch.no_grad(), autocast(s.device, s.cfg.autocast):
         return s.models.teacher(images).float()
 
 
@@ -94,7 +94,7 @@ def validate(s: Session, model: torch.nn.Module | None = None) -> float:
         counts[2] += batch.skipped
         if not len(batch.labels):
             continue
-        with autocast(s.device, s.cfg.precision):
+        with autocast(s.device, s.cfg.autocast):
             pred = model(batch.images.to(s.device)).argmax(dim=-1).cpu()
         counts[0] += int((pred == batch.labels).sum())
         counts[1] += len(batch.labels)
@@ -149,7 +149,7 @@ def micro_batch_terms(s: Session, batch: Batch, placeholder: bool = False) -> tu
     this rank's, or for FLYP under torchrun the whole global micro-batch's (`placeholder`: this rank has none)."""
     m = s.models
     images, labels = batch.images.to(s.device), batch.labels.to(s.device)
-    with autocast(s.device, s.cfg.precision):
+    with autocast(s.device, s.cfg.autocast):
         out = m.forward(images, caption_tokens(s, batch))
         cosines = out.projected.float() @ m.text_weights().t() if out.projected is not None else None
     student = out.logits.float() if out.logits is not None else None

@@ -90,7 +90,7 @@ def _train(out: Path, device: str, steps: int) -> str:
     losses = [row["loss"] for row in run.metrics() if "loss" in row]
     if len(losses) != steps or not all(math.isfinite(loss) for loss in losses):
         raise CheckFailed(f"expected {steps} finite losses, got {losses}")
-    dtype = training_dtype(pick_device(device), cfg.precision)
+    dtype = training_dtype(pick_device(device), cfg.autocast)
     precision = "fp32" if dtype is None else f"{str(dtype).removeprefix('torch.')} autocast"
     return f"{steps} steps on {device} ({precision}), loss {losses[0]:.3f} -> {losses[-1]:.3f}"
 
@@ -208,14 +208,14 @@ def _gated(work: Path, rows: dict[str, Any]) -> str:
     (INT8 rows at the INT8 limit); CheckFailed naming each row over its gate."""
     from data.specs import resolve_eval_sets
     from serve.backends import open_runner
-    from serve.compare import compare_runners
     from serve.metrics import drop_limit
+    from serve.side_by_side import evaluate_side_by_side
 
     reference = "torch"
     runners = {reference: open_runner(work / RUN), **rows}
     limits: dict[str, float | None] = {row: drop_limit(runner.precision) for row, runner in rows.items()}
     sets = resolve_eval_sets([], runners[reference].spec.classes)
-    reports = compare_runners(runners, sets, reference, limits)
+    reports = evaluate_side_by_side(runners, sets, reference, limits)
     gates = {row: gate for row in rows if (gate := reports[row].gate)}  # every row has its limit
     failed = [f"{row} drops {g.worst_drop_pp:+.2f} pp > {g.max_drop_pp} pp" for row, g in gates.items() if not g.passed]
     if failed:

@@ -1,4 +1,4 @@
-"""`compare_methods`: recipes x knobs x seeds trained (train), each with its WiSE-FT alphas evaluated (serve), the
+"""`compare_recipes`: recipes x knobs x seeds trained (train), each with its WiSE-FT alphas evaluated (serve), the
 scores stored per cell so that a second run trains and measures nothing again; the leaderboard (serve)."""
 
 from __future__ import annotations
@@ -42,9 +42,9 @@ COMPARE_SCORES = "compare-scores.json"  # a cell's evaluations, beside its run
 
 @dataclass
 class CompareSpec:
-    """What `compare_methods` trains and measures."""
+    """What `compare_recipes` trains and measures."""
 
-    methods: list[str]  # train.recipes names, without +wise (every method gets its WiSE-FT curve)
+    recipes: list[str]  # train.recipes names, without +wise (every method gets its WiSE-FT curve)
     seeds: list[int]
     data: str  # training data spec
     sets: list[EvalSet]  # ID and OOD sets the choice is made on
@@ -57,23 +57,23 @@ class CompareSpec:
 
 @dataclass(frozen=True)
 class CompareCell:
-    method: str
+    recipe: str
     knob: str  # e.g. "alpha=2", "" for a method without a knob
     seed: int
     config: TrainConfig
 
     @property
     def folder(self) -> str:
-        return f"{self.method}{'-' + self.knob.replace('=', '').replace(',', '-') if self.knob else ''}-s{self.seed}"
+        return f"{self.recipe}{'-' + self.knob.replace('=', '').replace(',', '-') if self.knob else ''}-s{self.seed}"
 
 
 def compare_cells(spec: CompareSpec) -> list[CompareCell]:
     """Every cell with its training config, in training order; every option is checked here, before anything is
     written (a bad seed or epoch count is one line, not a half-made comparison folder)."""
-    if not spec.methods or not spec.seeds:
+    if not spec.recipes or not spec.seeds:
         raise OptionError("a comparison needs at least one method and one seed")
     cells = []
-    for name in spec.methods:
+    for name in spec.recipes:
         recipe = resolve_recipe(name)
         for value in recipe.knob_values or (None,):
             settings = knob_settings(recipe, value) if value is not None else {}
@@ -164,7 +164,7 @@ def _validation_set(run: Run) -> EvalSet:
     return _held_validation(run.record.data.source, json.dumps(run.classifier.preprocess, sort_keys=True))
 
 
-def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
+def compare_recipes(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
     """Trains every (method, knob, seed) cell into out/cells/, evaluates each with its WiSE-FT alphas, and writes
     leaderboard.md/.json/.png into `out`. A finished cell (run and scores) is not trained or evaluated again."""
     todo = compare_cells(spec)
@@ -179,10 +179,10 @@ def compare_methods(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, s
             spec = replace(
                 spec, sets=hold_decoded(spec.sets, preprocess), holdout=hold_decoded(spec.holdout, preprocess)
             )
-        cells.append(_scored_cell(run, Cell(cell.method, cell.knob, cell.seed, str(run.path)), spec))
+        cells.append(_scored_cell(run, Cell(cell.recipe, cell.knob, cell.seed, str(run.path)), spec))
     if on_cell:
         on_cell(len(todo), len(todo), "leaderboard")
-    title = f"{spec.data}: {', '.join(spec.methods)} over seeds {', '.join(map(str, spec.seeds))}"
+    title = f"{spec.data}: {', '.join(spec.recipes)} over seeds {', '.join(map(str, spec.seeds))}"
     return write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
 
 
@@ -233,10 +233,10 @@ def compare_spec(
 
     names = [m.strip() for m in recipes.split(",") if m.strip()]
     if not names:
-        raise OptionError("--methods: give at least one recipe")
+        raise OptionError("--recipes: give at least one recipe")
     for name in names:
         if WISE_SUFFIX in name:
-            raise OptionError(f"--methods {name}: every method is measured with WiSE-FT already; name it alone")
+            raise OptionError(f"--recipes {name}: every recipe is measured with WiSE-FT already; name it alone")
         resolve_recipe(name)
     check_alpha(alphas[1], "--wise-alpha")
     swept, wise_alpha = parse_alphas(alphas[0]), alphas[1]

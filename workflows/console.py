@@ -86,15 +86,15 @@ def print_report(report: Report) -> None:
 
 def print_comparison(reports: dict[str, Report], title: str) -> None:
     """Several models' reports side by side, one row each."""
-    from serve.compare import comparison_rows
+    from serve.side_by_side import side_by_side_rows
 
-    header, rows = comparison_rows(reports)
+    header, rows = side_by_side_rows(reports)
     _table(title, header, rows, {0}, width=160)
 
 
 def print_recommendation(reports: dict[str, Report]) -> None:
-    """The artifact to serve on this machine (serve.compare.recommended), or that none passed its gate."""
-    from serve.compare import baseline_speed, recommended
+    """The artifact to serve on this machine (serve.side_by_side.recommended), or that none passed its gate."""
+    from serve.side_by_side import baseline_speed, recommended
 
     best = recommended(reports)
     gate = reports[best].gate if best else None

@@ -36,14 +36,14 @@ class ModelChoice:
     backend: str
     source: str
     pretrained: str | None = None  # a zero-shot model's weights
-    precision: str | None = None  # an inference precision, for a backend that offers one
+    inference_precision: str | None = None  # for a backend that offers a choice
     provider: str | None = None  # an execution provider, for a backend that offers one
 
 
 def choose_model(given: dict[str, Any], model: str | None, pretrained: str | None, how: dict[str, Any]) -> ModelChoice:
     """The one model of `given` (--checkpoint, --zero-shot, --onnx, --engine, --triton by flag: the value or None),
     --model (a Triton model's name), --pretrained (a zero-shot model's weights) and `how` it runs (--runtime,
-    --precision, --provider), each refused where it does not apply."""
+    --inference-precision, --provider), each refused where it does not apply."""
     chosen = [(flag, str(source)) for flag, source in given.items() if source]
     if len(chosen) != 1:
         raise OptionError(f"give exactly one of {', '.join(given)}")
@@ -66,8 +66,8 @@ def choose_model(given: dict[str, Any], model: str | None, pretrained: str | Non
         backend = named or backends_running(kinds[flag])[0]
     else:
         backend = backend_for(source) if flag == "--triton" else default_backend()
-    check_options(default_backend() if backend == ZERO_SHOT else backend, how["precision"], how["provider"])
-    return ModelChoice(backend, source, pretrained, how["precision"], how["provider"])
+    check_options(default_backend() if backend == ZERO_SHOT else backend, how["inference_precision"], how["provider"])
+    return ModelChoice(backend, source, pretrained, how["inference_precision"], how["provider"])
 
 
 def file_backend(option: str, name: str | None, source: str | None) -> str | None:
@@ -106,7 +106,7 @@ def open_runners(
 
     backend, source = choice.backend, choice.source
     if not (backend == ZERO_SHOT or (source == BUILTIN and backend == default_backend())):
-        runner = open_runner(source, backend, precision=choice.precision, provider=choice.provider)
+        runner = open_runner(source, backend, inference_precision=choice.inference_precision, provider=choice.provider)
         if reference == BUILTIN:
             return runner, open_runner(ZeroShotModel(BUILTIN, None, classes_of(runner)), progress=progress)
         return runner, open_runner(reference, ref_backend) if reference else None

@@ -15,10 +15,10 @@ from common.progress import ProgressHook
 from common.run import RUN_FILE, Run
 from data.specs import resolve_eval_sets
 from serve.backends import artifact_rows, open_row, open_runner
-from serve.compare import compare_runners, write_reports
 from serve.metrics import check_max_drop, drop_limit
 from serve.report import Report
 from serve.runner import Runner
+from serve.side_by_side import evaluate_side_by_side, write_reports
 from train.config import TrainConfig
 from train.losses import LossConfig
 from train.recipes import RECOMMENDED, recipe_config
@@ -99,7 +99,7 @@ def evaluate_pipeline(
     exported = export_run(run, fp16=True, int8=Int8Options(), log=say)
     runners, reference, limits = pipeline_runners(run, label, exported, *gates)
     sets = resolve_eval_sets([], runners[reference].spec.classes)
-    reports = compare_runners(runners, sets, reference, limits, progress=progress)
+    reports = evaluate_side_by_side(runners, sets, reference, limits, progress=progress)
     write_reports(reports, run.path / "report.json")
     return reports
 
@@ -117,8 +117,8 @@ def bench(
     `folder`'s run), gated (gates: FP32/FP16, INT8 in pp), on the sets `data` names; batch: (batch size, the
     report path whose <stem>-<row>.json paths are checked, allow_overlap)."""
     from common.distributed import current
-    from serve.compare import report_paths
     from serve.report import check_report_path
+    from serve.side_by_side import report_paths
 
     batch_size, out, allow_overlap = batch
     for limit, option in zip(gates, ("--max-drop", "--max-drop-int8"), strict=True):
@@ -130,4 +130,4 @@ def bench(
         check_report_path(path)
     sets = resolve_eval_sets(data, classes=runners[reference_row].spec.classes)
     check_not_trained_on(runners[reference_row].spec, sets, allow=allow_overlap)
-    return compare_runners(runners, sets, reference_row, limits, batch_size, progress)
+    return evaluate_side_by_side(runners, sets, reference_row, limits, batch_size, progress)

@@ -42,7 +42,7 @@ CASES = [
     ),
     (
         "zero-shot-with-precision",
-        ["--zero-shot", "builtin", "--precision", "bf16"],
+        ["--zero-shot", "builtin", "--inference-precision", "bf16"],
         "the torch backend offers no choice of inference precision (bf16): a choice of openvino only",
     ),
     # --checkpoint

@@ -157,32 +157,32 @@ def test_wise_refuses_a_base_run_with_other_classes(alphas, other_classes_run, c
 # into a folder of the case's working directory.
 EVAL = ["--eval-data", f"id:{W}/images", "--eval-data", f"ood:{W}/images"]
 SMALL = ["--data", f"{W}/images", *EVAL, "--max-steps", "1", "--alpha", "0.5"]
-ONE_CELL = [*SMALL, "--methods", "ce", "--seeds", "0"]
+ONE_CELL = [*SMALL, "--recipes", "ce", "--seeds", "0"]
 
 COMPARE_CASES = [
     (
         "methods-unknown",
-        [*SMALL, "--seeds", "0", "--methods", "magic"],
+        [*SMALL, "--seeds", "0", "--recipes", "magic"],
         f"unknown recipe 'magic' (choose from {CHOICES})",
     ),
     (
         "methods-one-unknown",
-        [*SMALL, "--seeds", "0", "--methods", "ce,magic"],
+        [*SMALL, "--seeds", "0", "--recipes", "ce,magic"],
         f"unknown recipe 'magic' (choose from {CHOICES})",
     ),
     (
         "methods-with-wise",
-        [*SMALL, "--seeds", "0", "--methods", "proreg+wise"],
-        "--methods proreg+wise: every method is measured with WiSE-FT already; name it alone",
+        [*SMALL, "--seeds", "0", "--recipes", "proreg+wise"],
+        "--recipes proreg+wise: every recipe is measured with WiSE-FT already; name it alone",
     ),
     (
         "methods-with-wise-alpha",
-        [*SMALL, "--seeds", "0", "--methods", "ce,kd+wise0.3"],
-        "--methods kd+wise0.3: every method is measured with WiSE-FT already",
+        [*SMALL, "--seeds", "0", "--recipes", "ce,kd+wise0.3"],
+        "--recipes kd+wise0.3: every recipe is measured with WiSE-FT already",
     ),
-    ("seeds-not-numbers", [*SMALL, "--methods", "ce", "--seeds", "a"], "--seeds 'a': give comma-separated ints"),
-    ("seeds-float", [*SMALL, "--methods", "ce", "--seeds", "0,1.5"], "--seeds '0,1.5': give comma-separated ints"),
-    ("seeds-empty", [*SMALL, "--methods", "ce", "--seeds", ","], "--seeds: give at least one value"),
+    ("seeds-not-numbers", [*SMALL, "--recipes", "ce", "--seeds", "a"], "--seeds 'a': give comma-separated ints"),
+    ("seeds-float", [*SMALL, "--recipes", "ce", "--seeds", "0,1.5"], "--seeds '0,1.5': give comma-separated ints"),
+    ("seeds-empty", [*SMALL, "--recipes", "ce", "--seeds", ","], "--seeds: give at least one value"),
     ("wise-alpha-2", [*ONE_CELL, "--wise-alpha", "2"], f"{ALPHA_RANGE}, got 2.0"),
     ("alpha-negative", [*ONE_CELL, "--alpha", "-0.1"], f"{ALPHA_RANGE}, got -0.1"),
     ("alpha-abc", [*ONE_CELL, "--alpha", "abc"], "--alpha 'abc': give numbers in [0, 1]"),
@@ -198,19 +198,19 @@ COMPARE_CASES = [
     # checked before the comparison folder is made
     (
         "eval-data-without-ood",
-        ["--data", f"{W}/images", "--eval-data", f"{W}/images", "--methods", "ce", "--seeds", "0"],
+        ["--data", f"{W}/images", "--eval-data", f"{W}/images", "--recipes", "ce", "--seeds", "0"],
         "--eval-data: give at least one ID set and one OOD set (id:SPEC, ood:SPEC)",
     ),
     (
         "eval-data-missing-beside-own-data",
-        ["--data", f"{W}/images", "--methods", "ce", "--seeds", "0"],
+        ["--data", f"{W}/images", "--recipes", "ce", "--seeds", "0"],
         "--eval-data: give the ID and OOD sets to compare on",
     ),
-    ("seeds-negative", [*SMALL, "--methods", "ce", "--seeds", "-1"], "seed must be a finite number"),
-    ("seeds-huge", [*SMALL, "--methods", "ce", "--seeds", "99999999999"], "seed must be a finite"),
+    ("seeds-negative", [*SMALL, "--recipes", "ce", "--seeds", "-1"], "seed must be a finite number"),
+    ("seeds-huge", [*SMALL, "--recipes", "ce", "--seeds", "99999999999"], "seed must be a finite"),
     ("epochs-0", [*ONE_CELL, "--epochs", "0"], "epochs must be a finite number at least 1, got 0"),
     ("max-steps-0", [*ONE_CELL, "--max-steps", "0"], "max_steps must be a finite number at least 1"),
-    ("methods-empty", [*SMALL, "--seeds", "0", "--methods", ","], "--methods"),
+    ("methods-empty", [*SMALL, "--seeds", "0", "--recipes", ","], "--recipes"),
     ("wise-alpha-named", [*ONE_CELL, "--wise-alpha", "2"], "--wise-alpha"),
 ]
 

@@ -82,9 +82,9 @@ CASES = [
     ),
     ("augment-unknown", [*FAST, "--augment", "autoaugment"], "unknown augmentation 'autoaugment'"),
     (
-        "precision-unknown",
-        [*FAST, "--precision", "fp8"],
-        "unknown precision 'fp8' (choose from auto, fp32, bf16, fp16)",
+        "autocast-unknown",
+        [*FAST, "--autocast", "fp8"],
+        "unknown autocast 'fp8' (choose from auto, fp32, bf16, fp16)",
     ),
     ("device-cuda", [*FAST, "--device", "cuda"], "device 'cuda' is not on this machine (0 CUDA GPUs visible)"),
     ("device-cuda-7", [*FAST, "--device", "cuda:7"], "device 'cuda:7' is not on this machine"),

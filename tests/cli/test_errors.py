@@ -134,7 +134,7 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
         (["--epochs", "0"], "epochs must be a finite number at least 1, got 0"),
         (["--max-steps", "0"], "max_steps must be a finite number at least 1, got 0"),
         (["--alpha", "inf"], "alpha must be a finite number at least 0, got inf"),
-        (["--precision", "fp8"], "unknown precision 'fp8' (choose from auto, fp32, bf16, fp16)"),
+        (["--autocast", "fp8"], "unknown autocast 'fp8' (choose from auto, fp32, bf16, fp16)"),
         (["--device", "cuda:7"], "device 'cuda:7' is not on this machine"),
         (["--device", "tpu"], "unknown device 'tpu'"),
         (["--template", "{0} {1}"], "'{0} {1}' needs exactly one {} for the class name"),

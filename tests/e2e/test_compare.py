@@ -1,4 +1,4 @@
-"""The methods comparison and the WiSE-FT sweep end to end on tiny data: workflows.compare_methods trains every
+"""The methods comparison and the WiSE-FT sweep end to end on tiny data: workflows.compare_recipes trains every
 (method, knob, seed) cell for two steps and writes the leaderboard; a second call trains and evaluates nothing; a
 cell whose scores are gone is re-evaluated alone; an interrupted cell is resumed. workflows.wise_sweep's ends are
 the zero-shot and the fine-tuned model, measured independently with serve.evaluate."""
@@ -31,7 +31,7 @@ from train.config import TrainConfig
 from train.losses import LossConfig
 from train.trainer import TrainingInterrupted
 from train.wise import wise_classifier, zero_shot_state
-from workflows.compare import COMPARE_SCORES, CompareSpec, compare_cells, compare_methods
+from workflows.compare import COMPARE_SCORES, CompareSpec, compare_cells, compare_recipes
 from workflows.wise import wise_sweep
 
 pytestmark = pytest.mark.slow  # six 2-step trainings and their evaluations: about a minute on 2 CPU cores
@@ -75,7 +75,7 @@ def set_specs(tiny, benchmark_root) -> dict[str, str]:
 def spec(tiny, set_specs) -> CompareSpec:
     classes = resolve_train_data(DataSource(str(tiny))).classes  # as cli.py compare orders every set
     return CompareSpec(
-        methods=["ce", "kd"],
+        recipes=["ce", "kd"],
         seeds=[0, 1],
         data=str(tiny),
         sets=resolve_eval_sets([set_specs["id"], set_specs["ood"]], classes),
@@ -90,7 +90,7 @@ def spec(tiny, set_specs) -> CompareSpec:
 @pytest.fixture(scope="module")
 def compared(spec, tmp_path_factory) -> tuple[Path, list]:
     out = tmp_path_factory.mktemp("compare") / "out"
-    return out, compare_methods(spec, out)
+    return out, compare_recipes(spec, out)
 
 
 def leaderboard_rows(out: Path) -> list[dict]:
@@ -140,7 +140,7 @@ class Calls:
 
 def test_compare_cells_sweep_each_methods_knob_over_the_seeds(spec):
     cells = compare_cells(spec)
-    assert [(c.method, c.knob, c.seed) for c in cells] == [
+    assert [(c.recipe, c.knob, c.seed) for c in cells] == [
         ("ce", "", 0),
         ("ce", "", 1),
         ("kd", "kd_alpha=0.5", 0),
@@ -209,7 +209,7 @@ def test_a_second_call_trains_nothing_and_evaluates_nothing(compared, spec, tmp_
     out = copy_of(compared, tmp_path)
     before = leaderboard_rows(out)
     calls = Calls(monkeypatch, fail=True)
-    rows = compare_methods(spec, out)
+    rows = compare_recipes(spec, out)
     assert calls.trained == [] and calls.evaluated == []
     assert leaderboard_rows(out) == before
     assert [r.name for r in rows] == [r["name"] for r in before]
@@ -221,7 +221,7 @@ def test_a_cell_without_scores_is_re_evaluated_alone(compared, spec, tmp_path, m
     cell = cell_dirs(out)[3]
     (cell / COMPARE_SCORES).unlink()
     calls = Calls(monkeypatch, fail=False)
-    compare_methods(spec, out)
+    compare_recipes(spec, out)
     assert calls.trained == []
     # Validation and the sets, at alpha 0.5 and 1: four evaluations, all of that cell.
     assert calls.evaluated == [str(cell)] * 4
@@ -250,11 +250,11 @@ def test_an_interrupted_cell_is_resumed(compared, spec, tmp_path, monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(train.trainer, "train", interrupted_train)
         with pytest.raises(TrainingInterrupted):
-            compare_methods(spec, out)
+            compare_recipes(spec, out)
     record = open_run(cell).record
     assert record.status == "interrupted" and record.progress.step == 1
     calls = Calls(monkeypatch, fail=False)
-    compare_methods(spec, out)
+    compare_recipes(spec, out)
     assert calls.trained == [(cell, True)]
     assert set(calls.evaluated) == {str(cell)}
     assert open_run(cell).record.status == "finished" and open_run(cell).record.progress.step == 2
@@ -367,4 +367,4 @@ def test_a_folder_of_another_comparison_is_refused_before_training(compared, spe
     Calls(monkeypatch, fail=True)
     other = dataclasses.replace(spec, train_options={**spec.train_options, "max_steps": 3})
     with pytest.raises(UserError, match=r"ce-s0 was trained with other settings \(max_steps\): use another --out"):
-        compare_methods(other, out)
+        compare_recipes(other, out)

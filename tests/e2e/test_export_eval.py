@@ -198,8 +198,8 @@ def test_export_int8_records_calibration_and_refuses_bad_calibration_data(export
 
 
 def test_bench_gates_every_runtime_and_recommends_the_fastest_that_passed(exported, tmp_path):
-    from serve.compare import report_paths
     from serve.openvino_runner import cpu_supports_bf16
+    from serve.side_by_side import report_paths
 
     run, _ = exported
     folder = tmp_path / "run"

@@ -137,12 +137,12 @@ def test_a_reference_evaluation_reads_no_file_again_and_leaves_the_sets_alone(ru
 
 
 def test_a_comparison_decodes_each_image_once_for_all_its_runners(runner, sets, monkeypatch):
-    from serve.compare import compare_runners
+    from serve.side_by_side import evaluate_side_by_side
 
     plain = {ev.data.name: evaluate(runner, [ev], batch_size=16)[0].datasets for ev in sets}
     reads = file_reads(monkeypatch)
     rows = {"ref": runner, "a": runner, "b": runner}
-    reports = compare_runners(rows, sets, "ref", {"a": 0.0, "b": 0.0}, batch_size=16)
+    reports = evaluate_side_by_side(rows, sets, "ref", {"a": 0.0, "b": 0.0}, batch_size=16)
     images = sum(len(ev.data.samples) for ev in sets)
     assert len(reads) == images + 2 * len(rows)  # every file once; the readability probe per set per runner
     for report in reports.values():

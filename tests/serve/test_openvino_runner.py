@@ -139,11 +139,11 @@ def test_bf16_without_a_bf16_path_is_refused(caplog) -> None:
 
 def test_open_runner_offers_a_precision_only_where_there_is_a_choice(builtin_onnx) -> None:
     with pytest.raises(OptionError, match=r"the onnxruntime backend offers no choice of inference precision \(bf16\)"):
-        open_runner(builtin_onnx[0], precision="bf16")
+        open_runner(builtin_onnx[0], inference_precision="bf16")
     with pytest.raises(OptionError, match=r"the openvino backend offers no choice of execution provider \(cuda\)"):
         open_runner(builtin_onnx[0], "openvino", provider="cuda")
     with pytest.raises(OptionError, match=r"unknown openvino inference precision 'fp16' \(choose from fp32, bf16\)"):
-        open_runner(builtin_onnx[0], "openvino", precision="fp16")
+        open_runner(builtin_onnx[0], "openvino", inference_precision="fp16")
     with pytest.raises(OptionError, match="unknown OpenVINO inference precision 'int8'"):
         OpenVinoRunner(builtin_onnx[0], "int8")
     with pytest.raises(OptionError, match="OpenVINO threads must be a finite number at least 1, got 0"):
@@ -193,7 +193,7 @@ def test_eval_cli_runs_openvino_and_passes_the_gate(builtin_onnx, tiny_folder, t
         except OpenVinoUnavailable as err:
             pytest.skip(str(err))
     out = tmp_path / "report.json"
-    args = ["eval", "--onnx", str(builtin_onnx[0]), "--runtime", "openvino", "--precision", precision]
+    args = ["eval", "--onnx", str(builtin_onnx[0]), "--runtime", "openvino", "--inference-precision", precision]
     args += ["--data", str(tiny_folder), "--reference", str(builtin_onnx[0]), "--max-drop", "1", "--out", str(out)]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -230,17 +230,17 @@ CASES = [
     ("runtime-on-a-plan", ["--onnx", f"{W}/model.plan", "--runtime", "openvino"], "only with --onnx FILE.onnx"),
     (
         "precision-without-openvino",
-        [*ONNX, "--precision", "bf16"],
+        [*ONNX, "--inference-precision", "bf16"],
         "the onnxruntime backend offers no choice of inference precision (bf16): a choice of openvino only",
     ),
     (
         "precision-with-onnxruntime",
-        [*ONNX, "--runtime", "onnxruntime", "--precision", "bf16"],
+        [*ONNX, "--runtime", "onnxruntime", "--inference-precision", "bf16"],
         "the onnxruntime backend offers no choice of inference precision (bf16): a choice of openvino only",
     ),
     (
         "precision-unknown",
-        [*ONNX, "--runtime", "openvino", "--precision", "fp16"],
+        [*ONNX, "--runtime", "openvino", "--inference-precision", "fp16"],
         "unknown openvino inference precision 'fp16' (choose from fp32, bf16)",
     ),
     (
@@ -294,7 +294,7 @@ def test_eval_bf16_on_a_cpu_without_a_bf16_path(cwd, ov_world, monkeypatch):
         check_bf16(asked, "f32", "Old CPU", {"avx2"})  # what OpenVINO reports there: the hint ignored
 
     monkeypatch.setattr("serve.openvino_runner.check_bf16", no_bf16)
-    args = ["eval", *ONNX, "--runtime", "openvino", "--precision", "bf16"]
+    args = ["eval", *ONNX, "--runtime", "openvino", "--inference-precision", "bf16"]
     assert_refused(args, "OpenVINO has no BF16 path on this CPU (Old CPU) and would run FP32 instead", cwd, ov_world)
 
 

@@ -59,7 +59,7 @@ def test_round_trip_of_a_config_with_every_field_changed() -> None:
         val_fraction=0.2,
         num_workers=2,
         device="cpu",
-        precision="fp32",
+        autocast="fp32",
         strict=True,
         log_every=5,
     )

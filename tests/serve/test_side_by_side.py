@@ -1,4 +1,4 @@
-"""Tests for the comparison of backends: serve.metrics.gate, serve.compare.comparison_rows and compare_runners."""
+"""Backends side by side: serve.metrics.gate, serve.side_by_side.side_by_side_rows and evaluate_side_by_side."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from data.labeled import DataError
 from data.loading import read_batch
 from data.specs import EvalSet, builtin_classnames, resolve_eval_sets
 from data.transforms import eval_transform
-from serve.compare import compare_runners, comparison_rows, recommended, write_reports
 from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate
 from serve.report import Agreement, DatasetScores, Gate, Report, Summary, Throughput
 from serve.runner import Runner
+from serve.side_by_side import evaluate_side_by_side, recommended, side_by_side_rows, write_reports
 
 PREPROCESS = {
     "size": 64,
@@ -71,7 +71,7 @@ def test_gate_with_an_empty_set_does_not_depend_on_the_order() -> None:
     assert gate({"empty": empty, "other": worse}, 10.0) == gate({"other": worse, "empty": empty}, 10.0)
 
 
-# ----------------------------------------------------------------------------------------------- comparison_rows
+# ----------------------------------------------------------------------------------------------- side_by_side_rows
 
 
 def hand_report(
@@ -102,7 +102,7 @@ def hand_report(
     )
 
 
-def test_comparison_rows_follow_the_first_reports_set_order() -> None:
+def test_side_by_side_rows_follow_the_first_reports_set_order() -> None:
     reports = {
         "torch": hand_report({"id_test": 0.5, "ood_sketch": 0.25}, 0.25),
         # the same sets in another order: values must land under their own set's column
@@ -115,7 +115,7 @@ def test_comparison_rows_follow_the_first_reports_set_order() -> None:
             },
         ),
     }
-    header, rows = comparison_rows(reports)
+    header, rows = side_by_side_rows(reports)
     assert header == [
         *("model / backend", "id_test", "ood_sketch", "OOD mean", "worst drop pp", "min agree %", "images/s")
     ]
@@ -131,24 +131,24 @@ def test_the_fastest_row_that_passed_its_gate_is_recommended_and_marked() -> Non
         "a (onnxruntime int8-cpu)": hand_report({"id_test": 0.4}, None, speed=500.0, passed=False),
     }
     assert recommended(reports) == "a (openvino bf16)"
-    _, rows = comparison_rows(reports)
+    _, rows = side_by_side_rows(reports)
     assert [row[0] for row in rows if row[0].endswith(" *")] == ["a (openvino bf16) *"]
     reports["a (openvino bf16)"].gate.passed = False
     reports["a (onnxruntime fp32)"].gate.passed = False
     assert recommended(reports) is None
 
 
-def test_comparison_rows_with_empty_agreement_show_dashes() -> None:
-    _, rows = comparison_rows({"zero-shot": hand_report({"ood_sketch": 1.0}, 1.0, agreement={})})
+def test_side_by_side_rows_with_empty_agreement_show_dashes() -> None:
+    _, rows = side_by_side_rows({"zero-shot": hand_report({"ood_sketch": 1.0}, 1.0, agreement={})})
     assert rows == [["zero-shot", "100.0", "100.0", "-", "-", "100"]]
 
 
-def test_comparison_rows_without_an_ood_set() -> None:
-    _, rows = comparison_rows({"torch": hand_report({"id_test": 0.5}, None)})
+def test_side_by_side_rows_without_an_ood_set() -> None:
+    _, rows = side_by_side_rows({"torch": hand_report({"id_test": 0.5}, None)})
     assert rows[0][:2] == ["torch", "50.0"]
 
 
-# ----------------------------------------------------------------------------------------------- compare_runners
+# ----------------------------------------------------------------------------------------------- evaluate_side_by_side
 
 
 class FakeRunner(Runner):
@@ -229,7 +229,7 @@ def swap_drop(logits: np.ndarray, labels: np.ndarray, i: int, j: int) -> float:
 
 @dataclass
 class Compared:
-    """compare_runners over five fake rows, with what the test expects computed from the reference's own logits."""
+    """evaluate_side_by_side over five fake rows, with what the test expects computed from the reference's logits."""
 
     reports: dict[str, Report]
     runners: dict[str, FakeRunner]
@@ -260,7 +260,7 @@ def compare_five_rows(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSe
     heard: list[tuple[str, int, int]] = []
     out = tmp_path / "out"
     out.mkdir()
-    reports = compare_runners(
+    reports = evaluate_side_by_side(
         runners, eval_sets, "proreg (torch)", limits, batch_size=16, progress=lambda *a: heard.append(a)
     )
     write_reports(reports, out / "report.json")
@@ -268,7 +268,7 @@ def compare_five_rows(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSe
     return Compared(reports, runners, expected, pair, drops[pair], heard, out)
 
 
-def test_compare_runners_reference_baseline_and_identical_rows(tmp_path, spec, eval_sets) -> None:
+def test_side_by_side_reference_baseline_and_identical_rows(tmp_path, spec, eval_sets) -> None:
     c = compare_five_rows(tmp_path, spec, eval_sets)
     n_images = sum(len(ev.data.samples) for ev in eval_sets)
     assert c.runners["proreg (torch)"].images_seen == n_images  # the reference is evaluated once
@@ -290,7 +290,7 @@ def test_compare_runners_reference_baseline_and_identical_rows(tmp_path, spec, e
     assert ungated.agreement and ungated.gate is None
 
 
-def test_compare_runners_measures_a_swapped_row_against_the_reference(tmp_path, spec, eval_sets) -> None:
+def test_side_by_side_measures_a_swapped_row_against_the_reference(tmp_path, spec, eval_sets) -> None:
     c = compare_five_rows(tmp_path, spec, eval_sets)
     swapped = c.reports["proreg (onnxruntime fp16)"]
     i, j = c.pair
@@ -304,7 +304,7 @@ def test_compare_runners_measures_a_swapped_row_against_the_reference(tmp_path, 
     assert swapped.gate.passed is False
 
 
-def test_compare_runners_writes_a_report_per_row_and_reports_progress(tmp_path, spec, eval_sets) -> None:
+def test_side_by_side_writes_a_report_per_row_and_reports_progress(tmp_path, spec, eval_sets) -> None:
     c = compare_five_rows(tmp_path, spec, eval_sets)
     slugs = ["zero-shot", "proreg-torch", "proreg-onnxruntime-fp32", "proreg-onnxruntime-fp16", "proreg-int8-ungated"]
     assert sorted(p.name for p in c.out.iterdir()) == sorted(
@@ -318,14 +318,14 @@ def test_compare_runners_writes_a_report_per_row_and_reports_progress(tmp_path, 
     assert finished == {f"{row}: {ev.data.name}" for row in c.runners for ev in eval_sets}
 
 
-def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
+def test_side_by_side_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]) -> None:
     """An eval set with no images (all removed) is evaluated as n=0 with no accuracies (None, not NaN); nothing
     crashes and the report stays strict JSON."""
     eval_sets[0].data.samples = []
     weight = np.random.default_rng(0).normal(size=(3, len(spec.classes)))
     runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
 
-    reports = compare_runners(runners, eval_sets, "ref", {"same": 1.0})
+    reports = evaluate_side_by_side(runners, eval_sets, "ref", {"same": 1.0})
     write_reports(reports, tmp_path / "report.json")
 
     same = reports["same"]
@@ -342,7 +342,7 @@ def test_compare_runners_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSp
     assert "| held | id | 0 | 0 | - | - | - |" in (tmp_path / "report-same.md").read_text()
 
 
-def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
+def test_side_by_side_gate_with_an_empty_set_does_not_depend_on_set_order(
     tmp_path: Path, spec: ArtifactSpec, eval_sets: list[EvalSet]
 ) -> None:
     eval_sets[0].data.samples = []
@@ -350,7 +350,7 @@ def test_compare_runners_gate_with_an_empty_set_does_not_depend_on_set_order(
     verdicts = []
     for sets in [eval_sets, eval_sets[::-1]]:
         runners = {"ref": FakeRunner("ref", spec, weight), "same": FakeRunner("same", spec, weight)}
-        verdicts.append(compare_runners(runners, sets, "ref", {"same": 1.0})["same"].gate)
+        verdicts.append(evaluate_side_by_side(runners, sets, "ref", {"same": 1.0})["same"].gate)
     assert verdicts[0].passed == verdicts[1].passed
 
 
@@ -372,7 +372,7 @@ def test_non_finite_logits_fail_the_evaluation_instead_of_a_garbage_report(tmp_p
         evaluate(broken, eval_sets, batch_size=16)  # 18 images in batches of 16: two batches, two NaN rows
     runners = {"ref": FakeRunner("ref", spec, weight), "b": broken}
     with pytest.raises(ModelOutputError):
-        compare_runners(runners, eval_sets, "ref", {"b": 1.0})
+        evaluate_side_by_side(runners, eval_sets, "ref", {"b": 1.0})
 
 
 def test_a_set_of_only_unreadable_images_fails_instead_of_reporting_nothing(tmp_path, spec, eval_sets) -> None:

@@ -1,4 +1,5 @@
-"""Evaluate several artifacts of one model on the same sets and compare each with a reference backend."""
+"""Several artifacts of one model evaluated side by side on the same sets, each compared with a reference backend
+(`bench` and the pipeline take their rows from here)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from serve.report import Report, percent, signed_pp, write_report
 from serve.runner import Runner
 
 
-def compare_runners(
+def evaluate_side_by_side(
     runners: dict[str, Runner],
     sets: list[EvalSet],
     reference: str,
@@ -75,7 +76,7 @@ def recommended(reports: dict[str, Report]) -> str | None:
     return max(passed, key=lambda name: passed[name].throughput.model_images_per_s)
 
 
-def comparison_rows(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
+def side_by_side_rows(reports: dict[str, Report]) -> tuple[list[str], list[list[str]]]:
     """A header and one row per report: top-1 per set, mean OOD, the worst drop against the reference, model-only
     images/s, and the recommended row marked."""
     sets = list(next(iter(reports.values())).datasets)
