@@ -29,7 +29,7 @@ from common.builtin import BUILTIN
 from common.graph_scopes import PARTS
 from common.run import LATEST, RUNS_ROOT, Run
 from serve.metrics import DEFAULT_MAX_DROP, DEFAULT_MAX_DROP_INT8
-from train.methods import METHODS
+from train.options import method_options_help
 from train.recipes import COMPARED
 from workflows.console import console, main_rank, progress_bar, progress_hook, say
 
@@ -75,49 +75,23 @@ def _typed(ctx: typer.Context, name: str) -> bool:
 
 
 def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool, overrides: dict[str, Any] | None = None) -> Run:
-    """Trains with progress bars; Ctrl-C saves and exits with the command that resumes."""
-    from train.trainer import TrainingInterrupted, prepare, run_training
+    """Trains with progress bars; Ctrl-C saves and exits 130 with the command that resumes."""
+    from train.trainer import TrainingInterrupted
+    from workflows.training import train_with_progress
 
-    with progress_bar() as bar:  # bad input fails in prepare, before any bar is drawn
-        session = prepare(cfg, out, resume, progress=progress_hook(bar), overrides=overrides)
-        task = bar.add_task(f"train {session.cfg.loss.kind}", total=session.total_steps, info="teacher logits")
-
-        def on_step(step: int, terms: dict[str, float]) -> None:
-            bar.update(task, completed=step, info=f"loss {terms.get('loss', float('nan')):.3f}")
-
-        try:
-            run = run_training(session, on_step=on_step)
-        except TrainingInterrupted as stop:
-            if main_rank():
-                console.print(f"{stop}; saved. Resume with: python cli.py train --resume {session.out}")
-            raise typer.Exit(130) from None
-    if main_rank():
-        best, wise = run.record.best, run.record.wise
-        say(f"run directory {run.path}: best validation top-1 {100 * best.val_top1:.1f}% at step {best.step}")
-        if wise is not None and wise.val_top1 is not None:
-            say(f"WiSE-FT at alpha {wise.alpha:g} (the run's model): validation top-1 {100 * wise.val_top1:.1f}%")
-    return run
+    try:
+        return train_with_progress(cfg, out, resume, overrides)
+    except TrainingInterrupted:
+        raise typer.Exit(130) from None
 
 
 # ---- train -----------------------------------------------------------------------------------------------------------
 
 
-def method_options_help() -> str:
-    """The methods' own options for train's --help, read from the registry (train/methods/)."""
-    lines = ["Method options, after --loss NAME (or a recipe of that method):"]
-    for name, method in METHODS.items():
-        fields = method.option_fields().values()
-        flags = [
-            f"--{f.name.replace('_', '-')} (default {f.default}): {f.metadata['help'].rstrip('.')}" for f in fields
-        ]
-        lines.append(f"{name}: " + ("; ".join(flags) if flags else "none"))
-    return "\n\n".join(lines)
-
-
 @app.command(
     "train",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},  # the methods' own options
-    epilog=method_options_help(),
+    epilog=method_options_help(),  # the methods' own options, from the registry
 )
 def train_cmd(
     ctx: typer.Context,

@@ -83,3 +83,15 @@ def read_templates(path: Path) -> list[str]:
     lines = [t.strip() for t in text.splitlines() if t.strip() and not t.startswith("#")]
     check_templates(lines, f"templates file {path}")
     return lines
+
+
+def method_options_help() -> str:
+    """The methods' own options for train's --help, read from the registry (train/methods/)."""
+    lines = ["Method options, after --loss NAME (or a recipe of that method):"]
+    for name, method in METHODS.items():
+        fields = method.option_fields().values()
+        flags = [
+            f"--{f.name.replace('_', '-')} (default {f.default}): {f.metadata['help'].rstrip('.')}" for f in fields
+        ]
+        lines.append(f"{name}: " + ("; ".join(flags) if flags else "none"))
+    return "\n\n".join(lines)

@@ -12,10 +12,11 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from cli import app, method_options_help
+from cli import app
 from common.run import open_run
 from train.methods import METHODS
 from train.methods.base import LossInputs, Method, MethodOptions, option
+from train.options import method_options_help
 
 pytestmark = pytest.mark.slow
 
