@@ -35,6 +35,7 @@ from workflows.console import console, main_rank, progress_bar, progress_hook, s
 
 if TYPE_CHECKING:
     from train.config import TrainConfig
+    from workflows.tracking import Tracking
 
 app = typer.Typer(
     add_completion=False,
@@ -74,13 +75,19 @@ def _typed(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-def do_train(cfg: TrainConfig | None, out: Path | None, resume: bool, overrides: dict[str, Any] | None = None) -> Run:
+def do_train(
+    cfg: TrainConfig | None,
+    out: Path | None,
+    resume: bool,
+    overrides: dict[str, Any] | None = None,
+    tracking: Tracking | None = None,
+) -> Run:
     """Trains with progress bars; Ctrl-C saves and exits 130 with the command that resumes."""
     from train.trainer import TrainingInterrupted
     from workflows.training import train_with_progress
 
     try:
-        return train_with_progress(cfg, out, resume, overrides)
+        return train_with_progress(cfg, out, resume, overrides, tracking)
     except TrainingInterrupted:
         raise typer.Exit(130) from None
 
@@ -128,18 +135,21 @@ def train_cmd(
     decay: opts.Decay = "cosine",
     out: opts.RunOut = None,
     resume: opts.Resume = None,
+    log: opts.Log = [],
 ) -> None:
     """Fine-tune an OpenCLIP image encoder: a recipe (the recommended one by default) or a loss (ProReg, TeS, kd,
     ce, FLYP) with a head (the fixed text classifier, a trainable one started from it, or a linear one)."""
     from train.options import method_settings, resume_overrides, train_config
+    from workflows.tracking import Tracking
 
     with one_line_errors():
-        typed = {k for k in ctx.params if k != "resume" and _typed(ctx, k)}
+        typed = {k for k in ctx.params if k not in ("resume", "log") and _typed(ctx, k)}
         own = method_settings(ctx.params, typed, ctx.args)
-        if resume:  # the run's own config; only what the user typed is passed on, to be honoured or refused
-            do_train(None, resume, resume=True, overrides=resume_overrides(ctx.params, typed, own))
-        else:
-            do_train(train_config(ctx.params, typed, own), out, resume=False)
+        with Tracking(log, "train") as tracking:
+            if resume:  # the run's own config; only what the user typed is passed on, to be honoured or refused
+                do_train(None, resume, True, resume_overrides(ctx.params, typed, own), tracking)
+            else:
+                do_train(train_config(ctx.params, typed, own), out, False, None, tracking)
 
 
 # ---- eval and bench --------------------------------------------------------------------------------------------------
@@ -231,13 +241,6 @@ def bench_cmd(
 # ---- export and serve ------------------------------------------------------------------------------------------------
 
 
-# Options that configure something only another option makes: (options, that option, what they configure).
-EXPORT_OPTION_GROUPS = (
-    (("calib_data", "calib_size", "calib_method", "int8_keep"), "--int8", "copy"),
-    (("triton_name", "triton_max_batch", "triton_gpu"), "--triton-repo", "models"),
-)
-
-
 @app.command("export")
 def export_cmd(
     ctx: typer.Context,
@@ -265,27 +268,19 @@ def export_cmd(
     INT8 copies; TensorRT engines from each when TensorRT and a GPU are present; optionally a Triton Inference Server
     model repository of them."""
     from calib.int8 import Int8Options
-    from common.errors import OptionError
     from export.tensorrt_build import EngineOptions
-    from export.triton_repo import TritonRepoOptions, server_command
-    from workflows.export import export_with_triton
+    from export.triton_repo import TritonRepoOptions
+    from workflows.console import say_exported
+    from workflows.export import check_option_groups, export_with_triton
 
     with one_line_errors():
-        for group, given, what in EXPORT_OPTION_GROUPS:
-            typed = ["--" + name.replace("_", "-") for name in group if _typed(ctx, name)]
-            if typed and not (int8 if given == "--int8" else triton_repo):
-                raise OptionError(f"{', '.join(typed)}: only with {given}, whose {what} these options configure")
+        check_option_groups({name for name in ctx.params if _typed(ctx, name)}, int8, triton_repo is not None)
         engine = EngineOptions(min_batch, opt_batch, max_batch, workspace_gib, timing_cache, version_compatible)
         keep = tuple(part for part in int8_keep.split(",") if part)
         int8_options = Int8Options(calib_data, calib_size, calib_method, keep) if int8 else None
         triton = (triton_repo, TritonRepoOptions(triton_name, triton_max_batch, triton_gpu)) if triton_repo else None
         result, models = export_with_triton(checkpoint, out, (fp16, int8_options, engine, parity_data), triton, say)
-    for precision, path in result.onnx.items():
-        console.print(f"wrote {path} ({precision})")
-    for precision, path in result.engines.items():
-        console.print(f"wrote {path} ({precision}) and {path.name}.json")
-    if models and triton_repo:
-        say(f"wrote Triton models {', '.join(models)} ({server_command(triton_repo, result.engines)})")
+    say_exported(result, models, triton_repo)
 
 
 @app.command("serve")
@@ -336,6 +331,7 @@ def pipeline_cmd(
     seed: opts.Seed = 0,
     max_drop: opts.MaxDrop = DEFAULT_MAX_DROP,
     max_drop_int8: opts.MaxDropInt8 = DEFAULT_MAX_DROP_INT8,
+    log: opts.Log = [],
 ) -> None:
     """The main job on the built-in default: fine-tune with the recommended recipe; export FP32, FP16 and INT8
     ONNX (and TensorRT engines where possible); evaluate zero-shot, torch and every artifact on the ID and OOD sets;
@@ -343,14 +339,16 @@ def pipeline_cmd(
     from serve.metrics import check_max_drop
     from workflows.console import gate_status, print_comparison, print_recommendation
     from workflows.pipeline import evaluate_pipeline, pipeline_config
+    from workflows.tracking import Tracking
 
-    with one_line_errors():
+    with one_line_errors(), Tracking(log, "pipeline") as tracking:
         check_max_drop(max_drop, "--max-drop")
         check_max_drop(max_drop_int8, "--max-drop-int8")
         label, cfg = pipeline_config(recipe, loss, epochs, max_steps, seed)
-        run = do_train(cfg, None, resume=False)
+        run = do_train(cfg, None, False, None, tracking)
         with progress_bar() as bar:
             reports = evaluate_pipeline(run, label, (max_drop, max_drop_int8), progress_hook(bar, "eval "), say)
+        tracking.log_reports(reports)
     print_comparison(reports, "built-in benchmark: top-1 %, drops against the fine-tuned torch model")
     print_recommendation(reports)
     console.print(f"run directory and reports: {run.path}")
@@ -396,14 +394,16 @@ def compare_cmd(
     epochs: opts.Epochs = 10,
     max_steps: opts.MaxSteps = None,
     out: opts.CompareOut = RUNS_ROOT / "compare",
+    log: opts.Log = [],
 ) -> None:
     """Train each recipe over seeds on the same data (sweeping each recipe's main knob, chosen on validation),
     evaluate each with its WiSE-FT curve, and write leaderboard.md/.json and the ID-vs-OOD plot. Resumable: a
     finished (recipe, knob, seed) cell is not trained or evaluated again."""
     from train.trainer import TrainingInterrupted
     from workflows.compare import compare_recipes, compare_spec
+    from workflows.tracking import Tracking
 
-    with one_line_errors(), progress_bar() as bar:
+    with one_line_errors(), Tracking(log, "compare") as tracking, progress_bar() as bar:
         options = {"epochs": epochs, "max_steps": max_steps}
         spec = compare_spec(recipes, seeds, data, eval_data, holdout, (alpha, wise_alpha), options)
         task = bar.add_task("compare", total=1, info="")
@@ -414,8 +414,9 @@ def compare_cmd(
                 console.print(f"[{done + 1}/{total}] {name}" if done < total else "leaderboard", markup=False)
 
         try:
-            rows = compare_recipes(spec, out, on_cell)
+            rows = compare_recipes(spec, out, on_cell, tracking)
         except TrainingInterrupted as stop:
+            tracking.status = "interrupted"
             console.print(f"{stop}; saved. Run the same command again to go on where it stopped.")
             raise typer.Exit(130) from None
     typer.echo((out / "leaderboard.md").read_text())  # markdown, unwrapped

@@ -11,6 +11,7 @@ import typer
 
 from common.artifact import TRITON_DEFAULT_MODEL
 from common.graph_scopes import PARTS
+from trackers import TRACKERS
 from train.methods import METHODS
 from train.recipes import RECIPES, RECOMMENDED
 
@@ -34,6 +35,14 @@ AllowOverlap = Annotated[bool, Opt(help="Evaluate on images the model was traine
 MaxDrop = Annotated[float, Opt(help="Accuracy-drop gate (pp) for FP32/FP16 artifacts against torch.")]
 MaxDropInt8 = Annotated[float, Opt(help="Accuracy-drop gate (pp) for INT8 artifacts (see BENCHMARKS.md).")]
 Checkpoint = Annotated[Path, Opt(help="Run directory.")]
+Log = Annotated[
+    list[str],
+    Opt(
+        help=f"Log to an experiment tracker too (repeatable): {', '.join(TRACKERS)}. TensorBoard: event files in the"
+        " run directory; MLflow: the MLFLOW_TRACKING_URI store, else mlflow.db here; W&B: offline in the run"
+        " directory unless logged in. Each is an optional extra: pip install -e '.[NAME]'.",
+    ),
+]
 
 # ---- train -----------------------------------------------------------------------------------------------------------
 Model = Annotated[str, Opt(help="open_clip architecture (e.g. ViT-B-32), hf-hub:ORG/REPO, local-dir:PATH, or builtin.")]

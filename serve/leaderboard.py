@@ -149,15 +149,20 @@ def _pm(value: tuple[float, float] | None) -> str:
     return percent(mean) + (f" ± {100 * std:.1f}" if std else "")
 
 
-def markdown(rows: list[Row], title: str) -> str:
+def leaderboard_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    """The leaderboard's main table (the sets tuned on): header and rows, as leaderboard.md and the trackers show it."""
     tuned = [k for k in rows[0].metrics if k != "val" and not k.startswith("holdout")]
+    header = ["recipe", "knob", "WiSE alpha", "seeds", "val", *tuned]
+    return header, [
+        [r.name, r.knob, r.alpha, str(r.seeds), *(_pm(r.metrics[k]) for k in ["val", *tuned])] for r in rows
+    ]
+
+
+def markdown(rows: list[Row], title: str) -> str:
     holdout = [k for k in rows[0].metrics if k.startswith("holdout") and rows[0].metrics[k] is not None]
     # The tuned columns: "id", each OOD set, "ood_mean", "worst_group"; the holdout ones: "holdout:NAME", the mean.
     lines = [f"# {title}", "", "Top-1 % (mean ± std over seeds), best mean OOD first.", ""]
-    lines += markdown_table(
-        ["recipe", "knob", "WiSE alpha", "seeds", "val", *tuned],
-        [[r.name, r.knob, r.alpha, str(r.seeds), *(_pm(r.metrics[k]) for k in ["val", *tuned])] for r in rows],
-    )
+    lines += markdown_table(*leaderboard_table(rows))
     if holdout:
         lines += ["", "## Held-out shifts (nothing was tuned on these)", ""]
         ranked = sorted(rows, key=lambda r: -r.mean_of("holdout_mean"))

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from tests.tiny_data import copy_tiny_folder
+from tests.trackers.environment import tracker_environment
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a slip that reaches for the hub fails fast instead of hanging
 torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -62,3 +63,15 @@ def cwd(tmp_path, monkeypatch) -> Path:
     folder.mkdir()
     monkeypatch.chdir(folder)
     return folder
+
+
+@pytest.fixture
+def tracker_env(tmp_path, monkeypatch) -> dict[str, str]:
+    """For in-process CLI calls: this process's environment set as tracker_environment says."""
+    env = tracker_environment(tmp_path / "home")
+    for key in [k for k in os.environ if k.startswith(("WANDB_", "MLFLOW_"))]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        if key.startswith(("WANDB_", "MLFLOW_")) or key in ("HOME", "NETRC"):
+            monkeypatch.setenv(key, value)
+    return env

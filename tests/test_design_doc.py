@@ -16,6 +16,7 @@ def test_every_worked_example_is_the_code_its_test_runs():
         "tests/e2e/test_add_a_method.py",
         "tests/e2e/test_add_a_backend.py",
         "tests/e2e/test_add_a_suite.py",
+        "tests/e2e/test_add_a_tracker.py",
     }
     for m in examples:
         assert m["code"].strip() in (ROOT / m["path"]).read_text(), f"docs/DESIGN.md's example of {m['path']} differs"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,16 @@ from common.run import read_metrics
 
 
 class MetricsLog:
-    def __init__(self, path: Path):
+    """metrics.jsonl, and whoever else wants each record as it is written (`listeners`: the trackers)."""
+
+    def __init__(self, path: Path, listeners: list[Callable[[dict[str, Any]], None]] | None = None):
         self.path = Path(path)
+        self.listeners = listeners or []
 
     def write(self, record: dict[str, Any]) -> None:
         append_json_line(self.path, record)
+        for listener in self.listeners:
+            listener(record)
 
     def truncate_after(self, step: int) -> None:
         """Drops records past `step` (and a torn last line); run on resume, since those steps are taken again."""

@@ -52,6 +52,9 @@ from train.session import Session, autocast, build_session, epoch_steps, loader,
 from train.wise import interpolate_in_place, wise_classifier, zero_shot_state
 
 StepCallback = Callable[[int, dict[str, float]], None]
+RecordCallback = Callable[[dict[str, Any]], None]  # a metrics.jsonl record as it is written
+# Once the run is prepared: its directory, resolved config (TrainConfig.to_dict) and the step a resume continues after.
+StartCallback = Callable[[Path, dict[str, Any], "int | None"], None]
 
 
 class TrainingInterrupted(Exception):
@@ -371,12 +374,12 @@ def _start_or_restore(s: Session, previous: RunRecord | None) -> None:
         MetricsLog(s.out / METRICS_FILE).truncate_after(s.counters.step)  # lines past the checkpoint come again
 
 
-def run_training(s: Session, on_step: StepCallback | None = None) -> Run:
-    """Trains a prepared session to the end and points runs/latest at the finished run. Ctrl-C saves and raises
-    TrainingInterrupted; a non-finite loss, gradient or weight raises TrainingDiverged, keeping the last good
-    checkpoint."""
+def run_training(s: Session, on_step: StepCallback | None = None, on_record: RecordCallback | None = None) -> Run:
+    """Trains a prepared session to the end and points runs/latest at the finished run; `on_record` sees each
+    metrics.jsonl record as it is written. Ctrl-C saves and raises TrainingInterrupted; a non-finite loss, gradient
+    or weight raises TrainingDiverged, keeping the last good checkpoint."""
     try:
-        return _train_to_the_end(s, on_step)
+        return _train_to_the_end(s, on_step, on_record)
     except TrainingDiverged as error:
         if s.ranks.is_main:
             mark_diverged(s, error)
@@ -386,8 +389,8 @@ def run_training(s: Session, on_step: StepCallback | None = None) -> Run:
             s.lock.release()
 
 
-def _train_to_the_end(s: Session, on_step: StepCallback | None) -> Run:
-    log = MetricsLog(s.out / METRICS_FILE)
+def _train_to_the_end(s: Session, on_step: StepCallback | None, on_record: RecordCallback | None) -> Run:
+    log = MetricsLog(s.out / METRICS_FILE, [on_record] if on_record else [])
     precompute_teacher_logits(s)
     start = time.time()
     with ctrl_c_requests_stop() as stop:
@@ -427,7 +430,16 @@ def _interpolate(s: Session, alpha: float) -> tuple[torch.nn.Module, Any]:
 
 
 def train(
-    cfg: TrainConfig | None = None, out: Path | None = None, resume: bool = False, on_step: StepCallback | None = None
+    cfg: TrainConfig | None = None,
+    out: Path | None = None,
+    resume: bool = False,
+    on_step: StepCallback | None = None,
+    on_record: RecordCallback | None = None,
+    on_start: StartCallback | None = None,
 ) -> Run:
-    """Fine-tunes and writes a self-describing run directory (see `prepare` for `out` and `resume`)."""
-    return run_training(prepare(cfg, out, resume), on_step)
+    """Fine-tunes and writes a self-describing run directory (see `prepare` for `out` and `resume`, `run_training`
+    for the callbacks; `on_start` is called on rank 0 once the run is prepared)."""
+    s = prepare(cfg, out, resume)
+    if on_start is not None and s.ranks.is_main:
+        on_start(s.out, s.cfg.to_dict(), s.counters.step if resume else None)
+    return run_training(s, on_step, on_record)

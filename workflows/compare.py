@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from common.artifact import ArtifactSpec
 from common.builtin import BUILTIN
@@ -25,6 +26,7 @@ from serve.leaderboard import (
     Cell,
     SetScore,
     StoredScores,
+    leaderboard_table,
     write_leaderboard,
 )
 from serve.runner import Runner
@@ -32,6 +34,7 @@ from serve.torch_runner import TorchRunner
 from train.config import TrainConfig
 from train.recipes import DEFAULT_WISE_ALPHA, knob_settings, recipe_config, resolve_recipe
 from train.wise import Interpolation, base_state, wise_classifier
+from workflows.tracking import Tracking
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -84,9 +87,12 @@ def compare_cells(spec: CompareSpec) -> list[CompareCell]:
     return cells
 
 
-def _trained_cell(out: Path, cell: CompareCell) -> Run:
-    """The cell's finished run: trained, resumed when an earlier comparison stopped inside it, or as found."""
+def _trained_cell(out: Path, cell: CompareCell, tracking: Tracking) -> Run:
+    """The cell's finished run: trained, resumed when an earlier comparison stopped inside it, or as found; what
+    is trained now is logged to `tracking`."""
     from train.trainer import train  # looked up at each call: tests stand in for it
+
+    hooks: dict[str, Any] = {"on_start": tracking.start, "on_record": tracking.log_record} if tracking.names else {}
 
     if (out / RUN_FILE).is_file():
         run = open_run(out)
@@ -97,8 +103,8 @@ def _trained_cell(out: Path, cell: CompareCell) -> Run:
             raise UserError(f"{out} was trained with other settings ({', '.join(differ)}): use another --out")
         if run.record.status == "finished":
             return run
-        return train(None, out, resume=True)
-    return train(cell.config, out)
+        return train(None, out, resume=True, **hooks)
+    return train(cell.config, out, **hooks)
 
 
 def _score(runner: Runner, run: Run, spec: CompareSpec) -> AlphaScore:
@@ -164,26 +170,51 @@ def _validation_set(run: Run) -> EvalSet:
     return _held_validation(run.record.data.source, json.dumps(run.classifier.preprocess, sort_keys=True))
 
 
-def compare_recipes(spec: CompareSpec, out: Path, on_cell: Callable[[int, int, str], None] | None = None) -> list:
+def compare_recipes(
+    spec: CompareSpec,
+    out: Path,
+    on_cell: Callable[[int, int, str], None] | None = None,
+    tracking: Tracking | None = None,
+) -> list:
     """Trains every (method, knob, seed) cell into out/cells/, evaluates each with its WiSE-FT alphas, and writes
-    leaderboard.md/.json/.png into `out`. A finished cell (run and scores) is not trained or evaluated again."""
+    leaderboard.md/.json/.png into `out`. A finished cell (run and scores) is not trained or evaluated again. With
+    `tracking`, the comparison is one tracked run with its leaderboard, and each cell trained now a run nested in it."""
     todo = compare_cells(spec)
     writable_dir(out, "comparison folder")
+    tracking = tracking or Tracking([], "compare")
+    tracking.start(out, {"data": spec.data, "recipes": ",".join(spec.recipes), "seeds": str(spec.seeds)})
     cells: list[Cell] = []
     for i, cell in enumerate(todo):
         if on_cell:
             on_cell(i, len(todo), cell.folder)
-        run = _trained_cell(out / "cells" / cell.folder, cell)
-        if i == 0:  # every cell's model takes the same preprocessing: decode the sets once
-            preprocess = run.classifier.preprocess
-            spec = replace(
-                spec, sets=hold_decoded(spec.sets, preprocess), holdout=hold_decoded(spec.holdout, preprocess)
-            )
-        cells.append(_scored_cell(run, Cell(cell.recipe, cell.knob, cell.seed, str(run.path)), spec))
+        with tracking.child("compare-cell") as cell_tracking:
+            run = _trained_cell(out / "cells" / cell.folder, cell, cell_tracking)
+            if i == 0:  # every cell's model takes the same preprocessing: decode the sets once
+                preprocess = run.classifier.preprocess
+                spec = replace(
+                    spec, sets=hold_decoded(spec.sets, preprocess), holdout=hold_decoded(spec.holdout, preprocess)
+                )
+            cells.append(_scored_cell(run, Cell(cell.recipe, cell.knob, cell.seed, str(run.path)), spec))
+            cell_tracking.log_summary(cell_values(cells[-1]))
     if on_cell:
         on_cell(len(todo), len(todo), "leaderboard")
     title = f"{spec.data}: {', '.join(spec.recipes)} over seeds {', '.join(map(str, spec.seeds))}"
-    return write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
+    rows = write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
+    tracking.log_table("leaderboard", *leaderboard_table(rows))
+    return rows
+
+
+def cell_values(cell: Cell) -> dict[str, float | None]:
+    """A scored cell's results for the trackers: per WiSE-FT alpha, validation, ID and mean OOD top-1."""
+    values: dict[str, float | None] = {}
+    for alpha, score in cell.alphas.items():
+        at = f"wise/alpha_{alpha:g}"
+        values |= {
+            f"{at}/val_top1": score.val_top1,
+            f"{at}/id_top1": score.id_top1(),
+            f"{at}/ood_mean": score.mean("ood"),
+        }
+    return values
 
 
 def _zero_shot_score(run: Run, spec: CompareSpec) -> AlphaScore:

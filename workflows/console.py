@@ -21,8 +21,11 @@ from rich.table import Table
 from common.progress import ProgressHook
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from serve.report import Report
     from workflows.check_worker import Check, CheckResult
+    from workflows.export import ExportResult
     from workflows.wise import WiseSweep
 
 console = Console(stderr=True)
@@ -164,3 +167,15 @@ def print_suites(suites: dict[str, Any]) -> None:
         cells = (f"{name}\n{info.title}", str(info.classes), variants, roles, info.layout, info.published)
         table.add_row(*(escape(cell) for cell in cells))
     Console(width=200).print(table)
+
+
+def say_exported(result: ExportResult, models: dict[str, Path], triton_repo: Path | None) -> None:
+    """What export wrote: each ONNX file and engine, and the Triton models with the command that serves them."""
+    from export.triton_repo import server_command
+
+    for precision, path in result.onnx.items():
+        say(f"wrote {path} ({precision})")
+    for precision, path in result.engines.items():
+        say(f"wrote {path} ({precision}) and {path.name}.json")
+    if models and triton_repo:
+        say(f"wrote Triton models {', '.join(models)} ({server_command(triton_repo, result.engines)})")

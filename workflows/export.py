@@ -18,6 +18,7 @@ import numpy as np
 from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import CPU_INT8, ArtifactSpec, onnx_file
+from common.errors import OptionError
 from common.files import writable_dir
 from common.run import Run, open_run
 from data.labeled import load_dataset
@@ -135,3 +136,18 @@ def export_with_triton(
     result = export_run(checkpoint, out, fp16=fp16, engine=engine, parity_data=parity_data, int8=int8, log=log)
     models = write_triton_repo(triton[0], triton[1], result.onnx, result.engines) if triton else {}
     return result, models
+
+
+# Options that configure something only another option makes: (options, that option, what they configure).
+OPTION_GROUPS = (
+    (("calib_data", "calib_size", "calib_method", "int8_keep"), "--int8", "copy"),
+    (("triton_name", "triton_max_batch", "triton_gpu"), "--triton-repo", "models"),
+)
+
+
+def check_option_groups(typed: set[str], int8: bool, triton_repo: bool) -> None:
+    """OptionError for an option typed (by parameter name) without the option whose output it configures."""
+    for group, given, what in OPTION_GROUPS:
+        named = ["--" + name.replace("_", "-") for name in group if name in typed]
+        if named and not (int8 if given == "--int8" else triton_repo):
+            raise OptionError(f"{', '.join(named)}: only with {given}, whose {what} these options configure")
