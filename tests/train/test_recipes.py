@@ -463,7 +463,7 @@ def test_the_cli_applies_a_recipes_settings_and_typed_options_override_them(monk
 
     seen = []
 
-    def capture(cfg, out, resume, overrides=None):
+    def capture(cfg, out, resume, overrides=None, tracking=None):
         seen.append(cfg)
 
     monkeypatch.setattr(cli, "do_train", capture)
