@@ -179,7 +179,7 @@ def eval_cmd(
     """Evaluate one model on ID and OOD sets in batches, optionally against a reference with an accuracy-drop gate;
     write report.json, report.md and a chart. Exit 1 when the gate fails."""
     from common.distributed import current
-    from serve.report import check_report_path, write_report
+    from serve.report_files import check_report_path, write_report
     from workflows.console import print_report
     from workflows.evaluation import check_gate, choose_model, evaluate_model, file_backend, open_runners
 
@@ -225,6 +225,7 @@ def bench_cmd(
     from serve.side_by_side import write_reports
     from workflows.console import gate_status, print_comparison, print_recommendation
     from workflows.pipeline import bench
+    from workflows.report_page import write_report_page
 
     with one_line_errors(), progress_bar() as bar:
         batch = (batch_size, out, allow_overlap)
@@ -232,9 +233,10 @@ def bench_cmd(
     if not main_rank():
         raise typer.Exit(gate_status(reports))
     written = write_reports(reports, out)
+    page = write_report_page(out.parent, f"bench {folder}")
     print_comparison(reports, f"{folder}: top-1 %, drops against {reference or folder}")
     print_recommendation(reports)
-    console.print(f"wrote {len(written)} reports: {written[0].parent / (out.stem + '-*.json')}")
+    say(f"wrote {len(written)} reports: {written[0].parent / (out.stem + '-*.json')}, and {page}")
     raise typer.Exit(gate_status(reports, tell=True))
 
 
@@ -351,7 +353,7 @@ def pipeline_cmd(
         tracking.log_reports(reports)
     print_comparison(reports, "built-in benchmark: top-1 %, drops against the fine-tuned torch model")
     print_recommendation(reports)
-    console.print(f"run directory and reports: {run.path}")
+    say(f"run directory and reports: {run.path} (open {run.path / 'report.html'})")
     raise typer.Exit(gate_status(reports, tell=True))
 
 
@@ -379,7 +381,7 @@ def wise_cmd(
         console.print(f"wrote {written.path} (alpha {wise.alpha if wise else alpha:g})")
         return
     print_sweep(sweep)
-    console.print(f"wrote {written.path} (alpha {sweep.chosen:g}: {sweep.rule}), wise-sweep.json/.md/.png in it")
+    say(f"wrote {written.path} (alpha {sweep.chosen:g}: {sweep.rule}), wise-sweep.json/.md/.png, report.html in it")
 
 
 @app.command("compare")
@@ -420,7 +422,7 @@ def compare_cmd(
             console.print(f"{stop}; saved. Run the same command again to go on where it stopped.")
             raise typer.Exit(130) from None
     typer.echo((out / "leaderboard.md").read_text())  # markdown, unwrapped
-    console.print(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png ({len(rows)} rows)")
+    say(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png, report.html ({len(rows)} rows)")
 
 
 # ---- about the project and the machine -------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +35,16 @@ from data.loading import (
 )
 from data.specs import EvalSet
 from data.transforms import batched_eval_transform, eval_transform
-from serve.metrics import agreement, gate, group_accuracies, summarize, topk_accuracy
+from serve.metrics import (
+    agreement,
+    class_accuracies,
+    confusion,
+    expected_calibration_error,
+    gate,
+    group_accuracies,
+    summarize,
+    topk_accuracy,
+)
 from serve.report import DatasetScores, Report, Throughput
 from serve.runner import Runner
 
@@ -53,6 +62,7 @@ class DatasetResult:
     groups: np.ndarray  # [n] index into group_names, -1 for none
     group_names: list[str]
     skipped: int
+    class_names: list[str] = field(default_factory=list)  # the set's classes, which `labels` index
 
     def entry(self) -> DatasetScores:
         per_group = group_accuracies(self.logits, self.labels, self.groups, self.group_names)
@@ -64,6 +74,10 @@ class DatasetResult:
             top5=topk_accuracy(self.logits, self.labels, 5),
             worst_group_top1=min(per_group.values()) if per_group else None,
             groups=per_group,
+            ece=expected_calibration_error(self.logits, self.labels),
+            classes=list(self.class_names),
+            per_class_top1=class_accuracies(self.logits, self.labels, self.class_names),
+            confusion=confusion(self.logits, self.labels),
         )
 
 
@@ -168,6 +182,7 @@ def evaluate_set(
         groups=all_rows[:, 2].numpy(),
         group_names=ev.data.groups,
         skipped=int(ranks.sum(torch.tensor([skipped], dtype=torch.float64)).item()),
+        class_names=list(ev.data.classes),
     )
     broken = int((~np.isfinite(result.logits)).any(axis=1).sum())
     if broken:

@@ -15,8 +15,9 @@ from typing import Any
 
 from common.errors import UserError
 from common.files import atomic_write_json, atomic_write_text
+from common.markdown import markdown_table
 from common.typed_json import from_json
-from serve.report import markdown_table, percent
+from serve.report import percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 
 ZERO_SHOT = "zero-shot"

@@ -13,6 +13,8 @@ import numpy as np
 from common.errors import check_number
 from serve.report import Agreement, DatasetScores, Gate, Summary
 
+ECE_BINS = 15  # as Guo et al. and most reports of CLIP calibration
+
 
 def topk_accuracy(logits: np.ndarray, labels: np.ndarray, k: int) -> float | None:
     """Fraction of samples whose label is among the k highest logits (k capped at the number of classes)."""
@@ -27,6 +29,38 @@ def group_accuracies(logits: np.ndarray, labels: np.ndarray, groups: np.ndarray,
     """Top-1 per group name; groups with no samples are left out."""
     correct = logits.argmax(axis=1) == labels
     return {name: float(correct[groups == g].mean()) for g, name in enumerate(names) if (groups == g).any()}
+
+
+def expected_calibration_error(logits: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> float | None:
+    """Expected calibration error (Guo et al., 2017): the images binned by their softmax confidence into `bins`
+    equal-width bins; the mean over images of |accuracy - confidence| of their bin. None for no images."""
+    if len(labels) == 0:
+        return None
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted)
+    confidence = probs.max(axis=1) / probs.sum(axis=1)
+    correct = logits.argmax(axis=1) == labels
+    which = np.minimum((confidence * bins).astype(np.int64), bins - 1)  # (k/bins, (k+1)/bins]; 1.0 in the last
+    ece = 0.0
+    for b in np.unique(which):
+        members = which == b
+        ece += members.sum() * abs(correct[members].mean() - confidence[members].mean())
+    return float(ece / len(labels))
+
+
+def class_accuracies(logits: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Top-1 per class (by name) of the classes that have images, in class order."""
+    correct = logits.argmax(axis=1) == labels
+    return {name: float(correct[labels == c].mean()) for c, name in enumerate(classes) if (labels == c).any()}
+
+
+def confusion(logits: np.ndarray, labels: np.ndarray) -> list[list[int]]:
+    """The confusion counts as sparse [true class, predicted class, images] triples (only the counts that are not 0),
+    ordered by true and then predicted class: compact at ImageNet's 1,000 classes."""
+    if len(labels) == 0:
+        return []
+    pairs, counts = np.unique(np.stack([labels, logits.argmax(axis=1)], axis=1), axis=0, return_counts=True)
+    return [[int(t), int(p), int(n)] for (t, p), n in zip(pairs, counts, strict=True)]
 
 
 def _mean(values: list[float]) -> float | None:

@@ -1,5 +1,5 @@
-"""The evaluation report: its record (`Report`, with its datasets, agreement and gate), and report.json (docs/DESIGN.md
-gives the schema), report.md and a bar chart per dataset written from it; `read_report` is its one reader."""
+"""The evaluation report: its record (`Report`, with its datasets, agreement and gate; report.json, docs/DESIGN.md
+gives the schema), `read_report`, its one reader, and report.md's text. serve/report_files.py writes the files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import UserError
-from common.files import atomic_write_json, atomic_write_text, check_creatable, writable_dir
+from common.markdown import markdown_table
 from common.typed_json import from_json
 
 
@@ -25,6 +25,10 @@ class DatasetScores:
     top5: float | None
     worst_group_top1: float | None
     groups: dict[str, float] = field(default_factory=dict)  # top-1 per group
+    ece: float | None = None  # expected calibration error (serve.metrics.expected_calibration_error)
+    classes: list[str] = field(default_factory=list)  # the set's classes (its labels index them)
+    per_class_top1: dict[str, float] = field(default_factory=dict)  # of the classes with images
+    confusion: list[list[int]] = field(default_factory=list)  # [true, predicted, images], the counts not 0
 
 
 @dataclass
@@ -110,6 +114,7 @@ def table_rows(report: Report) -> list[list[str]]:
     rows = []
     for name, d in report.datasets.items():
         row = [name, d.role, str(d.n), str(d.skipped), percent(d.top1), percent(d.top5), percent(d.worst_group_top1)]
+        row.insert(5, percent(d.ece))
         if report.agreement:
             a = report.agreement[name]
             diff = a.max_abs_logit_diff
@@ -118,16 +123,28 @@ def table_rows(report: Report) -> list[list[str]]:
     return rows
 
 
-def markdown_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    """A markdown table's lines: the header, the rule, one line per row."""
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
-
-
 def table_header(report: Report) -> list[str]:
-    head = ["dataset", "role", "n", "skipped", "top1 %", "top5 %", "worst-group %"]
+    head = ["dataset", "role", "n", "skipped", "top1 %", "ECE %", "top5 %", "worst-group %"]
     if report.agreement:
         head += ["drop pp", "agree %", "max|dlogit|"]
     return head
+
+
+MARKDOWN_TITLE = "# Evaluation:"
+
+
+def summary_line(s: Summary) -> str:
+    """The summary in words, naming only what was measured (no "ID top-1 -%" when no ID set was evaluated)."""
+    named = (
+        ("ID top-1", s.id_top1),
+        ("mean OOD top-1", s.ood_top1_mean),
+        ("lowest worst-group top-1", s.worst_group_top1_min),
+    )
+    parts = [f"{label} {percent(value)}%" for label, value in named if percent(value) != "-"]
+    if not parts:
+        return "No set had an image to score."
+    line = ", ".join(parts) + "."
+    return line[0].upper() + line[1:]
 
 
 def markdown(report: Report) -> str:
@@ -140,8 +157,7 @@ def markdown(report: Report) -> str:
         "",
         *markdown_table(table_header(report), table_rows(report)),
         "",
-        f"ID top-1 {percent(s.id_top1)}%, mean OOD top-1 {percent(s.ood_top1_mean)}%, "
-        f"lowest worst-group top-1 {percent(s.worst_group_top1_min)}%.",
+        summary_line(s),
         f"Throughput {t.images_per_s:.0f} images/s end to end ({t.model_images_per_s:.0f} in the model), "
         f"batch {t.batch_size}, latency p50 {t.latency_ms_p50:.2f} ms, p99 {t.latency_ms_p99:.2f} ms.",
     ]
@@ -150,76 +166,3 @@ def markdown(report: Report) -> str:
         verdict = "PASSED" if g.passed else "FAILED"
         lines.append(f"Gate {verdict}: worst drop {g.worst_drop_pp:+.2f} pp against a limit of {g.max_drop_pp} pp.")
     return "\n".join(lines) + "\n"
-
-
-def plot(report: Report, path: Path) -> None:
-    """A bar chart of top-1 and worst-group top-1 per dataset, ID and OOD colored apart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(report.datasets)
-    top1 = [(report.datasets[n].top1 or 0) * 100 for n in names]
-    worst = [(report.datasets[n].worst_group_top1 or 0) * 100 for n in names]
-    colors = ["tab:blue" if report.datasets[n].role == "id" else "tab:orange" for n in names]
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
-    x = range(len(names))
-    ax.bar([i - 0.2 for i in x], top1, width=0.4, color=colors, label="top-1")
-    ax.bar([i + 0.2 for i in x], worst, width=0.4, color=colors, alpha=0.45, label="worst-group top-1")
-    if report.agreement:  # the reference's top-1, to see each drop at a glance
-        ref = [top1[i] + (report.agreement[n].top1_drop_pp or 0) for i, n in enumerate(names)]
-        ax.scatter([i - 0.2 for i in x], ref, marker="_", s=900, color="black", label="reference top-1", zorder=3)
-    ax.set_xticks(list(x), names, rotation=15)
-    ax.set_ylim(0, 100)
-    ax.set_ylabel("%")
-    ax.set_title(f"{report.backend} ({report.precision}): ID blue, OOD orange")
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-MARKDOWN_TITLE = "# Evaluation:"
-
-
-def check_report_path(json_path: Path) -> None:
-    """Refuses a report path that would overwrite anything but an earlier report of ours: `--out` names a .json
-    file, and report.md and report.png are written beside it."""
-    json_path = Path(json_path)
-    if json_path.suffix.lower() != ".json":
-        raise UserError(f"--out names the report's .json file (report.md and .png go beside it), not {json_path}")
-    for path in (json_path, json_path.with_suffix(".md"), json_path.with_suffix(".png")):
-        if path.is_dir():
-            raise UserError(f"{path} is a folder; the report cannot be written there")
-    if json_path.exists() and not _is_our_report(json_path):
-        raise UserError(f"{json_path} exists and is not a report of ours: refusing to overwrite it")
-    md_path = json_path.with_suffix(".md")
-    if md_path.exists() and not md_path.read_text(errors="replace").startswith(MARKDOWN_TITLE):
-        raise UserError(f"{md_path} exists and is not a report of ours: refusing to overwrite it")
-    if json_path.with_suffix(".png").exists() and not json_path.exists():
-        raise UserError(f"{json_path.with_suffix('.png')} exists without its report: refusing to overwrite it")
-    check_creatable(json_path.parent, "report folder")
-
-
-def _is_our_report(path: Path) -> bool:
-    try:
-        read_report(path)
-    except UserError:
-        return False
-    return True
-
-
-def write_report(report: Report, json_path: Path) -> list[Path]:
-    """Writes report.json, and beside it report.md and report.png (same stem); returns the paths written. Refuses
-    (UserError) to overwrite files that are not earlier reports."""
-    json_path = Path(json_path)
-    check_report_path(json_path)
-    writable_dir(json_path.parent, "report folder")
-    md_path, png_path = json_path.with_suffix(".md"), json_path.with_suffix(".png")
-    atomic_write_json(json_path, report.to_dict())
-    atomic_write_text(md_path, markdown(report))
-    plot(report, png_path)
-    return [json_path, md_path, png_path]

@@ -34,7 +34,7 @@ def _save(fig: Any, path: Path) -> None:
 def _labelled_bars(ax: Any, x: list[float], values: list[float | None], color: list[str], alpha: float) -> None:
     """Bars with their value written on them; a set without a value says n/a (a 0.0 is a bar of height 0, labelled)."""
     ax.bar(x, [100 * v if v is not None else 0 for v in values], width=0.4, color=color, alpha=alpha)
-    for xi, v in zip(x, values):
+    for xi, v in zip(x, values, strict=True):
         ax.annotate("n/a" if v is None else f"{100 * v:.1f}", (xi, 100 * v if v is not None else 0), ha="center",
                     va="bottom", fontsize=7, xytext=(0, 2), textcoords="offset points")  # fmt: skip
 
@@ -84,7 +84,9 @@ def _heatmap(ax: Any, scores: DatasetScores) -> None:
     if len(scores.classes) <= 12:
         for (i, j), n in np.ndenumerate(counts):
             if n:
-                ax.text(j, i, str(n), ha="center", va="center", fontsize=6, color="white" if rows[i, j] > 0.5 else "black")
+                ax.text(
+                    j, i, str(n), ha="center", va="center", fontsize=6, color="white" if rows[i, j] > 0.5 else "black"
+                )
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="% of the true class")
 
 
@@ -103,7 +105,11 @@ def _per_class(ax: Any, scores: DatasetScores) -> None:
         ax.set_title(f"the {len(items)} least accurate classes")
     else:
         ax.set_title("top-1 % per class")
-    ax.barh(range(len(items)), [100 * v for _, v in items][::-1], color="tab:blue")
+    values = [100 * v for _, v in items][::-1]
+    ax.barh(range(len(items)), values, color="tab:blue")
+    for y, value in enumerate(values):
+        ax.annotate(f"{value:.1f}", (value, y), xytext=(-3, 0), textcoords="offset points", ha="right", va="center",
+                    fontsize=6, color="white" if value > 15 else "black")  # fmt: skip
     ax.set_yticks(range(len(items)), [k for k, _ in items][::-1], fontsize=7 if len(items) <= 20 else 5)
     ax.set_xlim(0, 100)
 
@@ -118,9 +124,10 @@ def plot_sets(report: Report, path: Path) -> bool:
     width = max(len(s.classes) for _, s in sets)
     side = min(4 + 0.18 * width, 12) if width <= HEATMAP_MAX_CLASSES else 6
     fig, axes = plt.subplots(len(sets), 2, figsize=(2 * side + 1, side * len(sets)), squeeze=False)
-    for (name, scores), (left, right) in zip(sets, axes):
+    for (name, scores), (left, right) in zip(sets, axes, strict=True):
         (_heatmap if len(scores.classes) <= HEATMAP_MAX_CLASSES else _most_confused)(left, scores)
-        left.set_title(f"{name} ({scores.role}, {scores.n} images): " + left.get_title(), fontsize=9, loc="left")
+        what = left.get_title()
+        left.set_title(f"{name} ({scores.role}, {scores.n} images)" + (f": {what}" if what else ""), fontsize=9)
         _per_class(right, scores)
     fig.tight_layout()
     _save(fig, path)

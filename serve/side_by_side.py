@@ -11,7 +11,8 @@ from common.progress import ProgressHook
 from data.specs import EvalSet
 from serve.evaluate import DatasetResult, check_same_classes, evaluate, with_reference
 from serve.metrics import worst_of
-from serve.report import Report, percent, signed_pp, write_report
+from serve.report import Report, percent, signed_pp
+from serve.report_files import write_report
 from serve.runner import Runner
 
 

@@ -10,7 +10,8 @@ import os
 import time
 from typing import Any
 
-from trackers.tracker import PROJECT, TrackedRun, Tracker, markdown_table
+from common.markdown import markdown_table
+from trackers.tracker import PROJECT, TrackedRun, Tracker
 
 BATCH = 200  # MLflow's log_batch takes up to 1000 metrics
 
@@ -70,7 +71,7 @@ class MlflowTracker(Tracker):
         self.flush()
 
     def log_table(self, name: str, header: list[str], rows: list[list[str]]) -> None:
-        self.client.log_text(self.run_id, markdown_table(header, rows) + "\n", f"{name}.md")
+        self.client.log_text(self.run_id, "\n".join(markdown_table(header, rows)) + "\n", f"{name}.md")
         self.client.log_dict(self.run_id, {"header": header, "rows": rows}, f"{name}.json")
 
     def finish(self, status: str) -> None:

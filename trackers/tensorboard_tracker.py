@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from trackers.tracker import TrackedRun, Tracker, markdown_table
+from common.markdown import markdown_table
+from trackers.tracker import TrackedRun, Tracker
 
 
 class TensorBoardTracker(Tracker):
@@ -23,7 +24,9 @@ class TensorBoardTracker(Tracker):
         self.writer: Any = SummaryWriter(str(run.folder), purge_step=purge, flush_secs=30)
         self.last_step = run.resumed_at or 0
         if run.params and not resumed:  # at step 0: logged again after a resume, it would purge every later step
-            self.writer.add_text("params", markdown_table(["parameter", "value"], sorted_params(run.params)), 0)
+            self.writer.add_text(
+                "params", "\n".join(markdown_table(["parameter", "value"], sorted_params(run.params))), 0
+            )
 
     def log_metrics(self, values: dict[str, float], step: int) -> None:
         for key, value in values.items():
@@ -34,7 +37,7 @@ class TensorBoardTracker(Tracker):
         self.log_metrics(values, self.last_step)
 
     def log_table(self, name: str, header: list[str], rows: list[list[str]]) -> None:
-        self.writer.add_text(name, markdown_table(header, rows), self.last_step)
+        self.writer.add_text(name, "\n".join(markdown_table(header, rows)), self.last_step)
 
     def finish(self, status: str) -> None:
         self.writer.add_text("status", status, self.last_step)

@@ -81,9 +81,3 @@ def metric_key(key: str) -> str:
     """A key every tracker takes: letters, digits and _-./ kept, anything else `_` (a row "kd+wise (openvino)"
     becomes "kd_wise_openvino_")."""
     return re.sub(r"[^A-Za-z0-9_\-./]+", "_", key)
-
-
-def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    escape = lambda cell: str(cell).replace("|", "\\|")  # noqa: E731
-    lines = ["| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(map(escape, row)) + " |" for row in rows])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+CURVES_FILE = "curves.png"
 NOT_TERMS = {"step", "epoch", "lr", "images_per_s", "val_top1"}
 
 
@@ -24,13 +25,13 @@ def plot_curves(records: list[dict[str, Any]], best_step: int | None, path: Path
     terms = sorted({k for r in steps for k, v in r.items() if k not in NOT_TERMS and isinstance(v, (int, float))})
     for term in terms:
         xy = [(r["step"], r[term]) for r in steps if term in r]
-        terms_ax.plot(*zip(*xy), label=term, linewidth=2.2 if term == "loss" else 1.2)
+        terms_ax.plot(*zip(*xy, strict=True), label=term, linewidth=2.2 if term == "loss" else 1.2)
     terms_ax.set(title="loss terms", xlabel="step")
     if terms:
         terms_ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     lr = [(r["step"], r["lr"]) for r in steps if "lr" in r]
     if lr:
-        lr_ax.plot(*zip(*lr), color="tab:gray")
+        lr_ax.plot(*zip(*lr, strict=True), color="tab:gray")
     lr_ax.set(title="learning rate", xlabel="step")
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     if val:

@@ -29,7 +29,7 @@ from common.distributed import Ranks, current
 from common.errors import OptionError
 from common.files import writable_dir
 from common.progress import ProgressHook
-from common.run import METRICS_FILE, Run, RunRecord, open_run
+from common.run import METRICS_FILE, Run, RunRecord, open_run, read_metrics
 from data.labeled import DataError
 from data.loading import Batch, ImageDataset
 from data.transforms import eval_transform
@@ -43,6 +43,7 @@ from train.checkpointing import (
     set_base_lr,
 )
 from train.config import TrainConfig
+from train.curves import CURVES_FILE, plot_curves
 from train.losses import compute_loss, total_loss
 from train.methods import METHODS
 from train.methods.flyp import caption_templates, captions
@@ -401,6 +402,7 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None, on_record: Recor
                 validate_and_keep_best(s, log)
             if s.ranks.any(stop()):
                 save_checkpoint(s, "interrupted")
+                draw_curves(s)
                 raise TrainingInterrupted(f"interrupted at step {s.counters.step}/{s.total_steps}")
             if finished_epoch:
                 validate_and_keep_best(s, log)
@@ -413,9 +415,16 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None, on_record: Recor
         model, info = _interpolate(s, s.cfg.wise_alpha)
         s.record.wise = replace(info, val_top1=validate(s, model.to(s.device)))
     save_checkpoint(s, "finished")
+    draw_curves(s)
     if s.ranks.is_main:
         point_latest(s.out)
     return Run(s.out, s.record)
+
+
+def draw_curves(s: Session) -> None:
+    """curves.png in the run directory (rank 0): the loss terms, learning rate and validation top-1 so far."""
+    if s.ranks.is_main:
+        plot_curves(read_metrics(s.out / METRICS_FILE), s.record.best.step, s.out / CURVES_FILE)
 
 
 def _interpolate(s: Session, alpha: float) -> tuple[torch.nn.Module, Any]:

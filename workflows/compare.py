@@ -34,6 +34,7 @@ from serve.torch_runner import TorchRunner
 from train.config import TrainConfig
 from train.recipes import DEFAULT_WISE_ALPHA, knob_settings, recipe_config, resolve_recipe
 from train.wise import Interpolation, base_state, wise_classifier
+from workflows.report_page import write_report_page
 from workflows.tracking import Tracking
 
 Log = Callable[[str], None]
@@ -200,6 +201,7 @@ def compare_recipes(
         on_cell(len(todo), len(todo), "leaderboard")
     title = f"{spec.data}: {', '.join(spec.recipes)} over seeds {', '.join(map(str, spec.seeds))}"
     rows = write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
+    write_report_page(out, f"Comparison: {title}")
     tracking.log_table("leaderboard", *leaderboard_table(rows))
     return rows
 

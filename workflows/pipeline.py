@@ -24,6 +24,7 @@ from train.losses import LossConfig
 from train.recipes import RECOMMENDED, recipe_config
 from workflows.export import ExportResult, export_run
 from workflows.overlap import check_not_trained_on
+from workflows.report_page import write_report_page
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ def evaluate_pipeline(
     sets = resolve_eval_sets([], runners[reference].spec.classes)
     reports = evaluate_side_by_side(runners, sets, reference, limits, progress=progress)
     write_reports(reports, run.path / "report.json")
+    write_report_page(run.path)
     return reports
 
 
@@ -117,7 +119,7 @@ def bench(
     `folder`'s run), gated (gates: FP32/FP16, INT8 in pp), on the sets `data` names; batch: (batch size, the
     report path whose <stem>-<row>.json paths are checked, allow_overlap)."""
     from common.distributed import current
-    from serve.report import check_report_path
+    from serve.report_files import check_report_path
     from serve.side_by_side import report_paths
 
     batch_size, out, allow_overlap = batch

@@ -16,6 +16,7 @@ from common.run import RUN_FILE, open_run
 from serve.leaderboard import leaderboard_table, read_leaderboard
 from serve.report import Report, percent, read_report, signed_pp, table_header, table_rows
 from serve.side_by_side import recommended
+from train.curves import CURVES_FILE
 
 PAGE = "report.html"
 STYLE = """
@@ -41,14 +42,19 @@ def image(path: Path, alt: str) -> str:
     return f'<p><img src="data:image/png;base64,{data}" alt="{esc(alt)}"></p>'
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    def cell(value: str, tag: str) -> str:
-        numeric = tag == "td" and value.replace(".", "", 1).lstrip("+-").replace(" ± ", "").isdigit()
-        return f'<{tag}{" class=num" if numeric else ""}>{esc(value)}</{tag}>'
+def table(header: list[str] | None, rows: list[list[str]]) -> str:
+    """An HTML table (no header row for `header` None: a list of facts, each row's first cell its name)."""
 
-    head = "".join(cell(h, "th") for h in header)
-    body = "".join("<tr>" + "".join(cell(c, "td") for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    def cell(value: str, tag: str) -> str:
+        numeric = header and tag == "td" and value.replace(".", "", 1).lstrip("+-").replace(" ± ", "").isdigit()
+        return f"<{tag}{' class=num' if numeric else ''}>{esc(value)}</{tag}>"
+
+    head = "<thead><tr>" + "".join(cell(h, "th") for h in header) + "</tr></thead>" if header else ""
+    body = "".join(
+        "<tr>" + "".join(cell(c, "th" if header is None and i == 0 else "td") for i, c in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
 def _settings(config: dict[str, Any], prefix: str = "") -> list[list[str]]:
@@ -61,6 +67,13 @@ def _settings(config: dict[str, Any], prefix: str = "") -> list[list[str]]:
     return rows
 
 
+def _method(config: dict[str, Any]) -> str:
+    """The recipe's name, else the method's, with its settings."""
+    loss = config.get("loss", {})
+    settings = ", ".join(f"{k} {v}" for k, v in loss.get("settings", {}).items())
+    return f"{config.get('recipe') or loss.get('kind')}" + (f" ({loss.get('kind')}: {settings})" if settings else "")
+
+
 def trained_section(folder: Path) -> str:
     """What was trained: model, data, method and resolved settings, seed, provenance; the curves."""
     run = open_run(folder)
@@ -70,7 +83,7 @@ def trained_section(folder: Path) -> str:
         ["model", f"{c.model} ({c.pretrained})" if getattr(c, "pretrained", None) else str(c.model)],
         ["data", f"train {r.data.source.train} ({r.data.n_train} images), validation "
                  f"{r.data.source.val or f'{r.data.source.val_fraction:g} held out'} ({r.data.n_val} images)"],
-        ["method", str(r.train_config.get("loss", {}).get("kind"))],
+        ["recipe" if r.train_config.get("recipe") else "method", _method(r.train_config)],
         ["seed", str(r.train_config.get("seed"))],
         ["status", f"{r.status}, step {r.progress.step} of {r.progress.total_steps}"],
         ["chosen checkpoint", f"step {r.best.step}, validation top-1 {percent(r.best.val_top1)}%"],
@@ -78,10 +91,14 @@ def trained_section(folder: Path) -> str:
     if r.wise is not None:
         facts.append(["WiSE-FT", f"alpha {r.wise.alpha:g} with {r.wise.base}: validation top-1 "
                                  f"{percent(r.wise.val_top1)}%"])  # fmt: skip
-    facts += [["created", r.created], ["git commit", r.git_commit or "-"], ["training time", f"{r.train_seconds:.0f} s"]]
-    parts = ["<h2>What was trained</h2>", table(["", ""], facts)]
+    facts += [
+        ["created", r.created],
+        ["git commit", r.git_commit or "-"],
+        ["training time", f"{r.train_seconds:.0f} s"],
+    ]
+    parts = ["<h2>What was trained</h2>", table(None, facts)]
     parts += ["<details><summary>Resolved settings</summary>", table(["setting", "value"], _settings(r.train_config))]
-    parts += ["</details>", "<h2>Training</h2>", image(folder / "curves.png", "training curves")]
+    parts += ["</details>", "<h2>Training</h2>", image(folder / CURVES_FILE, "training curves")]
     return "\n".join(parts)
 
 
@@ -99,7 +116,7 @@ def _artifact_row(row: str, report: Report) -> list[str]:
     size = f"{artifact.stat().st_size / 2**20:.1f} MB" if artifact.is_file() else "-"
     gate = "-" if report.gate is None else ("passed" if report.gate.passed else "FAILED")
     worst = "-" if report.gate is None else signed_pp(report.gate.worst_drop_pp)
-    speed = f"{report.throughput.images_per_s:.0f}"
+    speed = f"{report.throughput.model_images_per_s:.0f}"
     return [row, report.backend, report.precision, size, speed, percent(report.summary.id_top1),
             percent(report.summary.ood_top1_mean), worst, gate]  # fmt: skip
 
@@ -110,15 +127,16 @@ def evaluations_section(folder: Path) -> str:
         return ""
     reports = {row: read_report(path) for row, path in files.items()}
     parts = ["<h2>Models and artifacts</h2>"]
-    header = ["row", "backend", "precision", "size", "images/s", "ID top-1 %", "mean OOD %", "worst drop pp", "gate"]
+    header = ["row", "backend", "precision", "size", "images/s (model)", "ID top-1 %", "mean OOD %", "worst drop pp"]
+    header.append("gate")
     parts.append(table(header, [_artifact_row(row, report) for row, report in reports.items()]))
     best = recommended(reports) if len(reports) > 1 else None
     if best:
         parts.append(f"<p>Recommended for this machine: <b>{esc(best)}</b> (the fastest that passed its gate).</p>")
     for row, report in reports.items():
         parts.append(f"<h2>Evaluation: {esc(row)}</h2>")
-        parts.append(f"<p><code>{esc(report.artifact)}</code> on {esc(report.runs_on)}"
-                     + (f", against <code>{esc(report.reference)}</code>" if report.reference else "") + "</p>")  # fmt: skip
+        against = f", against <code>{esc(report.reference)}</code>" if report.reference else ""
+        parts.append(f"<p><code>{esc(report.artifact)}</code> on {esc(report.runs_on)}{against}</p>")
         parts.append(table(table_header(report), table_rows(report)))
         if report.gate is not None:
             verdict = "passed" if report.gate.passed else "failed"

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from common.run import Run
 from workflows.console import console, main_rank, progress_bar, progress_hook, say
+from workflows.report_page import write_report_page
 
 if TYPE_CHECKING:
     from train.config import TrainConfig
@@ -46,6 +47,7 @@ def train_with_progress(
                 tracking.status = "interrupted"
             raise
     if main_rank():
+        write_report_page(run.path)
         say_trained(run)
         if tracking is not None:
             tracking.log_summary(final_values(run))
@@ -55,6 +57,7 @@ def train_with_progress(
 def say_trained(run: Run) -> None:
     best, wise = run.record.best, run.record.wise
     say(f"run directory {run.path}: best validation top-1 {100 * best.val_top1:.1f}% at step {best.step}")
+    say(f"curves and report: {run.path / 'report.html'}")
     if wise is not None and wise.val_top1 is not None:
         say(f"WiSE-FT at alpha {wise.alpha:g} (the run's model): validation top-1 {100 * wise.val_top1:.1f}%")
 

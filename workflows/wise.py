@@ -12,6 +12,7 @@ from typing import Any
 from common.artifact import ArtifactSpec
 from common.builtin import BUILTIN
 from common.files import atomic_write_json, atomic_write_text
+from common.markdown import markdown_table
 from common.progress import ProgressHook
 from common.run import Run, open_run
 from data.specs import EvalSet, resolve_eval_sets, resolve_train_data
@@ -20,16 +21,18 @@ from serve.leaderboard import (
     WISE_RULE,
     wise_choice,
 )
-from serve.report import markdown_table, percent
+from serve.report import percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 from serve.torch_runner import TorchRunner
 from train.wise import Interpolation, base_state, check_new_run_dir, write_wise_run
+from workflows.report_page import write_report_page
 
 Log = Callable[[str], None]
 log = logging.getLogger(__name__)
 
 
 WISE_SWEEP_FILE = "wise-sweep.json"
+SWEEP_PICTURE = "wise-sweep.png"
 
 
 @dataclass
@@ -111,11 +114,33 @@ def _write_sweep(sweep: WiseSweep, run: Run) -> None:
         *markdown_table(header, rows),
     ]
     atomic_write_text(run.path / "wise-sweep.md", "\n".join(lines) + "\n")
+    title = f"WiSE-FT along alpha (chosen {sweep.chosen:g})"
     if all(r["id_top1"] is not None and r["ood_top1_mean"] is not None for r in sweep.rows):
         curve = PlotCurve(
             "WiSE-FT", [PlotPoint(f"{r['alpha']:g}", r["id_top1"], r["ood_top1_mean"]) for r in sweep.rows]
         )
-        plot_id_vs_ood([], [curve], run.path / "wise-sweep.png", f"WiSE-FT along alpha (chosen {sweep.chosen:g})")
+        plot_id_vs_ood([], [curve], run.path / SWEEP_PICTURE, title)
+    else:  # no ID and OOD sets to place it on (a run trained on the user's data, no --data): validation along alpha
+        plot_validation_along_alpha(sweep, run.path / SWEEP_PICTURE, title)
+    write_report_page(run.path)
+
+
+def plot_validation_along_alpha(sweep: WiseSweep, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot([r["alpha"] for r in sweep.rows], [100 * r["val_top1"] for r in sweep.rows], marker="o")
+    chosen = next(r for r in sweep.rows if r["alpha"] == sweep.chosen)
+    ax.scatter([sweep.chosen], [100 * chosen["val_top1"]], s=160, facecolors="none", edgecolors="black", zorder=3)
+    ax.set(title=title, xlabel="alpha (0: zero-shot, 1: fine-tuned)", ylabel="validation top-1 %")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)
 
 
 def wise_command(

@@ -22,10 +22,10 @@ from serve.report import (
     markdown,
     table_header,
     table_rows,
-    write_report,
 )
+from serve.report_files import write_report
 
-BASE_HEADER = ["dataset", "role", "n", "skipped", "top1 %", "top5 %", "worst-group %"]
+BASE_HEADER = ["dataset", "role", "n", "skipped", "top1 %", "ECE %", "top5 %", "worst-group %"]
 AGREEMENT_HEADER = ["drop pp", "agree %", "max|dlogit|"]
 
 
@@ -49,6 +49,7 @@ def make_report(agreement: bool = False, gate: Gate | None = None, reference: st
             top5=1.0,
             worst_group_top1=0.25,
             groups={"plain": 0.75, "striped": 0.25},
+            ece=0.125,
         ),
         "ood_sketch": DatasetScores(
             role="ood",
@@ -123,8 +124,8 @@ def test_markdown_table_has_a_row_per_dataset_in_percent() -> None:
     at = lines.index(header)
     assert lines[at + 1] == "|" + "---|" * len(BASE_HEADER)
     # 0.5 -> 50.0, 0.125 -> 12.5 (one decimal); a None worst group is "-".
-    assert lines[at + 2] == "| val | id | 8 | 1 | 50.0 | 100.0 | 25.0 |"
-    assert lines[at + 3] == "| ood_sketch | ood | 8 | 0 | 12.5 | 87.5 | - |"
+    assert lines[at + 2] == "| val | id | 8 | 1 | 50.0 | 12.5 | 100.0 | 25.0 |"
+    assert lines[at + 3] == "| ood_sketch | ood | 8 | 0 | 12.5 | - | 87.5 | - |"
     assert lines[at + 4] == ""
     assert "ID top-1 50.0%, mean OOD top-1 12.5%, lowest worst-group top-1 25.0%." in lines
     # Throughput: whole images/s, latencies with two decimals.
@@ -159,7 +160,7 @@ def test_agreement_columns_only_with_agreement() -> None:
     assert rows["val"][len(BASE_HEADER) :] == ["+12.50", "87.5", "0.0123"]
     assert rows["ood_sketch"][len(BASE_HEADER) :] == ["-0.25", "100.0", "0.5"]
     text = markdown(compared)
-    assert "| val | id | 8 | 1 | 50.0 | 100.0 | 25.0 | +12.50 | 87.5 | 0.0123 |" in text
+    assert "| val | id | 8 | 1 | 50.0 | 12.5 | 100.0 | 25.0 | +12.50 | 87.5 | 0.0123 |" in text
 
 
 def test_empty_agreement_dict_adds_no_columns() -> None:
@@ -176,9 +177,9 @@ def test_missing_accuracy_renders_as_dash(missing: float | None) -> None:
     sketch.top1, sketch.top5, sketch.worst_group_top1 = missing, missing, missing
     report.summary = Summary(id_top1=missing, ood_top1_mean=missing, worst_group_top1_min=missing)
     rows = {row[0]: row for row in table_rows(report)}
-    assert rows["ood_sketch"][4:7] == ["-", "-", "-"]
-    assert rows["val"][4:7] == ["50.0", "100.0", "25.0"]  # the other row keeps its numbers
-    assert "ID top-1 -%, mean OOD top-1 -%, lowest worst-group top-1 -%." in markdown(report)
+    assert rows["ood_sketch"][4:8] == ["-", "-", "-", "-"]
+    assert rows["val"][4:8] == ["50.0", "12.5", "100.0", "25.0"]  # the other row keeps its numbers
+    assert "No set had an image to score." in markdown(report)  # not "ID top-1 -%"
     assert "nan" not in markdown(report).lower()
 
 
@@ -191,7 +192,14 @@ def test_write_report_of_an_empty_dataset(tmp_path: Path) -> None:
     report.summary.ood_top1_mean = None
     paths = write_report(report, tmp_path / "report.json")
     assert all(p.is_file() for p in paths)
-    assert "| ood_sketch | ood | 0 | 0 | - | - | - |" in paths[1].read_text()
+    assert "| ood_sketch | ood | 0 | 0 | - | - | - | - |" in paths[1].read_text()
+
+
+def test_the_summary_line_names_only_what_was_measured() -> None:
+    report = make_report()
+    report.summary = Summary(id_top1=None, ood_top1_mean=0.125, worst_group_top1_min=0.25)  # no ID set evaluated
+    assert "Mean OOD top-1 12.5%, lowest worst-group top-1 25.0%." in markdown(report).splitlines()
+    assert "ID top-1" not in markdown(report)
 
 
 def test_report_json_stays_strict_json_with_an_empty_dataset(tmp_path: Path) -> None:
@@ -207,7 +215,7 @@ def test_report_json_stays_strict_json_with_an_empty_dataset(tmp_path: Path) -> 
 
 def test_report_path_is_a_json_file_that_never_replaces_a_users_file(tmp_path: Path) -> None:
     from common.errors import UserError
-    from serve.report import check_report_path
+    from serve.report_files import check_report_path
 
     with pytest.raises(UserError, match=r"--out names the report's \.json file .*, not .*report\.md"):
         check_report_path(tmp_path / "report.md")
@@ -224,3 +232,34 @@ def test_report_path_is_a_json_file_that_never_replaces_a_users_file(tmp_path: P
     check_report_path(tmp_path / "r.json")  # an earlier report of ours may be replaced
     check_report_path(tmp_path / "new" / "sub" / "r.json")
     assert not (tmp_path / "new").exists()  # checking creates nothing
+
+
+def test_report_md_is_a_markdown_table_with_and_without_a_reference() -> None:
+    """Parsed by a CommonMark parser with tables on, every row has the header's cells: the `max|dlogit|` header is
+    escaped, not split."""
+    from markdown_it import MarkdownIt
+
+    for report in (make_report(), make_report(agreement=True, reference="runs/x", gate=Gate(1.0, 0.5, True))):
+        tokens = MarkdownIt("commonmark").enable("table").parse(markdown(report))
+        rows, cells = [], 0
+        for token in tokens:
+            if token.type == "tr_open":
+                cells = 0
+            elif token.type in ("th_open", "td_open"):
+                cells += 1
+            elif token.type == "tr_close":
+                rows.append(cells)
+        assert rows == [len(table_header(report))] * (1 + len(report.datasets))
+        headers = [tokens[i + 1].content for i, tok in enumerate(tokens) if tok.type == "th_open"]
+        assert headers == table_header(report)
+
+
+def test_a_report_with_per_class_results_gets_its_sets_picture(tmp_path: Path) -> None:
+    report = make_report()
+    sets = report.datasets["val"]
+    sets.classes, sets.per_class_top1 = ["cat", "dog"], {"cat": 0.75, "dog": 0.25}
+    sets.confusion = [[0, 0, 3], [1, 0, 1]]
+    written = write_report(report, tmp_path / "report.json")
+    assert written[-1] == tmp_path / "report.sets.png"
+    assert written[-1].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md", "report.png", "report.sets.png"]

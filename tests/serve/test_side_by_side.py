@@ -308,7 +308,7 @@ def test_side_by_side_writes_a_report_per_row_and_reports_progress(tmp_path, spe
     c = compare_five_rows(tmp_path, spec, eval_sets)
     slugs = ["zero-shot", "proreg-torch", "proreg-onnxruntime-fp32", "proreg-onnxruntime-fp16", "proreg-int8-ungated"]
     assert sorted(p.name for p in c.out.iterdir()) == sorted(
-        f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png")
+        f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png", ".sets.png")
     )
     for slug, name in zip(slugs, c.runners, strict=True):
         assert json.loads((c.out / f"report-{slug}.json").read_text()) == c.reports[name].to_dict()
