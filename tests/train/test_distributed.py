@@ -212,6 +212,8 @@ def test_sharded_evaluation_equals_one_process(setting, one_process):
     for report in (one, two):
         for entry in report["agreement"].values():
             entry["max_abs_logit_diff"] = round(entry["max_abs_logit_diff"], 4)
+        for scores in report["datasets"].values():  # softmax of logits from other batch compositions: float noise
+            scores["ece"] = round(scores["ece"], 6)
     assert one == two
     assert one["datasets"][next(iter(one["datasets"]))]["n"] == 59
 
