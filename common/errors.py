@@ -6,6 +6,7 @@ and keeps its traceback: no stage raises a bare ValueError or FileNotFoundError 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable
 
@@ -26,7 +27,16 @@ def check_choice(what: str, value: str, choices: Iterable[str]) -> None:
     """Raises OptionError naming `what` and the valid choices unless `value` is one of them."""
     choices = tuple(choices)
     if value not in choices:
-        raise OptionError(f"unknown {what} {value!r} (choose from {', '.join(choices)})")
+        raise OptionError(f"unknown {what} {value!r} (choose from {', '.join(choices)}){did_you_mean(value, choices)}")
+
+
+def did_you_mean(value: str, choices: Iterable[str]) -> str:
+    """ "; did you mean 'X'?" for the closest of `choices` to a mistyped `value`, or "" when none is close."""
+    plain = {"".join(ch for ch in str(c).lower() if ch.isalnum()): c for c in choices}  # "office-home" ~ "officehome"
+    typed = "".join(ch for ch in str(value).lower() if ch.isalnum())
+    starting = [p for p in plain if len(typed) >= 3 and p.startswith(typed)]  # "onnxrt" for "onnxruntime"
+    close = starting[:1] or difflib.get_close_matches(typed, list(plain), n=1, cutoff=0.75)
+    return f"; did you mean {plain[close[0]]!r}?" if close else ""
 
 
 def check_choices(what: str, values: Iterable[str], choices: Iterable[str]) -> None:

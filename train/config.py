@@ -30,6 +30,14 @@ AUTOCASTS = ("auto", "fp32", "bf16", "fp16")  # training autocast: see train.ses
 DECAYS = ("cosine", "linear")
 
 
+# The command-line option of a TrainConfig field, for messages: what the user typed, not the Python name.
+OPTION_OF_FIELD = {"num_workers": "--workers"}
+
+
+def option(field_name: str) -> str:
+    return OPTION_OF_FIELD.get(field_name, "--" + field_name.replace("_", "-"))
+
+
 @dataclass
 class TrainConfig:
     model: str = BUILTIN
@@ -83,17 +91,17 @@ class TrainConfig:
         self.data = _absolute(self.data) or self.data
         self.val_data, self.classnames = _absolute(self.val_data), _absolute(self.classnames)
         for name in ("epochs", "batch_size", "accum_steps", "log_every", "val_per_epoch"):
-            check_number(name, getattr(self, name), 1)
+            check_number(option(name), getattr(self, name), 1)
         if self.max_steps is not None:
-            check_number("max_steps", self.max_steps, 1)
-        check_number("num_workers", self.num_workers, 0)
-        check_number("seed", self.seed, 0, MAX_SEED)
+            check_number(option("max_steps"), self.max_steps, 1)
+        check_number(option("num_workers"), self.num_workers, 0)
+        check_number(option("seed"), self.seed, 0, MAX_SEED)
         if self.lr is not None:
-            check_number("lr", self.lr, 0, above=True)
-        check_number("weight_decay", self.weight_decay, 0)
-        check_number("warmup_fraction", self.warmup_fraction, 0, 1)
+            check_number(option("lr"), self.lr, 0, above=True)
+        check_number(option("weight_decay"), self.weight_decay, 0)
+        check_number(option("warmup_fraction"), self.warmup_fraction, 0, 1)
         if self.warmup_steps is not None:
-            check_number("warmup_steps", self.warmup_steps, 0)
+            check_number(option("warmup_steps"), self.warmup_steps, 0)
         check_choice("learning-rate decay", self.decay, DECAYS)
         check_number("val_fraction", self.val_fraction, 0, 1, above=True)
         check_choice("autocast", self.autocast, AUTOCASTS)
@@ -106,6 +114,7 @@ class TrainConfig:
     def _check_head(self) -> None:
         method = METHODS[self.loss.kind]
         self.head = self.head or method.heads[0]
+        check_choice("head", self.head, dict.fromkeys(h for m in METHODS.values() for h in m.heads))
         if self.head not in method.heads:
             heads = " or ".join(method.heads)
             raise OptionError(
@@ -117,8 +126,8 @@ class TrainConfig:
                 f"--head-init {self.head_init}: only a linear head can start anywhere but the text classifier"
             )
         if self.head_lr_scale is not None:
-            check_number("head_lr_scale", self.head_lr_scale, 0, above=True)
-        check_number("lp_fraction", self.lp_fraction, 0, 1)
+            check_number(option("head_lr_scale"), self.head_lr_scale, 0, above=True)
+        check_number(option("lp_fraction"), self.lp_fraction, 0, 1)
         if self.wise_alpha is not None:
             check_number("WiSE-FT alpha", self.wise_alpha, 0, 1)
             if self.head == "linear" and self.head_init != "text":

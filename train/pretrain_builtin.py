@@ -42,8 +42,8 @@ class PretrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_number("steps", self.steps, 1)
-        check_number("seed", self.seed, 0, MAX_SEED)
+        check_number("--steps", self.steps, 1)
+        check_number("--seed", self.seed, 0, MAX_SEED)
 
 
 def render_corpus(cfg: PretrainConfig) -> tuple[torch.Tensor, list]:

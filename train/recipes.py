@@ -226,9 +226,13 @@ def recipe_config(name: str, loss: dict[str, Any] | None = None, **train: Any) -
 def made_for(suite: str, data: str) -> bool:
     """Whether the data spec `data` (SUITE[/VARIANT]:ROOT, a path, builtin) reads `suite` (SUITE, or SUITE/VARIANT
     when the settings were made for one variant)."""
+    from data.labeled import DataError
     from data.suites.registry import parse_suite_spec  # reads the suites: not at the CLI's start-up
 
-    spec = parse_suite_spec(data)
+    try:
+        spec = parse_suite_spec(data)
+    except DataError:  # a mistyped suite: reading the data says so
+        return False
     wanted, _, wanted_variant = suite.partition("/")
     if spec is None or spec.suite.info.name != wanted:
         return False

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 import data.suites as package
 from common.artifact import DEFAULT_TEMPLATES
+from common.errors import did_you_mean
 from common.files import cache_root
 from data.labeled import DataError
 from data.suites.base import Suite, SuiteData, choose_variant, missing_data
@@ -42,6 +43,10 @@ def parse_suite_spec(spec: str) -> SuiteSpec | None:
     head, sep, rest = spec.partition(":")
     name, _, variant = head.partition("/")
     suite = suites().get(name.lower())
+    if suite is None and sep and rest and not Path(spec).exists():
+        hint = did_you_mean(name, list(suites()))
+        if hint:  # `pac:/data/PACS`: a mistyped suite, not a path
+            raise DataError(f"no suite {name!r} in data {spec!r}{hint} (cli.py datasets lists the suites)")
     if suite is None or (not sep and not suite.info.generated):
         return None
     if suite.info.generated:

@@ -10,11 +10,11 @@ pytestmark = pytest.mark.slow  # the session's world trains and exports a run; t
 ONE_STEP = ["--max-steps", "1"]  # should a case not be refused, the main job trains one step, not ten epochs
 
 CASES = [
-    ("epochs-0", [*ONE_STEP, "--epochs", "0"], "epochs must be a finite number at least 1, got 0"),
-    ("epochs-negative", [*ONE_STEP, "--epochs", "-1"], "epochs must be a finite number at least 1, got -1"),
+    ("epochs-0", [*ONE_STEP, "--epochs", "0"], "--epochs must be a finite number at least 1, got 0"),
+    ("epochs-negative", [*ONE_STEP, "--epochs", "-1"], "--epochs must be a finite number at least 1, got -1"),
     ("epochs-not-a-number", [*ONE_STEP, "--epochs", "ten"], usage("--epochs")),
-    ("max-steps-0", ["--max-steps", "0"], "max_steps must be a finite number at least 1, got 0"),
-    ("max-steps-negative", ["--max-steps", "-2"], "max_steps must be a finite number at least 1, got -2"),
+    ("max-steps-0", ["--max-steps", "0"], "--max-steps must be a finite number at least 1, got 0"),
+    ("max-steps-negative", ["--max-steps", "-2"], "--max-steps must be a finite number at least 1, got -2"),
     ("loss-unknown", [*ONE_STEP, "--loss", "magic"], "unknown loss 'magic' (choose from proreg, kd, ce, tes, flyp)"),
     ("recipe-unknown", [*ONE_STEP, "--recipe", "magic"], "unknown recipe 'magic' (choose from ce, kd, proreg,"),
     ("recipe-bad-wise", [*ONE_STEP, "--recipe", "kd+wise2"], "the WiSE-FT alpha must lie in [0, 1], got 2"),
@@ -35,7 +35,7 @@ CASES = [
     pytest.param(
         "seed-huge",
         [*ONE_STEP, "--seed", "99999999999999999999999"],
-        "seed must be a finite number at least 0 and at most 4294967295",
+        "--seed must be a finite number at least 0 and at most 4294967295",
         id="seed-huge",
     ),
     ("runs-is-a-file", ONE_STEP, "cannot create run directory runs/"),  # the working directory holds a file `runs`

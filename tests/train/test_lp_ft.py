@@ -168,7 +168,7 @@ def test_the_frozen_encoder_keeps_its_batchnorm_statistics(lp_ft_run):
             "--lp-fraction 1.0: LP-FT fits a trainable head first, then fine-tunes: it needs --head trainable or "
             "linear and a fraction below 1",
         ),
-        ({"lp_fraction": -0.1, "head": "linear"}, "lp_fraction must be a finite number at least 0 and at most 1"),
+        ({"lp_fraction": -0.1, "head": "linear"}, "--lp-fraction must be a finite number at least 0 and at most 1"),
         (
             {"head_init": "random", "head": "text"},
             "--head-init random: only a linear head can start anywhere but the text classifier",
@@ -182,8 +182,8 @@ def test_the_frozen_encoder_keeps_its_batchnorm_statistics(lp_ft_run):
             {"loss": LossConfig(kind="tes"), "head": "text"},
             "head 'text' does not go with loss 'tes', which trains a linear head",
         ),
-        ({"head": "mlp"}, "head 'mlp' does not go with loss 'proreg', which trains a text or trainable or linear head"),
-        ({"head": "linear", "head_lr_scale": 0.0}, "head_lr_scale must be a finite number above 0, got 0.0"),
+        ({"head": "mlp"}, "unknown head 'mlp' (choose from text, trainable, linear)"),
+        ({"head": "linear", "head_lr_scale": 0.0}, "--head-lr-scale must be a finite number above 0, got 0.0"),
     ],
 )
 def test_head_and_lp_ft_options_are_refused_in_one_line(options, message):
