@@ -3,6 +3,9 @@ sweeps and checks. Everything goes to stderr (`console`); results a user pipes o
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -28,7 +31,10 @@ if TYPE_CHECKING:
     from workflows.export import ExportResult
     from workflows.wise import WiseSweep
 
-console = Console(stderr=True)
+# soft_wrap: a line is never broken by the console, so a path or a command printed can be pasted back whole.
+console = Console(stderr=True, soft_wrap=True)
+# Without a terminal (CI, a pipe, a batch job), progress is a plain line per task at most this often, and at its end.
+PROGRESS_LINE_SECONDS = float(os.environ.get("PROREG_CLIP_PROGRESS_SECONDS", "10"))
 
 
 def main_rank() -> bool:
@@ -43,7 +49,41 @@ def say(message: str) -> None:
     console.print(message, highlight=False, soft_wrap=True, markup=False)
 
 
-def progress_bar() -> Progress:
+class LineProgress:
+    """Progress as periodic plain lines, for logs: the part of rich's Progress the commands use (add_task, update,
+    a context manager). A task's line: "train proreg: 120/470 (26%) loss 0.412, 0:31 elapsed"."""
+
+    def __init__(self, every: float = PROGRESS_LINE_SECONDS):
+        self.every = every
+        self.tasks: dict[int, list[Any]] = {}  # task id -> [description, done, total, info, started, last printed]
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, info: str = "", **_: Any) -> TaskID:
+        self.tasks[len(self.tasks)] = [description, 0, total, info, time.monotonic(), -math.inf]
+        return TaskID(len(self.tasks) - 1)
+
+    def update(self, task: TaskID, completed: float | None = None, total: float | None = None, **fields: Any) -> None:
+        t = self.tasks[task]
+        t[1] = t[1] if completed is None else completed
+        t[2] = t[2] if total is None else total
+        t[3] = fields.get("info", t[3])
+        now, finished = time.monotonic(), t[2] is not None and t[1] >= t[2]
+        if now - t[5] >= self.every or (finished and t[5] != math.inf):
+            t[5] = math.inf if finished else now  # a finished task is said once
+            share = f" ({100 * t[1] / t[2]:.0f}%)" if t[2] else ""
+            elapsed = int(now - t[4])
+            say(f"{t[0]}: {t[1]:g}/{t[2]:g}{share} {t[3]}".rstrip() + f", {elapsed // 60}:{elapsed % 60:02d} elapsed")
+
+
+def progress_bar() -> Progress | LineProgress:
+    """A live bar on a terminal; periodic plain lines in a log; nothing on torchrun's other ranks."""
+    if not console.is_terminal and main_rank():
+        return LineProgress()
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -57,7 +97,7 @@ def progress_bar() -> Progress:
     )
 
 
-def progress_hook(bar: Progress, prefix: str = "", info: str = "") -> ProgressHook:
+def progress_hook(bar: Progress | LineProgress, prefix: str = "", info: str = "") -> ProgressHook:
     """A progress hook for library code: one bar per task name, created on its first report."""
     tasks: dict[str, TaskID] = {}
 
@@ -69,13 +109,17 @@ def progress_hook(bar: Progress, prefix: str = "", info: str = "") -> ProgressHo
     return hook
 
 
-def _table(title: str, header: list[str], rows: list[list[str]], left: set[int], width: int | None = None) -> None:
+TABLE_WIDTH_IN_LOGS = 1000  # without a terminal: as wide as the table needs, no cut and no wrap
+
+
+def _table(title: str, header: list[str], rows: list[list[str]], left: set[int]) -> None:
     table = Table(title=title)
-    for i, head in enumerate(header):
-        table.add_column(head, justify="left" if i in left else "right")
+    for i, head in enumerate(header):  # fold: a long name wraps on a narrow terminal, never cut with "..."
+        table.add_column(head, justify="left" if i in left else "right", overflow="fold")
     for row in rows:
         table.add_row(*row)
-    Console(width=width).print(table)
+    out = Console()
+    (out if out.is_terminal else Console(width=TABLE_WIDTH_IN_LOGS)).print(table)
 
 
 def print_report(report: Report) -> None:
@@ -92,7 +136,7 @@ def print_comparison(reports: dict[str, Report], title: str) -> None:
     from serve.side_by_side import side_by_side_rows
 
     header, rows = side_by_side_rows(reports)
-    _table(title, header, rows, {0}, width=160)
+    _table(title, header, rows, {0})
 
 
 def print_recommendation(reports: dict[str, Report]) -> None:
@@ -128,7 +172,7 @@ def print_sweep(sweep: WiseSweep) -> None:
     from workflows.wise import sweep_table
 
     header, rows = sweep_table(sweep)
-    _table("WiSE-FT along alpha: top-1 %", header, rows, set(), width=160)
+    _table("WiSE-FT along alpha: top-1 %", header, rows, set())
 
 
 def print_facts(facts: dict[str, str]) -> None:
