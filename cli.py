@@ -38,15 +38,15 @@ if TYPE_CHECKING:
     from workflows.tracking import Tracking
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation.",
 )
 
 
 @app.callback()
-def _setup() -> None:
+def _setup(version: opts.Version = False) -> None:
     # Library warnings (an unreadable image skipped, a class name cut by the text tower) as plain stderr lines.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", force=True)
     from common.distributed import shutdown

@@ -1,6 +1,6 @@
 """The command line's options, each declared once (typer's Annotated form) and shared by the commands that take it;
-cli.py's commands list them with their defaults. Help texts only: no option is checked here (the objects and
-functions that take a value check it, before anything is read or written)."""
+cli.py's commands list them with their defaults. Help texts only (and --version's answer): no option is checked here
+(the objects and functions that take a value check it, before anything is read or written)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,23 @@ from train.methods import METHODS
 from train.recipes import RECIPES, RECOMMENDED
 
 Opt, Arg = typer.Option, typer.Argument
+
+
+def show_version(shown: bool) -> None:
+    """--version: the installed distribution's version, then exit."""
+    if shown:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            typer.echo(f"proreg-clip {version('proreg-clip')}")
+        except PackageNotFoundError:  # a checkout that was never installed
+            typer.echo("proreg-clip (not installed: pip install -e .)")
+        raise typer.Exit()
+
+
+Version = Annotated[
+    bool, Opt("--version", "-V", callback=show_version, is_eager=True, help="Print the version and exit.")
+]
 
 # ---- shared ----------------------------------------------------------------------------------------------------------
 Data = Annotated[

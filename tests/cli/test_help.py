@@ -14,3 +14,27 @@ def test_help_renders(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
+
+
+@pytest.mark.parametrize("command", [[], *[[name] for name in COMMANDS]], ids=lambda c: c[0] if c else "cli")
+def test_dash_h_is_help(command):
+    assert CliRunner().invoke(app, [*command, "-h"]).output == CliRunner().invoke(app, [*command, "--help"]).output
+
+
+def test_version_and_completion():
+    from importlib.metadata import version
+
+    for flag in ("--version", "-V"):
+        result = CliRunner().invoke(app, [flag])
+        assert result.exit_code == 0 and result.output == f"proreg-clip {version('proreg-clip')}\n"
+    assert "--install-completion" in CliRunner().invoke(app, ["--help"]).output
+
+
+def test_the_installed_console_command_is_the_same_app():
+    import shutil
+    import subprocess
+
+    command = shutil.which("proreg-clip")
+    assert command, "pip install -e . installs the proreg-clip command (pyproject's [project.scripts])"
+    result = subprocess.run([command, "datasets", "-h"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "Usage: proreg-clip datasets" in result.stdout
