@@ -192,7 +192,7 @@ def eval_cmd(
         ref_backend = file_backend("--reference-runtime", reference_runtime, reference)
         current()  # under torchrun: join the group (each rank on its GPU) before any runner is put on a device
         with progress_bar() as bar:
-            hook = progress_hook(bar, "text classifier ")
+            hook = progress_hook(bar)
             runner, ref_runner = open_runners(choice, reference, ref_backend, data, hook)
         with progress_bar() as bar:
             hook = progress_hook(bar, "eval ", runner.backend)

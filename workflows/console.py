@@ -51,7 +51,9 @@ def say(message: str) -> None:
 
 class LineProgress:
     """Progress as periodic plain lines, for logs: the part of rich's Progress the commands use (add_task, update,
-    a context manager). A task's line: "train proreg: 120/470 (26%) loss 0.412, 0:31 elapsed"."""
+    a context manager). A task's line: "train proreg: 120/470 (26%) loss 0.412, 0:31 elapsed", first after `every`
+    seconds of it, then every `every` seconds and at its end; a task shorter than that says nothing, so a command
+    that fails on bad input still prints its one line."""
 
     def __init__(self, every: float = PROGRESS_LINE_SECONDS):
         self.every = every
@@ -64,7 +66,8 @@ class LineProgress:
         return None
 
     def add_task(self, description: str, total: float | None = None, info: str = "", **_: Any) -> TaskID:
-        self.tasks[len(self.tasks)] = [description, 0, total, info, time.monotonic(), -math.inf]
+        now = time.monotonic()  # said first once it has run `every` seconds: short work (or bad input) stays silent
+        self.tasks[len(self.tasks)] = [description, 0, total, info, now, now]
         return TaskID(len(self.tasks) - 1)
 
     def update(self, task: TaskID, completed: float | None = None, total: float | None = None, **fields: Any) -> None:
@@ -73,8 +76,9 @@ class LineProgress:
         t[2] = t[2] if total is None else total
         t[3] = fields.get("info", t[3])
         now, finished = time.monotonic(), t[2] is not None and t[1] >= t[2]
-        if now - t[5] >= self.every or (finished and t[5] != math.inf):
-            t[5] = math.inf if finished else now  # a finished task is said once
+        said_before = t[5] not in (t[4], math.inf)
+        if (now - t[5] >= self.every and t[5] != math.inf) or (finished and said_before):
+            t[5] = math.inf if finished else now  # a finished task is said once, if it was said at all
             share = f" ({100 * t[1] / t[2]:.0f}%)" if t[2] else ""
             elapsed = int(now - t[4])
             say(f"{t[0]}: {t[1]:g}/{t[2]:g}{share} {t[3]}".rstrip() + f", {elapsed // 60}:{elapsed % 60:02d} elapsed")

@@ -66,7 +66,7 @@ def _verified(write: Callable[[Path], Path], final: Path, reference: Runner, ima
         write(tmp)
         check_model(tmp)
         parity = check_parity(reference, open_runner(tmp), images)
-        log(parity.describe())
+        log(f"{final.name}: {parity.describe()}")  # two INT8 files (TensorRT's and the CPU's): each named
         if not parity.passed:
             raise ExportError(f"export failed its parity check: {parity.describe()}")
     except BaseException:

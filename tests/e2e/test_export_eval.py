@@ -183,7 +183,10 @@ def test_tensorrt_engine_matches_onnx_runtime(exported):
 def test_export_int8_records_calibration_and_refuses_bad_calibration_data(exported, tmp_path, tiny_folder):
     run, _ = exported
     options = Int8Options(n_images=48, method="percentile")
-    result = export_run(run, tmp_path / "int8", int8=options, parity_n=64, log=lambda m: None)
+    said: list[str] = []
+    result = export_run(run, tmp_path / "int8", int8=options, parity_n=64, log=said.append)
+    parity_lines = [line for line in said if "parity on" in line]
+    assert [line.split(":")[0] for line in parity_lines] == ["model.onnx", "model.int8.onnx", "model.int8-cpu.onnx"]
     calibration = read_onnx_spec(result.onnx["int8"]).calibration
     assert calibration.method == "percentile" and calibration.images == 32  # 48 sampled, fed in whole batches of 32
     assert calibration.data == "builtin (training split)"

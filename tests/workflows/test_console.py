@@ -17,7 +17,7 @@ from workflows.console import LineProgress, print_comparison
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_line_progress_says_a_task_at_most_every_interval_and_once_at_its_end(monkeypatch, capsys):
+def test_line_progress_says_a_long_task_every_interval_and_once_at_its_end(monkeypatch, capsys):
     clock = [0.0]
     monkeypatch.setattr(console_module.time, "monotonic", lambda: clock[0])
     progress = LineProgress(every=10)
@@ -27,10 +27,21 @@ def test_line_progress_says_a_task_at_most_every_interval_and_once_at_its_end(mo
         progress.update(task, completed=step, info=f"loss {1 / step:.3f}")
     progress.update(task, completed=100)  # told again: said once
     lines = capsys.readouterr().err.splitlines()
-    assert lines[0] == "train proreg: 1/100 (1%) loss 1.000, 0:00 elapsed"
+    assert lines[0] == "train proreg: 20/100 (20%) loss 0.050, 0:10 elapsed"  # after 10 s of it
     said = [line.split(":")[1].split()[0] for line in lines]
-    assert said == ["1/100", "21/100", "41/100", "61/100", "81/100", "100/100"]
+    assert said == ["20/100", "40/100", "60/100", "80/100", "100/100"]
     assert lines[-1] == "train proreg: 100/100 (100%) loss 0.010, 0:50 elapsed"
+
+
+def test_line_progress_says_nothing_of_a_short_task(monkeypatch, capsys):
+    clock = [0.0]
+    monkeypatch.setattr(console_module.time, "monotonic", lambda: clock[0])
+    progress = LineProgress(every=10)
+    task = progress.add_task("text classifier", total=6)
+    for done in range(1, 7):
+        clock[0] = done
+        progress.update(task, completed=done)
+    assert capsys.readouterr().err == ""  # 6 s of work, then an error would be the one line on stderr
 
 
 @pytest.mark.slow
