@@ -9,26 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from common.figures import pyplot, save_figure
 from serve.report import DatasetScores, Report
 
 HEATMAP_MAX_CLASSES = 50
 MOST_CONFUSED = 15  # pairs, and worst classes, shown for a set of more classes
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100, bbox_inches="tight")
-    _pyplot().close(fig)
-    tmp.replace(path)
 
 
 def _labelled_bars(ax: Any, x: list[float], values: list[float | None], color: list[str], alpha: float) -> None:
@@ -42,7 +27,7 @@ def _labelled_bars(ax: Any, x: list[float], values: list[float | None], color: l
 def plot_scores(report: Report, path: Path) -> None:
     """Top-1 (solid) and worst-group top-1 (light) per set, ID blue and OOD orange, the reference's top-1 as a line;
     the legend below the axes, never over a bar."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(report.datasets)
     colors = ["tab:blue" if report.datasets[n].role == "id" else "tab:orange" for n in names]
     fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 4.0))
@@ -61,7 +46,7 @@ def plot_scores(report: Report, path: Path) -> None:
     ax.set_ylabel("%")
     ax.set_title(f"{report.backend} ({report.precision}): ID blue, OOD orange")
     ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8, frameon=False)
-    _save(fig, path)
+    save_figure(fig, path, tight=True)
 
 
 def confusion_matrix(scores: DatasetScores) -> np.ndarray:
@@ -120,7 +105,7 @@ def plot_sets(report: Report, path: Path) -> bool:
     sets = [(name, s) for name, s in report.datasets.items() if s.classes and s.confusion]
     if not sets:
         return False
-    plt = _pyplot()
+    plt = pyplot()
     width = max(len(s.classes) for _, s in sets)
     side = min(4 + 0.18 * width, 12) if width <= HEATMAP_MAX_CLASSES else 6
     fig, axes = plt.subplots(len(sets), 2, figsize=(2 * side + 1, side * len(sets)), squeeze=False)
@@ -130,5 +115,5 @@ def plot_sets(report: Report, path: Path) -> bool:
         left.set_title(f"{name} ({scores.role}, {scores.n} images)" + (f": {what}" if what else ""), fontsize=9)
         _per_class(right, scores)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path, tight=True)
     return True

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from common.figures import pyplot, save_figure
+
 
 @dataclass
 class PlotPoint:
@@ -26,10 +28,7 @@ class PlotCurve:
 
 def plot_id_vs_ood(points: list[PlotPoint], curves: list[PlotCurve], path: Path, title: str) -> None:
     """Writes the scatter (and curves) to `path`, atomically; the zero-shot point, if labelled so, is a star."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(7.2, 5.4))
     palette = [plt.get_cmap("tab10")(i) for i in range(10)]
@@ -62,7 +61,4 @@ def plot_id_vs_ood(points: list[PlotPoint], curves: list[PlotCurve], path: Path,
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path, dpi=120)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.figures import pyplot, save_figure
+
 CURVES_FILE = "curves.png"
 NOT_TERMS = {"step", "epoch", "lr", "images_per_s", "val_top1"}
 
@@ -16,10 +18,7 @@ def plot_curves(records: list[dict[str, Any]], best_step: int | None, path: Path
     val = [r for r in records if "val_top1" in r]
     if not steps and not val:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, (terms_ax, lr_ax, val_ax) = plt.subplots(1, 3, figsize=(13, 3.6))
     terms = sorted({k for r in steps for k, v in r.items() if k not in NOT_TERMS and isinstance(v, (int, float))})
@@ -43,8 +42,5 @@ def plot_curves(records: list[dict[str, Any]], best_step: int | None, path: Path
             val_ax.legend(fontsize=8, loc="lower right")
     val_ax.set(title="validation top-1 %", xlabel="step")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
     return path

@@ -17,6 +17,7 @@ from serve.leaderboard import leaderboard_table, read_leaderboard
 from serve.report import Report, percent, read_report, signed_pp, table_header, table_rows
 from serve.side_by_side import recommended
 from train.curves import CURVES_FILE
+from workflows.tracking import flat
 
 PAGE = "report.html"
 STYLE = """
@@ -57,16 +58,6 @@ def table(header: list[str] | None, rows: list[list[str]]) -> str:
     return f"<table>{head}<tbody>{body}</tbody></table>"
 
 
-def _settings(config: dict[str, Any], prefix: str = "") -> list[list[str]]:
-    rows = []
-    for key, value in config.items():
-        if isinstance(value, dict):
-            rows += _settings(value, f"{prefix}{key}.")
-        else:
-            rows.append([f"{prefix}{key}", json.dumps(value) if not isinstance(value, str) else value])
-    return rows
-
-
 def _method(config: dict[str, Any]) -> str:
     """The recipe's name, else the method's, with its settings."""
     loss = config.get("loss", {})
@@ -97,7 +88,13 @@ def trained_section(folder: Path) -> str:
         ["training time", f"{r.train_seconds:.0f} s"],
     ]
     parts = ["<h2>What was trained</h2>", table(None, facts)]
-    parts += ["<details><summary>Resolved settings</summary>", table(["setting", "value"], _settings(r.train_config))]
+    parts += [
+        "<details><summary>Resolved settings</summary>",
+        table(
+            ["setting", "value"],
+            [[k, v if isinstance(v, str) else json.dumps(v)] for k, v in flat(r.train_config).items()],
+        ),
+    ]
     parts += ["</details>", "<h2>Training</h2>", image(folder / CURVES_FILE, "training curves")]
     return "\n".join(parts)
 

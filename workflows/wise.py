@@ -11,6 +11,7 @@ from typing import Any
 
 from common.artifact import ArtifactSpec
 from common.builtin import BUILTIN
+from common.figures import pyplot, save_figure
 from common.files import atomic_write_json, atomic_write_text
 from common.markdown import markdown_table
 from common.progress import ProgressHook
@@ -126,10 +127,7 @@ def _write_sweep(sweep: WiseSweep, run: Run) -> None:
 
 
 def plot_validation_along_alpha(sweep: WiseSweep, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot([r["alpha"] for r in sweep.rows], [100 * r["val_top1"] for r in sweep.rows], marker="o")
@@ -137,10 +135,7 @@ def plot_validation_along_alpha(sweep: WiseSweep, path: Path, title: str) -> Non
     ax.scatter([sweep.chosen], [100 * chosen["val_top1"]], s=160, facecolors="none", edgecolors="black", zorder=3)
     ax.set(title=title, xlabel="alpha (0: zero-shot, 1: fine-tuned)", ylabel="validation top-1 %")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure(fig, path)
 
 
 def wise_command(
