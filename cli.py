@@ -38,11 +38,9 @@ if TYPE_CHECKING:
     from workflows.tracking import Tracking
 
 app = typer.Typer(
-    no_args_is_help=True,
-    context_settings={"help_option_names": ["-h", "--help"]},
-    pretty_exceptions_enable=False,
-    help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation.",
+    **opts.APP, help="ProReg fine-tuning of OpenCLIP classifiers, ONNX/TensorRT export and OOD evaluation."
 )
+command = functools.partial(app.command, cls=opts.Command)  # help as cli_options.Command writes it
 
 
 @app.callback()
@@ -95,7 +93,7 @@ def do_train(
 # ---- train -----------------------------------------------------------------------------------------------------------
 
 
-@app.command(
+@command(
     "train",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},  # the methods' own options
     epilog=method_options_help(),  # the methods' own options, from the registry
@@ -155,7 +153,7 @@ def train_cmd(
 # ---- eval and bench --------------------------------------------------------------------------------------------------
 
 
-@app.command("eval")
+@command("eval")
 def eval_cmd(
     checkpoint: opts.EvalCheckpoint = None,
     zero_shot: opts.ZeroShot = None,
@@ -209,7 +207,7 @@ def eval_cmd(
         raise typer.Exit(1)
 
 
-@app.command("bench")
+@command("bench")
 def bench_cmd(
     folder: opts.ExportFolder = RUNS_ROOT / LATEST,
     reference: opts.BenchReference = None,
@@ -243,7 +241,7 @@ def bench_cmd(
 # ---- export and serve ------------------------------------------------------------------------------------------------
 
 
-@app.command("export")
+@command("export")
 def export_cmd(
     ctx: typer.Context,
     checkpoint: opts.Checkpoint = RUNS_ROOT / LATEST,
@@ -285,7 +283,7 @@ def export_cmd(
     say_exported(result, models, triton_repo)
 
 
-@app.command("serve")
+@command("serve")
 def serve_cmd(
     artifact: opts.Artifact,
     name: opts.ServeName = TRITON_DEFAULT_MODEL,
@@ -324,7 +322,7 @@ WISE_ALPHAS = ",".join(f"{a / 10:g}" for a in range(11))
 # ---- the main job, WiSE-FT and the comparison of recipes -------------------------------------------------------------
 
 
-@app.command("pipeline")
+@command("pipeline")
 def pipeline_cmd(
     recipe: opts.PipelineRecipe = None,
     loss: opts.PipelineLoss = None,
@@ -357,7 +355,7 @@ def pipeline_cmd(
     raise typer.Exit(gate_status(reports, tell=True))
 
 
-@app.command("wise")
+@command("wise")
 def wise_cmd(
     ctx: typer.Context,
     checkpoint: opts.Checkpoint = RUNS_ROOT / LATEST,
@@ -384,7 +382,7 @@ def wise_cmd(
     say(f"wrote {written.path} (alpha {sweep.chosen:g}: {sweep.rule}), wise-sweep.json/.md/.png, report.html in it")
 
 
-@app.command("compare")
+@command("compare")
 def compare_cmd(
     recipes: opts.Recipes = ",".join(COMPARED),
     seeds: opts.Seeds = "0,1,2",
@@ -428,7 +426,7 @@ def compare_cmd(
 # ---- about the project and the machine -------------------------------------------------------------------------------
 
 
-@app.command("datasets")
+@command("datasets")
 def datasets_cmd() -> None:
     """The dataset suites a --data / --val-data spec can name (SUITE:ROOT, or SUITE/VARIANT:ROOT): each with its
     roles, the layout it is read from (as its authors distribute it), its class count and where to get it."""
@@ -438,7 +436,7 @@ def datasets_cmd() -> None:
     print_suites(suites())
 
 
-@app.command("pretrain-builtin")
+@command("pretrain-builtin")
 def pretrain_builtin_cmd(
     steps: opts.PretrainSteps = 700,
     seed: opts.Seed = 0,
@@ -460,7 +458,7 @@ def pretrain_builtin_cmd(
     console.print(f"wrote {out or BUILTIN_DIR} in {info['seconds']} s")
 
 
-@app.command("checks", short_help="What this machine can do, proven end to end: the environment and a self-test.")
+@command("checks", short_help="What this machine can do, proven end to end: the environment and a self-test.")
 def checks_cmd(
     quick: opts.Quick = False,
     json_file: opts.ChecksJson = None,

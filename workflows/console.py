@@ -3,8 +3,10 @@ sweeps and checks. Everything goes to stderr (`console`); results a user pipes o
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
+import textwrap
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -202,19 +204,36 @@ def print_check(result: CheckResult) -> None:
     )
 
 
+def fill(text: str, width: int, indent: str = "") -> str:
+    """`text`'s paragraphs (blank-line separated) filled to `width`, each line indented; a word is never broken, nor
+    a hyphenated name (hf-hub:ORG/REPO, a URL, a path stay whole even when longer than a line)."""
+    paragraphs = (" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+    return "\n\n".join(
+        textwrap.fill(
+            p, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False, break_long_words=False
+        )
+        for p in paragraphs
+    )
+
+
 def print_suites(suites: dict[str, Any]) -> None:
-    """The dataset suites (data.suites.registry.suites()) as a table."""
-    table = Table(title=escape("dataset suites: --data SUITE[/VARIANT]:ROOT"), show_lines=True)
-    for head in ("suite", "classes", "variants", "roles", "layout under ROOT", "published"):
-        table.add_column(head, overflow="fold")
+    """The dataset suites (data.suites.registry.suites()) on stdout, a section each: plain text whose layouts and
+    addresses are never cut, whatever the width."""
+    width = min(Console().width, 100)
+    print("Dataset suites, named in --data as SUITE:ROOT (SUITE/VARIANT:ROOT for one variant):")
     for name, suite in suites.items():
         info = suite.info
         default = f" (default {info.default_variant})" if info.default_variant else ""
-        variants = (", ".join(info.variants) + default) if info.variants else "-"
-        roles = info.roles if info.trains else f"evaluation only: {info.roles}"
-        cells = (f"{name}\n{info.title}", str(info.classes), variants, roles, info.layout, info.published)
-        table.add_row(*(escape(cell) for cell in cells))
-    Console(width=200).print(table)
+        fields = {
+            "classes": str(info.classes),
+            "variants": (", ".join(info.variants) + default) if info.variants else "-",
+            "roles": info.roles if info.trains else f"evaluation only: {info.roles}",
+            "layout": info.layout,
+            "published": info.published,
+        }
+        print(f"\n{name}: {info.title}")
+        for field, text in fields.items():
+            print(f"  {field:<10}" + fill(text, width, " " * 12)[12:])
 
 
 def say_exported(result: ExportResult, models: dict[str, Path], triton_repo: Path | None) -> None:
