@@ -201,9 +201,12 @@ def eval_cmd(
         write_report(report, out)
     print_report(report)
     console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
+    if report.gate:
+        verdict = "[red]gate failed[/red]" if failed else "[green]gate passed[/green]"
+        console.print(
+            f"{verdict}: worst drop {report.gate.worst_drop_pp:+.2f} pp {'>' if failed else '<='} {max_drop} pp"
+        )
     if failed:
-        drop = report.gate.worst_drop_pp if report.gate else float("nan")
-        console.print(f"[red]gate failed[/red]: worst drop {drop:+.2f} pp > {max_drop} pp")
         raise typer.Exit(1)
 
 
@@ -220,7 +223,7 @@ def bench_cmd(
 ) -> None:
     """Every artifact in an export folder (model*.onnx, .plan) on every runtime here, compared with its model and
     gated; prints which passed and which is fastest on this machine. Exit 1 when an artifact failed its gate."""
-    from serve.side_by_side import write_reports
+    from serve.side_by_side import summary_path, write_reports
     from workflows.console import gate_status, print_comparison, print_recommendation
     from workflows.pipeline import bench
     from workflows.report_page import write_report_page
@@ -234,7 +237,7 @@ def bench_cmd(
     page = write_report_page(out.parent, f"bench {folder}")
     print_comparison(reports, f"{folder}: top-1 %, drops against {reference or folder}")
     print_recommendation(reports)
-    say(f"wrote {len(written)} reports: {written[0].parent / (out.stem + '-*.json')}, and {page}")
+    say(f"wrote {len(written)} reports {out.parent / (out.stem + '-*.json')}, {summary_path(out)} (.md) and {page}")
     raise typer.Exit(gate_status(reports, tell=True))
 
 

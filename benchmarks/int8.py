@@ -71,7 +71,7 @@ def main() -> None:
             path = Path(tmp) / "model.int8.onnx"
             write_int8_copy(fp32, path, spec, images, Int8Options(method=method, keep_fp32=keep), label)
             report, results = evaluate(OnnxRuntimeRunner(path), sets, batch_size=64)
-            report = with_reference(report, results, ref_results, str(fp32), None)
+            report = with_reference(report, results, ref_results, ref_report, None)
             drops = [f"{report.agreement[n].top1_drop_pp:+.2f}" for n in names]
             print(f"| {label} | " + " | ".join(drops) + " |", flush=True)
             if label.endswith("(default)"):

@@ -45,7 +45,7 @@ from serve.metrics import (
     summarize,
     topk_accuracy,
 )
-from serve.report import DatasetScores, Report, Throughput
+from serve.report import DatasetScores, Report, RunsOn, Throughput
 from serve.runner import Runner
 
 
@@ -272,13 +272,15 @@ def with_reference(
     report: Report,
     results: dict[str, DatasetResult],
     reference: dict[str, DatasetResult],
-    reference_artifact: str,
+    reference_report: Report,
     max_drop_pp: float | None,
 ) -> Report:
-    """Adds agreement with a reference backend per dataset and, given a limit, the accuracy-drop gate."""
+    """Adds agreement with a reference (its results and report) per dataset and, given a limit, the accuracy-drop
+    gate; the report names the reference's artifact and what ran it."""
     agreements = {name: agreement(r.logits, reference[name].logits, r.labels) for name, r in results.items()}
     limit = gate(agreements, max_drop_pp) if max_drop_pp is not None else None
-    return replace(report, reference=reference_artifact, agreement=agreements, gate=limit)
+    ran = RunsOn(reference_report.backend, reference_report.precision, reference_report.runs_on)
+    return replace(report, reference=reference_report.artifact, reference_runs_on=ran, agreement=agreements, gate=limit)
 
 
 def evaluate_against(
@@ -294,8 +296,8 @@ def evaluate_against(
     check_same_classes(runner, reference)
     sets = [replace(ev) for ev in sets]  # the decoded images held for the reference's pass go with these copies
     report, results = evaluate(runner, sets, batch_size, num_workers, progress, keep_decoded=True)
-    _, ref_results = evaluate(reference, sets, batch_size, num_workers, progress)
-    return with_reference(report, results, ref_results, reference.artifact, max_drop_pp)
+    ref_report, ref_results = evaluate(reference, sets, batch_size, num_workers, progress)
+    return with_reference(report, results, ref_results, ref_report, max_drop_pp)
 
 
 def check_same_classes(runner: Runner, reference: Runner) -> None:

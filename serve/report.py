@@ -57,6 +57,18 @@ class Summary:
 
 
 @dataclass
+class RunsOn:
+    """What ran a model: its backend, the precision it ran in, the device or provider (a reference's, in a report)."""
+
+    backend: str
+    precision: str
+    device: str
+
+    def __str__(self) -> str:
+        return f"{self.backend} {self.precision} on {self.device}"
+
+
+@dataclass
 class Throughput:
     images_per_s: float  # end to end, over the wall time
     model_images_per_s: float  # in the model alone
@@ -78,6 +90,7 @@ class Report:
     throughput: Throughput
     runs_on: str = "cpu"
     reference: str | None = None  # the reference's artifact, when compared with one
+    reference_runs_on: RunsOn | None = None  # and what ran it (--reference-runtime's backend, its precision)
     agreement: dict[str, Agreement] | None = None  # per set, when compared
     gate: Gate | None = None  # when compared with a limit
 
@@ -149,7 +162,8 @@ def summary_line(s: Summary) -> str:
 
 def markdown(report: Report) -> str:
     s, t = report.summary, report.throughput
-    reference = f"; reference: `{report.reference}`" if report.reference else ""
+    ran = f" ({report.reference_runs_on})" if report.reference_runs_on else ""
+    reference = f"; reference: `{report.reference}`{ran}" if report.reference else ""
     lines = [
         f"{MARKDOWN_TITLE} {report.backend} ({report.precision})",
         "",

@@ -7,6 +7,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+from common.files import atomic_write_json, atomic_write_text
+from common.markdown import markdown_table
 from common.progress import ProgressHook
 from data.specs import EvalSet
 from serve.evaluate import DatasetResult, check_same_classes, evaluate, with_reference
@@ -43,7 +45,7 @@ def evaluate_side_by_side(
     reports = {}
     for name, (report, per_set) in results.items():
         if name in gate_limits:
-            report = with_reference(report, per_set, ref_results, ref_report.artifact, gate_limits[name])
+            report = with_reference(report, per_set, ref_results, ref_report, gate_limits[name])
         reports[name] = report
     return reports
 
@@ -56,11 +58,53 @@ def report_paths(names: list[str], out: Path) -> dict[str, Path]:
 
 
 def write_reports(reports: dict[str, Report], out: Path) -> list[Path]:
-    """Writes each row's report (with its .md and .png) to its report_paths place; returns the .json paths."""
+    """Writes each row's report (with its .md and .png) to its report_paths place, and the side-by-side table to
+    summary_path(out) (.json and .md); returns the reports' .json paths."""
     paths = report_paths(list(reports), out)
     for name, report in reports.items():
         write_report(report, paths[name])
+    write_summary(reports, paths, summary_path(out))
     return list(paths.values())
+
+
+SUMMARY_SUFFIX = "-summary"
+
+
+def summary_path(out: Path) -> Path:
+    """Where the side-by-side table goes: <stem>-summary.json beside `out` (and .md)."""
+    return Path(out).with_name(f"{Path(out).stem}{SUMMARY_SUFFIX}.json")
+
+
+def write_summary(reports: dict[str, Report], paths: dict[str, Path], path: Path) -> None:
+    """The side-by-side table as JSON (a row per model with its report file, gate and speed; the recommended row)
+    and as Markdown (the printed table and the recommendation)."""
+    best = recommended(reports)
+    rows = {
+        name: {
+            "report": paths[name].name,
+            "backend": rep.backend,
+            "precision": rep.precision,
+            "artifact": rep.artifact,
+            "top1": {s: d.top1 for s, d in rep.datasets.items()},
+            "ood_top1_mean": rep.summary.ood_top1_mean,
+            "worst_drop_pp": worst_of(rep.agreement or {}, "top1_drop_pp", max),
+            "min_agreement": worst_of(rep.agreement or {}, "top1_agreement", min),
+            "model_images_per_s": rep.throughput.model_images_per_s,
+            "gate": None if rep.gate is None else {"passed": rep.gate.passed, "max_drop_pp": rep.gate.max_drop_pp},
+        }
+        for name, rep in reports.items()
+    }
+    atomic_write_json(path, {"rows": rows, "recommended": best})
+    header, table = side_by_side_rows(reports)
+    verdict = (
+        f"Recommended for this machine: {best} (the fastest that passed its gate)."
+        if best
+        else "No artifact passed its gate: nothing to recommend."
+        if any(rep.gate for rep in reports.values())
+        else "No row was gated (no reference): nothing to recommend."
+    )
+    lines = ["# Side by side: top-1 %", "", *markdown_table(header, table), "", verdict, ""]
+    atomic_write_text(path.with_suffix(".md"), "\n".join(lines))
 
 
 def _slug(name: str) -> str:

@@ -15,7 +15,7 @@ from common.files import atomic_write_text
 from common.run import RUN_FILE, open_run
 from serve.leaderboard import leaderboard_table, read_leaderboard
 from serve.report import Report, percent, read_report, signed_pp, table_header, table_rows
-from serve.side_by_side import recommended
+from serve.side_by_side import SUMMARY_SUFFIX, recommended
 from train.curves import CURVES_FILE
 from workflows.tracking import flat
 
@@ -103,6 +103,8 @@ def report_files(folder: Path) -> dict[str, Path]:
     """The evaluation reports in `folder` by row name (report-<row>.json, or report.json)."""
     found = {}
     for path in sorted(folder.glob("report*.json")):
+        if path.stem.endswith(SUMMARY_SUFFIX):  # the side-by-side table, not a report
+            continue
         row = path.stem.removeprefix("report").removeprefix("-") or "evaluation"
         found[row] = path
     return found

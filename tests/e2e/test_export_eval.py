@@ -91,7 +91,8 @@ def test_onnx_report_matches_torch_report(exported):
     sets = resolve_eval_sets(["builtin:id_test"])
     torch_report, torch_results = evaluate(open_runner(run), sets, batch_size=128)
     onnx_report, onnx_results = evaluate(OnnxRuntimeRunner(result.onnx["fp32"]), sets, batch_size=128)
-    compared = with_reference(onnx_report, onnx_results, torch_results, str(run), max_drop_pp=0.5)
+    compared = with_reference(onnx_report, onnx_results, torch_results, torch_report, max_drop_pp=0.5)
+    assert compared.reference == torch_report.artifact and str(compared.reference_runs_on) == "torch fp32 on cpu"
     assert onnx_report.datasets["id_test"].top1 == pytest.approx(torch_report.datasets["id_test"].top1, abs=1e-3)
     assert compared.agreement["id_test"].top1_agreement >= 0.999
     assert compared.gate.passed
@@ -107,10 +108,13 @@ def test_gate_fails_on_a_perturbed_model_and_passes_on_the_true_one(exported, tm
     common = ["--data", "builtin:id_test", "--reference", str(run), "--max-drop", "1.0"]
     failed = CliRunner().invoke(app, ["eval", "--checkpoint", str(bad), *common, "--out", str(tmp_path / "bad.json")])
     assert failed.exit_code == 1, failed.output
-    assert not json.loads((tmp_path / "bad.json").read_text())["gate"]["passed"]
+    bad_gate = json.loads((tmp_path / "bad.json").read_text())["gate"]
+    assert not bad_gate["passed"]
+    assert f"gate failed: worst drop {bad_gate['worst_drop_pp']:+.2f} pp > 1.0 pp" in failed.stderr
     passed = CliRunner().invoke(
         app, ["eval", "--onnx", str(result.onnx["fp32"]), *common, "--out", str(tmp_path / "ok.json")]
     )
+    assert passed.exit_code == 0 and "gate passed: worst drop" in passed.stderr  # a passing gate is said too
     # An exported artifact can be the reference too: FP16 against FP32, both ONNX.
     artifact_ref = [
         "eval",
@@ -219,7 +223,9 @@ def test_bench_gates_every_runtime_and_recommends_the_fastest_that_passed(export
     names += ["run (openvino bf16)"] if cpu_supports_bf16() else []
     paths = report_paths(names, out)
     assert paths["run (openvino fp32)"] == out.parent / "report-run-openvino-fp32.json"
-    assert sorted(out.parent.glob("*.json")) == sorted(paths.values())
+    assert sorted(out.parent.glob("*.json")) == sorted([*paths.values(), out.parent / "report-summary.json"])
+    summary = json.loads((out.parent / "report-summary.json").read_text())
+    assert list(summary["rows"]) == names and summary["rows"][names[1]]["report"] == paths[names[1]].name
     reports = {name: json.loads(path.read_text()) for name, path in paths.items()}
     reference, artifacts = reports[names[0]], names[1:]
     assert reference["gate"] is None
@@ -229,7 +235,8 @@ def test_bench_gates_every_runtime_and_recommends_the_fastest_that_passed(export
     passed = [name for name in artifacts if reports[name]["gate"]["passed"]]
     fastest = max(passed, key=lambda name: reports[name]["throughput"]["model_images_per_s"])
     said = " ".join(result.stderr.split())
-    assert f"recommended for this machine: {fastest}:" in said
+    assert f"recommended for this machine: {fastest}:" in said and summary["recommended"] == fastest
+    assert f"{out.parent / 'report-summary.json'} (.md)" in said
     if tensorrt_missing_reason():
         assert "not evaluated on TensorRT: model.plan" in said
     # Without a run directory the reference must be named; with it, the same rows are measured against it.

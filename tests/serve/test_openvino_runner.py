@@ -214,6 +214,10 @@ def test_eval_cli_reference_in_openvino(builtin_onnx, tiny_folder, tmp_path, no_
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["backend"] == "onnxruntime" and report["agreement"]["tiny"]["top1_agreement"] == 1.0
+    # The reference's runtime is recorded (it was not, before: the report could not say what it was measured against)
+    assert report["reference_runs_on"] == {"backend": "openvino", "precision": "fp32", "device": "CPU"}
+    assert f"reference: `{builtin_onnx[0]}` (openvino fp32 on CPU)" in out.with_suffix(".md").read_text()
+    assert "gate passed: worst drop +0.00 pp <= 0.0 pp" in " ".join(result.stderr.split())
 
 
 # ------------------------------------------------------------------------------------------------------ bad input

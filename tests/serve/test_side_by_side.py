@@ -23,7 +23,14 @@ from serve.evaluate import ModelOutputError, evaluate
 from serve.metrics import agreement, gate
 from serve.report import Agreement, DatasetScores, Gate, Report, Summary, Throughput
 from serve.runner import Runner
-from serve.side_by_side import evaluate_side_by_side, recommended, side_by_side_rows, write_reports
+from serve.side_by_side import (
+    evaluate_side_by_side,
+    recommended,
+    side_by_side_rows,
+    summary_path,
+    write_reports,
+    write_summary,
+)
 
 PREPROCESS = {
     "size": 64,
@@ -136,6 +143,38 @@ def test_the_fastest_row_that_passed_its_gate_is_recommended_and_marked() -> Non
     reports["a (openvino bf16)"].gate.passed = False
     reports["a (onnxruntime fp32)"].gate.passed = False
     assert recommended(reports) is None
+
+
+def test_the_side_by_side_summary_holds_the_table_and_the_recommendation(tmp_path: Path) -> None:
+    """bench's (and the pipeline's) <stem>-summary.json/.md: every row with its report file, gate and speed, the
+    recommended row; the .md is the printed table, parsed as one by a CommonMark parser with tables on."""
+    from markdown_it import MarkdownIt
+
+    reports = {
+        "torch": hand_report({"id_test": 0.5, "ood_a": 0.25}, 0.25, speed=900.0),
+        "a (onnxruntime fp32)": hand_report({"id_test": 0.5, "ood_a": 0.25}, 0.25, speed=100.0, passed=True),
+        "a (onnxruntime int8)": hand_report({"id_test": 0.25, "ood_a": 0.25}, 0.25, speed=500.0, passed=False),
+    }
+    assert summary_path(tmp_path / "bench.json") == tmp_path / "bench-summary.json"
+    paths = {name: tmp_path / f"{i}.json" for i, name in enumerate(reports)}
+    write_summary(reports, paths, tmp_path / "s.json")
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["recommended"] == "a (onnxruntime fp32)"
+    assert list(summary["rows"]) == list(reports)
+    int8 = summary["rows"]["a (onnxruntime int8)"]
+    assert int8["report"] == "2.json" and int8["gate"] == {"passed": False, "max_drop_pp": 1.0}
+    assert int8["top1"] == {"id_test": 0.25, "ood_a": 0.25} and int8["model_images_per_s"] == 500.0
+    assert summary["rows"]["torch"]["gate"] is None
+    md = (tmp_path / "s.md").read_text()
+    header, rows = side_by_side_rows(reports)
+    tokens = MarkdownIt("commonmark").enable("table").parse(md)
+    cells = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type in ("th_open", "td_open")]
+    assert cells == [*header, *(c for row in rows for c in row)]
+    assert "Recommended for this machine: a (onnxruntime fp32)" in md
+    reports["a (onnxruntime fp32)"].gate.passed = False
+    write_summary(reports, paths, tmp_path / "s.json")
+    assert json.loads((tmp_path / "s.json").read_text())["recommended"] is None
+    assert "No artifact passed its gate" in (tmp_path / "s.md").read_text()
 
 
 def test_side_by_side_rows_with_empty_agreement_show_dashes() -> None:
@@ -308,7 +347,8 @@ def test_side_by_side_writes_a_report_per_row_and_reports_progress(tmp_path, spe
     c = compare_five_rows(tmp_path, spec, eval_sets)
     slugs = ["zero-shot", "proreg-torch", "proreg-onnxruntime-fp32", "proreg-onnxruntime-fp16", "proreg-int8-ungated"]
     assert sorted(p.name for p in c.out.iterdir()) == sorted(
-        f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png", ".sets.png")
+        [f"report-{s}{x}" for s in slugs for x in (".json", ".md", ".png", ".sets.png")]
+        + ["report-summary.json", "report-summary.md"]
     )
     for slug, name in zip(slugs, c.runners, strict=True):
         assert json.loads((c.out / f"report-{slug}.json").read_text()) == c.reports[name].to_dict()
