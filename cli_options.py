@@ -127,8 +127,9 @@ Data = Annotated[
     list[str],
     Opt(
         metavar="SPEC",
-        help="builtin | builtin:SPLIT | [id:|ood:]PATH | SUITE:ROOT | SUITE/VARIANT:ROOT (repeatable; cli.py"
-        " datasets lists the suites); default: the built-in ID and OOD sets.",
+        help="builtin | builtin:SPLIT | [id:|ood:][NAME=]PATH | SUITE:ROOT | SUITE/VARIANT:ROOT (repeatable; cli.py"
+        " datasets lists the suites). A folder or CSV is an ID set unless ood:, named as its folder or file unless"
+        " NAME= (ood:sketch=/data/test). Default: the built-in ID and OOD sets.",
     ),
 ]
 BatchSize = Annotated[int, Opt(metavar="INT", help="Images per batch.")]

@@ -5,14 +5,16 @@ A SPEC is one of:
   builtin[:SPLIT]       the built-in benchmark, a suite generated on first use (training: its train/val splits;
                         evaluation: its ID and OOD tests, or the one SPLIT), e.g. builtin:ood_sketch
   builtin-holdout[:SPLIT]  the held-out image-shift suite (evaluation only: four OOD sets no method was tuned on)
-  [id:|ood:]PATH        an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
-                        the prefix gives its role in an evaluation report (default id)
+  [id:|ood:][NAME=]PATH  an image folder (one sub-folder per class) or a CSV manifest (path,label[,group]);
+                        the prefix gives its role in an evaluation report (default id), NAME its name there
+                        (default: the folder's or the file's; a second set of one name gets -2)
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from data.suites.base import SuiteData, SuiteSet
 from data.suites.registry import SuiteSpec, parse_suite_spec, prompt_templates, read_suite
 
 ROLES = ("id", "ood")
+SET_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"  # a name given to a set, NAME=PATH
 log = logging.getLogger(__name__)
 
 
@@ -141,13 +144,20 @@ class ZeroShotClasses:
     templates: list[str]
 
 
-def role_and_path(spec: str) -> tuple[str, str]:
-    """(role, path) of a folder or manifest spec, `[id:|ood:]PATH` (id by default). A suite after a role is refused:
-    its sets carry their own roles."""
+def role_and_path(spec: str) -> tuple[str, str | None, str]:
+    """(role, name, path) of a folder or manifest spec, `[id:|ood:][NAME=]PATH` (id by default; name None: the
+    data's own). A suite after a role or a name is refused: its sets carry their own roles and names. `NAME=` is a
+    name only when NAME is a plain word and the whole spec is not an existing path (a folder may hold `=`)."""
     role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
+    name, equals, rest = path.partition("=")
+    named = bool(equals and rest) and re.fullmatch(SET_NAME, name) is not None and not Path(path).exists()
+    name, path = (name, rest) if named else (None, path)
     if path != spec and parse_suite_spec(path):
-        raise DataError(f"--data {spec}: a suite's sets carry their own roles; drop '{role}:' (--data {path})")
-    return role, path
+        given = spec.removesuffix(path)
+        raise DataError(
+            f"--data {spec}: a suite's sets carry their own roles and names; drop '{given}' (--data {path})"
+        )
+    return role, name, path
 
 
 def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
@@ -166,7 +176,7 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
             found = read_suite(suite_spec).classnames
             templated = templated or (suite_spec if suite_spec.suite.info.templates else None)
         else:
-            path = role_and_path(spec)[1]
+            path = role_and_path(spec)[2]
             found = {c: c.replace("_", " ") for c in load_dataset(path).classes}
         for name, shown in found.items():
             names.setdefault(name, shown)
@@ -180,8 +190,13 @@ def zero_shot_classes(specs: list[str]) -> ZeroShotClasses:
     return ZeroShotClasses(list(names), list(names.values()), prompt_templates(templated))
 
 
-def _unique_names(sets: list[EvalSet]) -> list[EvalSet]:
-    """Reports key datasets by name: two sets called `test` (from different folders) become test and test-2."""
+def _unique_names(sets: list[EvalSet], specs: list[str]) -> list[EvalSet]:
+    """Reports key datasets by name: two sets called `test` (from different folders) become test and test-2, unless
+    the user named them so (`--data test=PATH` twice), which is refused."""
+    given = [role_and_path(spec)[1] for spec in specs if not parse_suite_spec(spec)]
+    twice = sorted({name for name in given if name and given.count(name) > 1})
+    if twice:
+        raise DataError(f"two --data sets are named {twice[0]!r}: a report keys its sets by name; name them apart")
     seen: dict[str, int] = {}
     for ev in sets:
         seen[ev.data.name] = seen.get(ev.data.name, 0) + 1
@@ -198,11 +213,11 @@ def resolve_eval_sets(specs: list[str], classes: list[str] | None = None) -> lis
         if suite_spec:
             sets += _suite_eval_sets(spec, suite_spec, classes)
         else:
-            role, path = role_and_path(spec)
-            data = load_dataset(path)
+            role, name, path = role_and_path(spec)
+            data = load_dataset(path, name=name)
             # An evaluation set may cover only some of the model's classes; an unknown class is an error.
             sets.append(EvalSet(data.reorder(classes, allow_missing=True) if classes else data, role))
-    return _unique_names(sets)
+    return _unique_names(sets, specs)
 
 
 def _suite_eval_sets(spec: str, suite_spec: SuiteSpec, classes: list[str] | None) -> list[EvalSet]:

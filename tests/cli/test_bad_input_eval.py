@@ -115,12 +115,12 @@ CASES = [
     (
         "data-role-on-a-suite",
         [*ZERO_SHOT, "--data", "ood:builtin"],
-        "a suite's sets carry their own roles; drop 'ood:'",
+        "a suite's sets carry their own roles and names; drop 'ood:'",
     ),
     (
         "data-role-on-a-named-suite",
         ["--onnx", ONNX, "--data", f"id:pacs/sketch:{W}"],
-        f"--data id:pacs/sketch:{W}: a suite's sets carry their own roles; drop 'id:' (--data pacs/sketch:{W})",
+        f"--data id:pacs/sketch:{W}: a suite's sets carry their own roles and names; drop 'id:' (--data pacs/sketch:{W})",
     ),
     (
         "data-other-classes",  # the zero-shot built-in model would be made for its classes instead
@@ -191,6 +191,16 @@ CASES = [
         f"the reference {W}/reordered.onnx classifies other classes (or in another order) than {ONNX}",
     ),
     ("max-drop-without-reference", [*ZERO_SHOT, "--max-drop", "1"], "--max-drop needs --reference"),
+    (
+        "set-named-twice",
+        [*ZERO_SHOT, "--data", f"a={W}/images", "--data", f"ood:a={W}/images"],
+        "two --data sets are named 'a': a report keys its sets by name; name them apart",
+    ),
+    (
+        "suite-given-a-name",
+        [*ZERO_SHOT, "--data", f"ood:a=pacs:{W}/empty"],
+        f"--data ood:a=pacs:{W}/empty: a suite's sets carry their own roles and names; drop 'ood:a='",
+    ),
     # suites (SUITE[/VARIANT]:ROOT)
     ("suite-root-missing", [*ZERO_SHOT, "--data", f"pacs:{W}/nope"], "PACS (Li et al., ICCV 2017): no such folder"),
     ("suite-unknown-variant", [*ZERO_SHOT, "--data", f"pacs/clipart:{W}/empty"], "pacs: unknown variant 'clipart'"),

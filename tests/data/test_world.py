@@ -49,6 +49,38 @@ def test_render_and_caption():
     assert words.startswith("a sketch of a star")
 
 
+def test_eval_sets_are_named_as_the_user_says(tiny_folder, tmp_path, monkeypatch):
+    """[id:|ood:][NAME=]PATH: two folders both called `test` get names of the user's choosing instead of test and
+    test-2; a name given twice, or given to a suite, is refused; a folder whose name holds `=` is still a folder."""
+    import shutil
+
+    import pytest
+
+    from data.labeled import DataError
+    from data.specs import resolve_eval_sets
+
+    a, b = tmp_path / "a" / "test", tmp_path / "b" / "test"
+    shutil.copytree(tiny_folder, a)
+    shutil.copytree(tiny_folder, b)
+    assert [s.data.name for s in resolve_eval_sets([str(a), str(b)])] == ["test", "test-2"]
+    named = resolve_eval_sets([f"photos={a}", f"ood:sketch-v2={b}"])
+    assert [(s.data.name, s.role) for s in named] == [("photos", "id"), ("sketch-v2", "ood")]
+    assert len(named[1].data.samples) == len(resolve_eval_sets([str(b)])[0].data.samples)
+    with pytest.raises(DataError, match="two --data sets are named 'x'"):
+        resolve_eval_sets([f"x={a}", f"ood:x={b}"])
+    with pytest.raises(DataError, match=r"carry their own roles and names; drop 'ood:x=' \(--data builtin:id_test\)"):
+        resolve_eval_sets(["ood:x=builtin:id_test"])
+    with pytest.raises(DataError, match="did you mean 'builtin'"):
+        resolve_eval_sets(["x=builtin:id_test"])
+    odd = tmp_path / "k=v"
+    shutil.copytree(tiny_folder, odd)
+    (plain,) = resolve_eval_sets([f"ood:{odd}"])
+    assert plain.data.name == "k=v" and plain.role == "ood"
+    monkeypatch.chdir(tmp_path)  # a relative folder called k=v too: the path that exists wins over NAME=PATH
+    (relative,) = resolve_eval_sets(["ood:k=v"])
+    assert relative.data.name == "k=v" and len(relative.data.samples) == len(plain.data.samples)
+
+
 def test_eval_sets_get_unique_names_and_may_cover_some_classes(tiny_folder):
     import shutil
 
