@@ -113,7 +113,8 @@ def _metrics(scores: list[AlphaScore]) -> dict[str, tuple[float, float] | None]:
 
 def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) -> list[Row]:
     """For one method's cells: the knob with the best mean validation top-1, then rows for its fine-tuned model,
-    WiSE-FT at `fixed_alpha`, and WiSE-FT with alpha chosen on validation per seed."""
+    WiSE-FT at `fixed_alpha`, and WiSE-FT with alpha chosen on validation per seed (unless it chose the same row's
+    alpha for every seed: a row of the same numbers)."""
     by_knob: dict[str, list[Cell]] = {}
     for cell in cells:
         by_knob.setdefault(cell.knob, []).append(cell)
@@ -126,6 +127,8 @@ def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
         rows.append(Row(f"{name}+wise", knob, f"{fixed_alpha:g}", n, _metrics([c.alphas[fixed_alpha] for c in chosen])))
     with_zero_shot = [{0.0: zero_shot, **c.alphas} for c in chosen]  # a cell's own alpha 0 wins over the default
     picks = [wise_choice({a: score.val_top1 for a, score in alphas.items()}) for alphas in with_zero_shot]
+    if len(set(picks)) == 1 and f"{picks[0]:g}" in {row.alpha for row in rows}:
+        return rows  # validation chose, for every seed, the alpha of a row above: its numbers again
     label = "val: " + ",".join(f"{a:g}" for a in picks)
     scores = [alphas[a] for alphas, a in zip(with_zero_shot, picks, strict=True)]
     rows.append(Row(f"{name}+wise", knob, label, n, _metrics(scores)))

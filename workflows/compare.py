@@ -199,7 +199,8 @@ def compare_recipes(
             cell_tracking.log_summary(cell_values(cells[-1]))
     if on_cell:
         on_cell(len(todo), len(todo), "leaderboard")
-    title = f"{spec.data}: {', '.join(spec.recipes)} over seeds {', '.join(map(str, spec.seeds))}"
+    seeds = f"seed{'s' if len(spec.seeds) > 1 else ''} {', '.join(map(str, spec.seeds))}"
+    title = f"{spec.data}: {', '.join(spec.recipes)}, {seeds}"
     rows = write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
     write_report_page(out, f"Comparison: {title}")
     tracking.log_table("leaderboard", *leaderboard_table(rows))
