@@ -13,6 +13,7 @@ import shutil
 import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -333,6 +334,19 @@ def test_the_sweep_files(swept):
     assert f"Chosen alpha {sweep.chosen:g}" in text
     assert len([line for line in text.splitlines() if line.startswith("| ")]) == 1 + 3  # header + three alphas
     assert (written.path / "wise-sweep.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_sweep_without_sets_still_draws_its_picture(tuned, tmp_path):
+    """A run trained on a folder, swept with no --data (issue 24: wise said it wrote wise-sweep.png and wrote none):
+    no ID/OOD plane to place it on, so validation top-1 along alpha, the chosen alpha circled."""
+    written, sweep = wise_sweep(tuned, [0.0, 1.0], tmp_path / "wise", [], batch_size=64)
+    assert all(r["id_top1"] is None and r["ood_top1_mean"] is None for r in sweep.rows)
+    picture = written.path / "wise-sweep.png"
+    assert picture.read_bytes().startswith(b"\x89PNG")
+    from PIL import Image
+
+    with Image.open(picture) as image:
+        assert image.size[0] > 300 and len(np.unique(np.asarray(image.convert("L")))) > 10  # a drawing, not blank
 
 
 def test_the_sweep_refuses_an_out_that_holds_a_run(swept, tuned):

@@ -263,3 +263,24 @@ def test_a_report_with_per_class_results_gets_its_sets_picture(tmp_path: Path) -
     assert written[-1] == tmp_path / "report.sets.png"
     assert written[-1].read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md", "report.png", "report.sets.png"]
+
+
+def test_the_report_chart_keeps_its_legend_off_the_bars_and_labels_a_zero(tmp_path: Path, monkeypatch) -> None:
+    """report.png: the legend sits below the axes (it hid the sketch worst-group bar of a PACS report); a worst-group
+    top-1 of 0.0 is a labelled bar '0.0', a set without groups says 'n/a' (both looked like 'no data')."""
+    import serve.report_plots
+
+    drawn: list[Any] = []
+    monkeypatch.setattr(serve.report_plots, "save_figure", lambda fig, path, tight=False: drawn.append(fig))
+    report = make_report(agreement=True, reference="runs/x", gate=Gate(1.0, 0.5, True))
+    report.datasets["val"].worst_group_top1 = 0.0
+    serve.report_plots.plot_scores(report, tmp_path / "r.png")
+    (fig,) = drawn
+    (ax,) = fig.axes
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.texts]
+    assert labels == ["50.0", "12.5", "0.0", "n/a"]  # top-1 per set, then worst-group: val 0.0, ood_sketch none
+    renderer = fig.canvas.get_renderer()
+    legend, axes = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
+    assert legend.y1 <= axes.y0  # wholly below the plotting area
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["top-1", "worst-group top-1", "reference top-1"]
