@@ -6,6 +6,7 @@ sweep. Images are inline (data: URIs), there is no script and no fetch: it opens
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 import json
 from pathlib import Path
@@ -100,13 +101,17 @@ def trained_section(folder: Path) -> str:
 
 
 def report_files(folder: Path) -> dict[str, Path]:
-    """The evaluation reports in `folder` by row name (report-<row>.json, or report.json)."""
+    """The evaluation reports in `folder` by row name: as the side-by-side summary names them ('proreg (onnxruntime
+    fp16)'), else from the file name (report-<row>.json, or report.json)."""
+    names: dict[str, str] = {}
+    for summary in folder.glob(f"report*{SUMMARY_SUFFIX}.json"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+            names.update({row["report"]: name for name, row in json.loads(summary.read_text())["rows"].items()})
     found = {}
     for path in sorted(folder.glob("report*.json")):
         if path.stem.endswith(SUMMARY_SUFFIX):  # the side-by-side table, not a report
             continue
-        row = path.stem.removeprefix("report").removeprefix("-") or "evaluation"
-        found[row] = path
+        found[names.get(path.name) or path.stem.removeprefix("report").removeprefix("-") or "evaluation"] = path
     return found
 
 

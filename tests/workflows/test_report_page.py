@@ -127,3 +127,19 @@ def test_the_page_in_a_real_browser(run_page, tmp_path):
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.shape == (1600, 1280)
     assert pixels.std() > 20 and (pixels < 128).mean() > 0.01  # text, tables and charts, not a blank page
+
+
+def test_a_bench_folder_page_names_its_rows_as_the_table_does(tmp_path):
+    """Reports written side by side (bench, the pipeline) appear under their row names ('a (onnxruntime fp16)'), read
+    from <stem>-summary.json, not their file slugs; the recommended row is named."""
+    from serve.report import Gate
+    from serve.side_by_side import write_reports
+    from tests.serve.test_report import make_report
+
+    gated = make_report(agreement=True, reference="runs/x", gate=Gate(1.0, 0.5, True))
+    write_reports({"a (torch fp32)": make_report(), "a (onnxruntime fp16)": gated}, tmp_path / "report.json")
+    page = Page(write_report_page(tmp_path, "bench").read_text())
+    assert "Evaluation: a (onnxruntime fp16)" in page.headings and "Evaluation: a (torch fp32)" in page.headings
+    assert "Recommended for this machine: <b>a (onnxruntime fp16)</b>" in (tmp_path / "report.html").read_text()
+    (tmp_path / "report-summary.json").write_text("{not json")  # a damaged summary: the file names, not a crash
+    assert "Evaluation: a-onnxruntime-fp16" in Page(write_report_page(tmp_path, "bench").read_text()).headings
