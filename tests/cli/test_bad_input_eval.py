@@ -120,7 +120,8 @@ CASES = [
     (
         "data-role-on-a-named-suite",
         ["--onnx", ONNX, "--data", f"id:pacs/sketch:{W}"],
-        f"--data id:pacs/sketch:{W}: a suite's sets carry their own roles and names; drop 'id:' (--data pacs/sketch:{W})",
+        f"--data id:pacs/sketch:{W}: a suite's sets carry their own roles and names; drop 'id:'"
+        f" (--data pacs/sketch:{W})",
     ),
     (
         "data-other-classes",  # the zero-shot built-in model would be made for its classes instead
