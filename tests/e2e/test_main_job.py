@@ -43,13 +43,17 @@ def test_pipeline_main_job_runs_end_to_end_without_the_network(tmp_path, monkeyp
     assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8-cpu.onnx"} <= {
         p.name for p in run_dir.iterdir()
     }
-    reports = {p.name: json.loads(p.read_text()) for p in run_dir.glob("report-*.json")}
+    summary = json.loads((run_dir / "report-summary.json").read_text())  # the printed table, as a file
+    reports = {
+        p.name: json.loads(p.read_text()) for p in run_dir.glob("report-*.json") if p != run_dir / "report-summary.json"
+    }
     rows = {"torch", "onnxruntime-fp32", "onnxruntime-fp16", "onnxruntime-int8", "onnxruntime-int8-cpu"}
     rows |= {"openvino-fp32", "openvino-int8"}  # OpenVINO is in the dev extra; its BF16 row needs a BF16 CPU
     expected = {"report-zero-shot-torch.json"} | {f"report-proreg-official-wise-{r}.json" for r in rows}
     assert set(reports) - expected <= {"report-proreg-official-wise-openvino-bf16.json"}
     assert expected <= set(reports)
     assert "recommended for this machine: proreg-official+wise (" in result.output
+    assert summary["recommended"].startswith("proreg-official+wise (") and len(summary["rows"]) == len(reports)
     record = open_run(run_dir).record
     assert record.wise is not None and record.wise.alpha == 0.5 and record.classifier.head == "trainable"
     assert reports["report-zero-shot-torch.json"]["gate"] is None  # the baseline is not gated
