@@ -178,7 +178,7 @@ def eval_cmd(
     write report.json, report.md and a chart. Exit 1 when the gate fails."""
     from common.distributed import current
     from serve.report_files import check_report_path, write_report
-    from workflows.console import print_report
+    from workflows.console import print_gate, print_report
     from workflows.evaluation import check_gate, choose_model, evaluate_model, file_backend, open_runners
 
     with one_line_errors():
@@ -202,10 +202,7 @@ def eval_cmd(
     print_report(report)
     console.print(f"wrote {out}, {out.with_suffix('.md')}, {out.with_suffix('.png')}")
     if report.gate:
-        verdict = "[red]gate failed[/red]" if failed else "[green]gate passed[/green]"
-        console.print(
-            f"{verdict}: worst drop {report.gate.worst_drop_pp:+.2f} pp {'>' if failed else '<='} {max_drop} pp"
-        )
+        print_gate(report.gate)
     if failed:
         raise typer.Exit(1)
 

@@ -149,9 +149,9 @@ def role_and_path(spec: str) -> tuple[str, str | None, str]:
     data's own). A suite after a role or a name is refused: its sets carry their own roles and names. `NAME=` is a
     name only when NAME is a plain word and the whole spec is not an existing path (a folder may hold `=`)."""
     role, _, path = spec.partition(":") if spec.split(":", 1)[0] in ROLES else ("id", "", spec)
-    name, equals, rest = path.partition("=")
-    named = bool(equals and rest) and re.fullmatch(SET_NAME, name) is not None and not Path(path).exists()
-    name, path = (name, rest) if named else (None, path)
+    word, equals, rest = path.partition("=")
+    named = bool(equals and rest) and re.fullmatch(SET_NAME, word) is not None and not Path(path).exists()
+    name, path = (word, rest) if named else (None, path)
     if path != spec and parse_suite_spec(path):
         given = spec.removesuffix(path)
         raise DataError(

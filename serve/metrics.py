@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from common.errors import check_number
+from serve.intervals import drop_interval
 from serve.report import Agreement, DatasetScores, Gate, Summary
 
 ECE_BINS = 15  # as Guo et al. and most reports of CLIP calibration
@@ -84,15 +85,17 @@ def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | No
     if logits.shape != reference.shape:
         raise ValueError(f"logit shapes differ: {logits.shape} vs reference {reference.shape}")
     n = len(logits)
-    drop = None
+    drop, interval = None, None
     if labels is not None and n:
+        correct, reference_correct = logits.argmax(axis=1) == labels, reference.argmax(axis=1) == labels
         # From counts, so losing exactly 1 image in 100 is exactly 1.0 pp and passes a 1.0 pp gate.
-        lost = int((reference.argmax(axis=1) == labels).sum()) - int((logits.argmax(axis=1) == labels).sum())
-        drop = 100.0 * lost / n
+        drop = 100.0 * (int(reference_correct.sum()) - int(correct.sum())) / n
+        interval = list(drop_interval(correct, reference_correct))
     return Agreement(
         top1_agreement=float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else None,
         max_abs_logit_diff=float(np.abs(logits - reference).max()) if n else None,
         top1_drop_pp=drop,
+        top1_drop_interval_pp=interval,
     )
 
 
@@ -118,7 +121,8 @@ def gate(agreements: dict[str, Agreement], max_drop_pp: float) -> Gate:
     have no drop)."""
     check_max_drop(max_drop_pp)
     worst = worst_of(agreements, "top1_drop_pp", max) or 0.0
-    return Gate(max_drop_pp=max_drop_pp, worst_drop_pp=worst, passed=bool(worst <= max_drop_pp))
+    at = [a.top1_drop_interval_pp for a in agreements.values() if a.top1_drop_pp == worst and a.top1_drop_interval_pp]
+    return Gate(max_drop_pp, worst, bool(worst <= max_drop_pp), at[0] if at else None)
 
 
 def worst_of(agreements: dict[str, Agreement], key: str, pick: Callable[[list[float]], float]) -> float | None:

@@ -38,6 +38,7 @@ class Agreement:
     top1_agreement: float | None
     max_abs_logit_diff: float | None
     top1_drop_pp: float | None = None
+    top1_drop_interval_pp: list[float] | None = None  # its 95% paired-bootstrap interval (serve.intervals)
 
 
 @dataclass
@@ -47,6 +48,12 @@ class Gate:
     max_drop_pp: float
     worst_drop_pp: float
     passed: bool
+    worst_drop_interval_pp: list[float] | None = None  # the worst set's drop interval; the verdict is on the point
+
+    def interval_text(self) -> str:
+        """' (95% interval -0.10 to +0.90 pp)', or '' when there is none."""
+        got = self.worst_drop_interval_pp
+        return f" (95% interval {got[0]:+.2f} to {got[1]:+.2f} pp)" if got else ""
 
 
 @dataclass
@@ -122,6 +129,11 @@ def signed_pp(x: float | None) -> str:
     return "-" if x is None else f"{x:+.2f}"
 
 
+def interval_pp(interval: list[float] | None) -> str:
+    """A 95% interval in pp, '[-0.10, +0.90]'; '-' where there is none."""
+    return "-" if not interval else f"[{interval[0]:+.2f}, {interval[1]:+.2f}]"
+
+
 def table_rows(report: Report) -> list[list[str]]:
     """One row per dataset: name, role, n, skipped, top-1, top-5, worst-group top-1 (percent), and drop if compared."""
     rows = []
@@ -131,7 +143,8 @@ def table_rows(report: Report) -> list[list[str]]:
         if report.agreement:
             a = report.agreement[name]
             diff = a.max_abs_logit_diff
-            row += [signed_pp(a.top1_drop_pp), percent(a.top1_agreement), "-" if diff is None else f"{diff:.3g}"]
+            row += [signed_pp(a.top1_drop_pp), interval_pp(a.top1_drop_interval_pp), percent(a.top1_agreement)]
+            row.append("-" if diff is None else f"{diff:.3g}")
         rows.append(row)
     return rows
 
@@ -139,7 +152,7 @@ def table_rows(report: Report) -> list[list[str]]:
 def table_header(report: Report) -> list[str]:
     head = ["dataset", "role", "n", "skipped", "top1 %", "ECE %", "top5 %", "worst-group %"]
     if report.agreement:
-        head += ["drop pp", "agree %", "max|dlogit|"]
+        head += ["drop pp", "95% interval", "agree %", "max|dlogit|"]
     return head
 
 
@@ -178,5 +191,8 @@ def markdown(report: Report) -> str:
     if report.gate:
         g = report.gate
         verdict = "PASSED" if g.passed else "FAILED"
-        lines.append(f"Gate {verdict}: worst drop {g.worst_drop_pp:+.2f} pp against a limit of {g.max_drop_pp} pp.")
+        lines.append(
+            f"Gate {verdict}: worst drop {g.worst_drop_pp:+.2f} pp{g.interval_text()} against a limit of "
+            f"{g.max_drop_pp} pp."
+        )
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from common.progress import ProgressHook
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from serve.report import Report
+    from serve.report import Gate, Report
     from workflows.check_worker import Check, CheckResult
     from workflows.export import ExportResult
     from workflows.wise import WiseSweep
@@ -160,6 +160,13 @@ def print_recommendation(reports: dict[str, Report]) -> None:
         f"* recommended for this machine: {best}: {speed:.0f} images/s model-only{versus}, worst drop "
         f"{gate.worst_drop_pp:+.2f} pp (gate {gate.max_drop_pp} pp)"
     )
+
+
+def print_gate(gate: Gate) -> None:
+    """An evaluation's gate, passed or failed: the worst drop against the limit, with its 95% interval."""
+    verdict, sign = ("[red]gate failed[/red]", ">") if not gate.passed else ("[green]gate passed[/green]", "<=")
+    drop = f"worst drop {gate.worst_drop_pp:+.2f} pp {sign} {gate.max_drop_pp} pp"
+    console.print(f"{verdict}: {drop}{escape(gate.interval_text())}", highlight=False)
 
 
 def gate_status(reports: dict[str, Report], tell: bool = False) -> int:

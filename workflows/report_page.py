@@ -145,7 +145,8 @@ def evaluations_section(folder: Path) -> str:
         if report.gate is not None:
             verdict = "passed" if report.gate.passed else "failed"
             parts.append(f'<p>Gate <span class="{verdict}">{verdict}</span>: worst drop '
-                         f"{report.gate.worst_drop_pp:+.2f} pp, limit {report.gate.max_drop_pp} pp.</p>")  # fmt: skip
+                         f"{report.gate.worst_drop_pp:+.2f} pp{esc(report.gate.interval_text())}, limit "
+                         f"{report.gate.max_drop_pp} pp.</p>")  # fmt: skip
         parts.append(image(files[row].with_suffix(".png"), f"{row}: top-1 per set"))
         parts.append(image(files[row].with_suffix(".sets.png"), f"{row}: confusion and per-class accuracy"))
     return "\n".join(parts)

@@ -111,6 +111,9 @@ def test_gate_fails_on_a_perturbed_model_and_passes_on_the_true_one(exported, tm
     bad_gate = json.loads((tmp_path / "bad.json").read_text())["gate"]
     assert not bad_gate["passed"]
     assert f"gate failed: worst drop {bad_gate['worst_drop_pp']:+.2f} pp > 1.0 pp" in failed.stderr
+    low, high = bad_gate["worst_drop_interval_pp"]  # the point drop's 95% interval is said beside it
+    assert low <= bad_gate["worst_drop_pp"] <= high and low > 1.0  # swapped classes: clearly past the limit
+    assert f"(95% interval {low:+.2f} to {high:+.2f} pp)" in failed.stderr
     passed = CliRunner().invoke(
         app, ["eval", "--onnx", str(result.onnx["fp32"]), *common, "--out", str(tmp_path / "ok.json")]
     )

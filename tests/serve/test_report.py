@@ -26,7 +26,7 @@ from serve.report import (
 from serve.report_files import write_report
 
 BASE_HEADER = ["dataset", "role", "n", "skipped", "top1 %", "ECE %", "top5 %", "worst-group %"]
-AGREEMENT_HEADER = ["drop pp", "agree %", "max|dlogit|"]
+AGREEMENT_HEADER = ["drop pp", "95% interval", "agree %", "max|dlogit|"]
 
 
 def _strict_json(text: str) -> Any:
@@ -81,7 +81,9 @@ def make_report(agreement: bool = False, gate: Gate | None = None, reference: st
     )
     if agreement:
         report.agreement = {
-            "val": Agreement(top1_agreement=0.875, max_abs_logit_diff=0.0123456, top1_drop_pp=12.5),
+            "val": Agreement(
+                top1_agreement=0.875, max_abs_logit_diff=0.0123456, top1_drop_pp=12.5, top1_drop_interval_pp=[0.0, 25.0]
+            ),
             "ood_sketch": Agreement(top1_agreement=1.0, max_abs_logit_diff=0.5, top1_drop_pp=-0.25),
         }
     return report
@@ -157,10 +159,10 @@ def test_agreement_columns_only_with_agreement() -> None:
     assert table_header(compared) == BASE_HEADER + AGREEMENT_HEADER
     rows = {row[0]: row for row in table_rows(compared)}
     # drop signed with two decimals, agreement in percent with one, logit difference with 3 significant digits
-    assert rows["val"][len(BASE_HEADER) :] == ["+12.50", "87.5", "0.0123"]
-    assert rows["ood_sketch"][len(BASE_HEADER) :] == ["-0.25", "100.0", "0.5"]
+    assert rows["val"][len(BASE_HEADER) :] == ["+12.50", "[+0.00, +25.00]", "87.5", "0.0123"]
+    assert rows["ood_sketch"][len(BASE_HEADER) :] == ["-0.25", "-", "100.0", "0.5"]  # no interval: "-"
     text = markdown(compared)
-    assert "| val | id | 8 | 1 | 50.0 | 12.5 | 100.0 | 25.0 | +12.50 | 87.5 | 0.0123 |" in text
+    assert "| val | id | 8 | 1 | 50.0 | 12.5 | 100.0 | 25.0 | +12.50 | [+0.00, +25.00] | 87.5 | 0.0123 |" in text
 
 
 def test_empty_agreement_dict_adds_no_columns() -> None:

@@ -323,8 +323,10 @@ def test_side_by_side_reference_baseline_and_identical_rows(tmp_path, spec, eval
     same = c.reports["proreg (onnxruntime fp32)"]
     assert same.reference == "runs/fake"
     for a in same.agreement.values():
-        assert a == Agreement(top1_agreement=1.0, max_abs_logit_diff=0.0, top1_drop_pp=0.0)
-    assert same.gate == Gate(max_drop_pp=0.0, worst_drop_pp=0.0, passed=True)
+        assert a == Agreement(
+            top1_agreement=1.0, max_abs_logit_diff=0.0, top1_drop_pp=0.0, top1_drop_interval_pp=[0.0, 0.0]
+        )
+    assert same.gate == Gate(max_drop_pp=0.0, worst_drop_pp=0.0, passed=True, worst_drop_interval_pp=[0.0, 0.0])
     ungated = c.reports["proreg (int8, ungated)"]
     assert ungated.agreement and ungated.gate is None
 
@@ -375,7 +377,7 @@ def test_side_by_side_with_an_empty_eval_set(tmp_path: Path, spec: ArtifactSpec,
     assert same.datasets["tiny"].n == 60
     assert same.agreement["tiny"].top1_drop_pp == 0.0
     assert same.agreement["held"] == Agreement(top1_agreement=None, max_abs_logit_diff=None, top1_drop_pp=None)
-    assert same.gate == Gate(max_drop_pp=1.0, worst_drop_pp=0.0, passed=True)
+    assert same.gate == Gate(max_drop_pp=1.0, worst_drop_pp=0.0, passed=True, worst_drop_interval_pp=[0.0, 0.0])
     text = (tmp_path / "report-same.json").read_text()
     assert json.loads(text, parse_constant=lambda token: pytest.fail(f"not strict JSON: {token}")) == same.to_dict()
     assert (tmp_path / "report-same.json").is_file() and (tmp_path / "report-same.png").is_file()
