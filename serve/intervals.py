@@ -100,14 +100,15 @@ def _point(row: RowSamples) -> dict[str, float]:
 
 def paired_differences(
     rows: dict[str, RowSamples],
-    reference: str,
+    references: list[str],
     metrics: dict[str, Metric],
     resamples: int = RESAMPLES,
-) -> dict[str, dict[str, Difference]]:
-    """For each row, each metric's difference to the row `reference` with its paired-bootstrap 95% interval.
-    `metrics` map a row's per-set top-1 (under one resample, or the point estimate) to the metric."""
+) -> dict[str, dict[str, dict[str, Difference]]]:
+    """For each reference row, each row's difference to it in each metric, with its paired-bootstrap 95% interval:
+    {reference: {row: {metric: Difference}}}. `metrics` map a row's per-set top-1 (under one resample, or the
+    point estimate) to the metric."""
     rng = np.random.default_rng(SEED)
-    first = rows[reference].per_seed[0]
+    first = rows[references[0]].per_seed[0]
     weights = {}
     for name, correct in first.items():  # the same images for every row and seed
         n = len(correct)
@@ -116,11 +117,13 @@ def paired_differences(
     seeds = rng.integers(0, k, (resamples, k))
     draws = {label: _row_draws(row, weights, seeds) for label, row in rows.items()}
     points = {label: _point(row) for label, row in rows.items()}
-    out: dict[str, dict[str, Difference]] = {}
-    for label in rows:
-        out[label] = {}
-        for metric, of in metrics.items():
-            value = float(of(points[label]) - of(points[reference]))
-            low, high = _percentiles(of(draws[label]) - of(draws[reference]))
-            out[label][metric] = Difference(value, low, high)
+    out: dict[str, dict[str, dict[str, Difference]]] = {}
+    for ref in references:
+        out[ref] = {}
+        for label in rows:
+            out[ref][label] = {}
+            for metric, of in metrics.items():
+                value = float(of(points[label]) - of(points[ref]))
+                low, high = _percentiles(of(draws[label]) - of(draws[ref]))
+                out[ref][label][metric] = Difference(value, low, high)
     return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from common.errors import UserError
 from common.files import atomic_write_json, atomic_write_text
 from common.markdown import markdown_table
 from common.typed_json import from_json
+from serve.intervals import RowSamples, paired_differences, unpack_correct
 from serve.report import percent
 from serve.robustness_plot import PlotCurve, PlotPoint, plot_id_vs_ood
 
@@ -28,6 +30,8 @@ class SetScore:
     role: str  # "id", "ood" or "holdout"
     top1: float
     worst_group_top1: float | None = None
+    n: int = 0  # images scored
+    correct: str | None = None  # which of them were right (serve.intervals.pack_correct): the intervals' input
 
 
 @dataclass
@@ -79,6 +83,10 @@ class Row:
     alpha: str  # "1", a fixed alpha, or "val" (chosen per seed on validation)
     seeds: int
     metrics: dict[str, tuple[float, float] | None]  # name -> (mean, std) over seeds, fractions; None: not measured
+    # Against the best row on mean OOD ("best") and the default recipe's row ("default"): per metric (ood_mean, id,
+    # holdout_mean) [difference, low, high], fractions, a 95% paired-bootstrap interval over seeds and images.
+    versus: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    tied: bool | None = None  # with the best row on mean OOD (its interval holds 0); None: no per-image results
 
     def mean_of(self, name: str) -> float:
         """The mean of a metric, -1 when not measured (sorts last)."""
@@ -115,6 +123,11 @@ def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
     """For one method's cells: the knob with the best mean validation top-1, then rows for its fine-tuned model,
     WiSE-FT at `fixed_alpha`, and WiSE-FT with alpha chosen on validation per seed (unless it chose the same row's
     alpha for every seed: a row of the same numbers)."""
+    return [row for row, _ in _scored_rows(cells, zero_shot, fixed_alpha)]
+
+
+def _scored_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) -> list[tuple[Row, list[AlphaScore]]]:
+    """method_rows, each with the scores it summarizes (one per seed)."""
     by_knob: dict[str, list[Cell]] = {}
     for cell in cells:
         by_knob.setdefault(cell.knob, []).append(cell)
@@ -122,28 +135,68 @@ def method_rows(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) ->
     chosen = by_knob[knob]
     name, n = chosen[0].recipe, len(chosen)
 
-    rows = [Row(name, knob, "1", n, _metrics([c.alphas[1.0] for c in chosen]))]
+    def row(label: str, alpha: str, scores: list[AlphaScore]) -> tuple[Row, list[AlphaScore]]:
+        return Row(label, knob, alpha, n, _metrics(scores)), scores
+
+    rows = [row(name, "1", [c.alphas[1.0] for c in chosen])]
     if all(fixed_alpha in c.alphas for c in chosen) and fixed_alpha not in (0.0, 1.0):
-        rows.append(Row(f"{name}+wise", knob, f"{fixed_alpha:g}", n, _metrics([c.alphas[fixed_alpha] for c in chosen])))
+        rows.append(row(f"{name}+wise", f"{fixed_alpha:g}", [c.alphas[fixed_alpha] for c in chosen]))
     with_zero_shot = [{0.0: zero_shot, **c.alphas} for c in chosen]  # a cell's own alpha 0 wins over the default
     picks = [wise_choice({a: score.val_top1 for a, score in alphas.items()}) for alphas in with_zero_shot]
-    if len(set(picks)) == 1 and f"{picks[0]:g}" in {row.alpha for row in rows}:
+    if len(set(picks)) == 1 and f"{picks[0]:g}" in {r.alpha for r, _ in rows}:
         return rows  # validation chose, for every seed, the alpha of a row above: its numbers again
     label = "val: " + ",".join(f"{a:g}" for a in picks)
-    scores = [alphas[a] for alphas, a in zip(with_zero_shot, picks, strict=True)]
-    rows.append(Row(f"{name}+wise", knob, label, n, _metrics(scores)))
+    rows.append(row(f"{name}+wise", label, [alphas[a] for alphas, a in zip(with_zero_shot, picks, strict=True)]))
     return rows
 
 
-def leaderboard(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float) -> list[Row]:
-    """Every method's rows and the zero-shot row, best mean OOD first."""
+def leaderboard(
+    cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float, default: tuple[str, str] | None = None
+) -> list[Row]:
+    """Every method's rows and the zero-shot row, best mean OOD first, each with its differences to the best row and
+    to the `default` (name, alpha) row where there is one (see Row.versus)."""
     methods: dict[str, list[Cell]] = {}
     for cell in cells:
         methods.setdefault(cell.recipe, []).append(cell)
-    rows = [Row(ZERO_SHOT, "", "0", 1, _metrics([zero_shot]))]
+    scored = [(Row(ZERO_SHOT, "", "0", 1, _metrics([zero_shot])), [zero_shot])]
     for method_cells in methods.values():
-        rows += method_rows(method_cells, zero_shot, fixed_alpha)
-    return sorted(rows, key=lambda r: -r.mean_of("ood_mean"))
+        scored += _scored_rows(method_cells, zero_shot, fixed_alpha)
+    scored.sort(key=lambda pair: -pair[0].mean_of("ood_mean"))
+    _add_differences(scored, default)
+    return [row for row, _ in scored]
+
+
+def _role_mean(names: list[str]) -> Callable[[dict[str, Any]], Any]:
+    return lambda top1: sum(top1[n] for n in names) / len(names)
+
+
+def _add_differences(scored: list[tuple[Row, list[AlphaScore]]], default: tuple[str, str] | None) -> None:
+    """Row.versus and Row.tied from the rows' per-image results (nothing when a score lacks them: an old cell)."""
+    sets = scored[0][1][0].sets
+    if not all(s.correct is not None for _, scores in scored for a in scores for s in a.sets.values()):
+        return
+    samples = {
+        f"{row.name}|{row.knob}|{row.alpha}": RowSamples(
+            [{name: unpack_correct(s.correct or "", s.n) for name, s in a.sets.items()} for a in scores]
+        )
+        for row, scores in scored
+    }
+    labels = list(samples)
+    metrics = {
+        metric: _role_mean(names)
+        for metric, role in (("ood_mean", "ood"), ("id", "id"), ("holdout_mean", "holdout"))
+        if (names := [n for n, s in sets.items() if s.role == role])
+    }
+    refs = {"best": labels[0]}
+    chosen = [label for (row, _), label in zip(scored, labels, strict=True) if (row.name, row.alpha) == default]
+    if chosen and chosen[0] != labels[0]:  # the default, when it is not the best row itself
+        refs["default"] = chosen[0]
+    found = paired_differences(samples, list(refs.values()), metrics)
+    for (row, _), label in zip(scored, labels, strict=True):
+        row.versus = {
+            which: {m: [d.value, d.low, d.high] for m, d in found[ref][label].items()} for which, ref in refs.items()
+        }
+        row.tied = found[refs["best"]][label]["ood_mean"].tied if "ood_mean" in metrics else None
 
 
 def _pm(value: tuple[float, float] | None) -> str:
@@ -153,13 +206,47 @@ def _pm(value: tuple[float, float] | None) -> str:
     return percent(mean) + (f" ± {100 * std:.1f}" if std else "")
 
 
+def _interval(entry: list[float] | None) -> str:
+    """[difference, low, high] (fractions) as '-0.4 [-1.2, +0.3]' in pp; '-' where there is none."""
+    return "-" if not entry else f"{100 * entry[0]:+.1f} [{100 * entry[1]:+.1f}, {100 * entry[2]:+.1f}]"
+
+
+def _label(row: Row) -> str:
+    """'kd+wise (kd_alpha=0.5) at WiSE-FT alpha 0.5'."""
+    return f"{row.name}{f' ({row.knob})' if row.knob else ''} at WiSE-FT alpha {row.alpha}"
+
+
 def leaderboard_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
-    """The leaderboard's main table (the sets tuned on): header and rows, as leaderboard.md and the trackers show it."""
+    """The leaderboard's main table (the sets tuned on): header and rows, as leaderboard.md and the trackers show it;
+    with per-image results, each row's mean-OOD difference to the best row and whether it is tied with it."""
     tuned = [k for k in rows[0].metrics if k != "val" and not k.startswith("holdout")]
     header = ["recipe", "knob", "WiSE alpha", "seeds", "val", *tuned]
-    return header, [
-        [r.name, r.knob, r.alpha, str(r.seeds), *(_pm(r.metrics[k]) for k in ["val", *tuned])] for r in rows
-    ]
+    table = [[r.name, r.knob, r.alpha, str(r.seeds), *(_pm(r.metrics[k]) for k in ["val", *tuned])] for r in rows]
+    if any(r.versus for r in rows):
+        header.append("OOD vs best, pp [95%]")
+        for i, (line, r) in enumerate(zip(table, rows, strict=True)):
+            best = r.versus.get("best", {}).get("ood_mean")
+            line.append("best" if i == 0 else _interval(best) + (" tie" if r.tied else ""))
+    return header, table
+
+
+def differences_section(rows: list[Row]) -> list[str]:
+    """leaderboard.md's differences: every row against the best and the default row, and which rows the intervals
+    could not separate from the best."""
+    if not any(r.versus for r in rows):
+        return []
+    refs = [ref for ref in ("best", "default") if ref in rows[0].versus]
+    metrics = [m for m in ("ood_mean", "id", "holdout_mean") if m in rows[0].versus["best"]]
+    header = ["recipe", "knob", "WiSE alpha", *(f"{m} vs {ref}" for ref in refs for m in metrics)]
+    table = [[r.name, r.knob, r.alpha, *(_interval(r.versus[ref][m]) for ref in refs for m in metrics)] for r in rows]
+    tied = [_label(r) for r in rows[1:] if r.tied]
+    lines = ["", "## Differences, with 95% intervals", "",
+             "Each row minus the best row on mean OOD (and minus the default recipe's row), in pp, with a 95% interval"
+             " from a paired bootstrap over seeds and evaluation images (the same seeds and images for both rows). An"
+             " interval that holds 0 is a tie: the data cannot tell those rows apart.", ""]  # fmt: skip
+    lines += markdown_table(header, table)
+    verdict = f"Not separable from it on mean OOD: {'; '.join(tied)}." if tied else "Every other row is below it."
+    return [*lines, "", f"Best on mean OOD: {_label(rows[0])}. {verdict}"]
 
 
 def markdown(rows: list[Row], title: str) -> str:
@@ -167,6 +254,7 @@ def markdown(rows: list[Row], title: str) -> str:
     # The tuned columns: "id", each OOD set, "ood_mean", "worst_group"; the holdout ones: "holdout:NAME", the mean.
     lines = [f"# {title}", "", "Top-1 % (mean ± std over seeds), best mean OOD first.", ""]
     lines += markdown_table(*leaderboard_table(rows))
+    lines += differences_section(rows)
     if holdout:
         lines += ["", "## Held-out shifts (nothing was tuned on these)", ""]
         ranked = sorted(rows, key=lambda r: -r.mean_of("holdout_mean"))
@@ -223,8 +311,16 @@ class Leaderboard:
         }
 
 
-def write_leaderboard(cells: list[Cell], zero_shot: AlphaScore, fixed_alpha: float, out: Path, title: str) -> list[Row]:
-    rows = leaderboard(cells, zero_shot, fixed_alpha)
+def write_leaderboard(
+    cells: list[Cell],
+    zero_shot: AlphaScore,
+    fixed_alpha: float,
+    out: Path,
+    title: str,
+    default: tuple[str, str] | None = None,
+) -> list[Row]:
+    """leaderboard.json, .md and .png in `out`; `default`: the default recipe's row (name, alpha), if compared."""
+    rows = leaderboard(cells, zero_shot, fixed_alpha, default)
     atomic_write_json(out / "leaderboard.json", Leaderboard(title, rows, cells, zero_shot).to_dict())
     atomic_write_text(out / "leaderboard.md", markdown(rows, title))
     plot_rows(cells, rows, zero_shot, out / "leaderboard.png", title)

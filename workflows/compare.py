@@ -20,6 +20,7 @@ from common.run import RUN_FILE, DataSource, Run, open_run
 from common.typed_json import from_json
 from data.specs import EvalSet, resolve_train_data
 from serve.evaluate import evaluate, hold_decoded
+from serve.intervals import pack_correct
 from serve.leaderboard import (
     ZERO_SHOT,
     AlphaScore,
@@ -32,7 +33,14 @@ from serve.leaderboard import (
 from serve.runner import Runner
 from serve.torch_runner import TorchRunner
 from train.config import TrainConfig
-from train.recipes import DEFAULT_WISE_ALPHA, knob_settings, recipe_config, resolve_recipe
+from train.recipes import (
+    DEFAULT_WISE_ALPHA,
+    RECOMMENDED,
+    WISE_SUFFIX,
+    knob_settings,
+    recipe_config,
+    resolve_recipe,
+)
 from train.wise import Interpolation, base_state, wise_classifier
 from workflows.report_page import write_report_page
 from workflows.tracking import Tracking
@@ -111,18 +119,17 @@ def _trained_cell(out: Path, cell: CompareCell, tracking: Tracking) -> Run:
 def _score(runner: Runner, run: Run, spec: CompareSpec) -> AlphaScore:
     """One model on the run's validation split and on every set of the comparison."""
     val_report, _ = evaluate(runner, [_validation_set(run)], spec.batch_size)
-    report, _ = evaluate(runner, spec.sets + spec.holdout, spec.batch_size)
+    report, results = evaluate(runner, spec.sets + spec.holdout, spec.batch_size)
     holdout = {ev.data.name for ev in spec.holdout}
     empty = [name for name, d in {**val_report.datasets, **report.datasets}.items() if d.top1 is None]
     if empty or val_report.summary.id_top1 is None:
         raise UserError(f"{empty[0] if empty else 'the validation split'}: no image could be scored")
-    return AlphaScore(
-        val_top1=val_report.summary.id_top1,
-        sets={
-            name: SetScore("holdout" if name in holdout else d.role, d.top1 or 0.0, d.worst_group_top1)
-            for name, d in report.datasets.items()
-        },
-    )
+    sets = {}
+    for name, d in report.datasets.items():
+        correct = results[name].logits.argmax(axis=1) == results[name].labels  # per image: the intervals' input
+        role = "holdout" if name in holdout else d.role
+        sets[name] = SetScore(role, d.top1 or 0.0, d.worst_group_top1, len(correct), pack_correct(correct))
+    return AlphaScore(val_top1=val_report.summary.id_top1, sets=sets)
 
 
 def _stored(file: Path, names: list[str]) -> dict[float, AlphaScore]:
@@ -135,7 +142,9 @@ def _stored(file: Path, names: list[str]) -> dict[float, AlphaScore]:
     except (json.JSONDecodeError, UserError) as err:  # torn by a kill, or foreign: measured again
         log.warning(f"{file} is unreadable and is measured again ({str(err).splitlines()[0]})")
         return {}
-    return {float(a): score for a, score in stored.alphas.items()} if stored.sets == names else {}
+    if stored.sets != names or any(s.correct is None for a in stored.alphas.values() for s in a.sets.values()):
+        return {}  # other sets, or stored before per-image results were: measured again
+    return {float(a): score for a, score in stored.alphas.items()}
 
 
 def _store(file: Path, names: list[str], scores: dict[float, AlphaScore]) -> None:
@@ -201,7 +210,9 @@ def compare_recipes(
         on_cell(len(todo), len(todo), "leaderboard")
     seeds = f"seed{'s' if len(spec.seeds) > 1 else ''} {', '.join(map(str, spec.seeds))}"
     title = f"{spec.data}: {', '.join(spec.recipes)}, {seeds}"
-    rows = write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title)
+    alpha = resolve_recipe(RECOMMENDED).wise_alpha  # the default recipe's row: the method's WiSE-FT row at its alpha
+    default_row = (RECOMMENDED.partition(WISE_SUFFIX)[0] + WISE_SUFFIX, f"{alpha:g}") if alpha is not None else None
+    rows = write_leaderboard(cells, cells[0].alphas[0.0], spec.fixed_alpha, out, title, default_row)
     write_report_page(out, f"Comparison: {title}")
     tracking.log_table("leaderboard", *leaderboard_table(rows))
     return rows

@@ -373,9 +373,12 @@ def test_scores_of_other_sets_are_not_reused(tmp_path):
     from workflows.compare import _store, _stored
 
     file = tmp_path / COMPARE_SCORES
-    scores = {0.5: AlphaScore(0.9, {"a": SetScore("id", 0.8, None)})}
+    scores = {0.5: AlphaScore(0.9, {"a": SetScore("id", 0.8, None, 5, "+A==")})}
     _store(file, ["a"], scores)
     assert _stored(file, ["a"]) == scores and _stored(file, ["a", "b"]) == {}
+    # Scores stored before per-image results were kept (no `correct`) are measured again: the intervals need them.
+    _store(file, ["a"], {0.5: AlphaScore(0.9, {"a": SetScore("id", 0.8, None)})})
+    assert _stored(file, ["a"]) == {}
 
 
 def test_a_folder_of_another_comparison_is_refused_before_training(compared, spec, tmp_path, monkeypatch):

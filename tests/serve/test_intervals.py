@@ -57,7 +57,7 @@ def test_one_seed_rows_match_the_normal_approximation_and_identical_rows_tie():
         "other": RowSamples([{"ood": other}]),
         "copy": RowSamples([{"ood": best.copy()}]),
     }
-    diffs = paired_differences(rows, "best", {"ood_mean": lambda t: t["ood"]})
+    diffs = paired_differences(rows, ["best"], {"ood_mean": lambda t: t["ood"]})["best"]
     point, low, high = normal_interval(other, best)
     d = diffs["other"]["ood_mean"]
     assert d.value == pytest.approx(-0.03) and 100 * d.value == pytest.approx(point)
@@ -97,7 +97,7 @@ def test_rows_over_seeds_and_sets_match_a_loop_bootstrap():
 
     rows = {"kd": row([0.84, 0.85, 0.86]), "proreg": row([0.845, 0.835, 0.855]), "zero-shot": row([0.80])}
     mean = {"ood_mean": lambda t: (t["a"] + t["b"]) / 2}
-    diffs = paired_differences(rows, "kd", mean, resamples=2000)
+    diffs = paired_differences(rows, ["kd", "proreg"], mean, resamples=2000)["kd"]
     for label in ("proreg", "zero-shot"):
         low, high = loop_bootstrap(rows, "kd", label, 2000)
         width = high - low

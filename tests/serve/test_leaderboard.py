@@ -20,6 +20,7 @@ from serve.leaderboard import (
     SetScore,
     _metrics,
     leaderboard,
+    leaderboard_table,
     markdown,
     method_rows,
     read_leaderboard,
@@ -321,7 +322,9 @@ def test_write_leaderboard_writes_strict_json_markdown_and_a_png(tmp_path: Path)
     assert data["rows"][0]["metrics"]["ood_mean"] == [pytest.approx(0.4), 0.0]
     assert [c["seed"] for c in data["cells"]] == [0, 1]
     assert set(data["cells"][0]["alphas"]) == {"0.5", "1"}  # alphas as JSON keys, written as they read
-    assert data["cells"][0]["alphas"]["1"]["sets"]["sketch"] == {"role": "ood", "top1": 0.2, "worst_group_top1": None}
+    sketch = data["cells"][0]["alphas"]["1"]["sets"]["sketch"]
+    assert sketch == {"role": "ood", "top1": 0.2, "worst_group_top1": None, "n": 0, "correct": None}
+    assert all(r["versus"] == {} and r["tied"] is None for r in data["rows"])  # no per-image results: no intervals
     assert data["zero_shot"]["val_top1"] == 0.6
     assert (tmp_path / "leaderboard.md").read_text().startswith("# a title\n")
     png = (tmp_path / "leaderboard.png").read_bytes()
@@ -360,3 +363,70 @@ def test_an_alpha_score_reads_back_from_the_json_it_is_stored_as():
     back = from_json(AlphaScore, json.loads(json.dumps(asdict(stored))), "compare-scores.json", UserError)
     assert back == stored
     assert back.worst_group() == 0.2 and back.mean("holdout") == 0.3
+
+
+# ------------------------------------------------------------------------------------------------------ intervals
+
+
+def measured(val: float, rates: dict[str, tuple[str, float, int]], rng) -> AlphaScore:
+    """One model with per-image results: per set (role, accuracy, images), drawn image by image."""
+
+    from serve.intervals import pack_correct
+
+    sets = {}
+    for name, (role, rate, n) in rates.items():
+        correct = rng.random(n) < rate
+        sets[name] = SetScore(role, float(correct.mean()), None, n, pack_correct(correct))
+    return AlphaScore(val, sets)
+
+
+def test_leaderboard_intervals_match_a_reference_bootstrap_and_mark_ties():
+    """Rows built from known per-image results: each row's difference to the best on mean OOD is the difference of
+    the point means, and its interval is what a plain loop bootstrap over seeds and images gives; rows whose interval
+    holds 0 are marked tied, in leaderboard.json and leaderboard.md; the default row gets its own differences."""
+    import numpy as np
+
+    from serve.intervals import RowSamples, unpack_correct
+    from tests.serve.test_intervals import loop_bootstrap
+
+    rng = np.random.default_rng(7)
+
+    def model(val: float, ood: float) -> AlphaScore:
+        sets = {"id_test": ("id", 0.9, 600), "a": ("ood", ood, 1500), "b": ("ood", ood - 0.1, 1000)}
+        return measured(val, {**sets, "h": ("holdout", 0.5, 800)}, rng)
+
+    cells = [Cell("ce", "", s, f"ce{s}", {0.5: model(0.9, 0.80), 1.0: model(0.95, 0.70)}) for s in range(3)]
+    cells += [Cell("kd", "", s, f"kd{s}", {0.5: model(0.9, 0.795), 1.0: model(0.95, 0.72)}) for s in range(3)]
+    zero_shot = model(0.5, 0.60)
+    rows = leaderboard(cells, zero_shot, 0.5, default=("kd+wise", "0.5"))
+    by = {(r.name, r.alpha): r for r in rows}
+    best, close, ce_one = rows[0], rows[1], by[("ce", "1")]  # ce+wise and kd+wise, half a point apart, lead
+    assert {(best.name, best.alpha), (close.name, close.alpha)} == {("ce+wise", "0.5"), ("kd+wise", "0.5")}
+    assert best.versus["best"]["ood_mean"] == [0.0, 0.0, 0.0]
+
+    def samples(row: Row) -> RowSamples:
+        scores = [c.alphas[float(row.alpha)] for c in cells if c.recipe == row.name.removesuffix("+wise")]
+        ood = [{k: unpack_correct(s.correct, s.n) for k, s in a.sets.items() if s.role == "ood"} for a in scores]
+        return RowSamples(ood)
+
+    reference = {"best": samples(best), "close": samples(close), "ce1": samples(ce_one)}
+    for row, label in ((close, "close"), (ce_one, "ce1")):
+        value, low, high = row.versus["best"]["ood_mean"]
+        assert value == pytest.approx(row.metrics["ood_mean"][0] - best.metrics["ood_mean"][0], abs=1e-9)
+        ref_low, ref_high = loop_bootstrap(reference, "best", label, 1000)
+        width = ref_high - ref_low
+        assert low == pytest.approx(ref_low, abs=0.12 * width) and high == pytest.approx(ref_high, abs=0.12 * width)
+        assert row.tied == (low <= 0 <= high)
+    assert close.tied and not ce_one.tied  # half a point apart: a tie; ten points: not
+    kd_half = by[("kd+wise", "0.5")]
+    if kd_half is best:  # the default is the best row: no second set of the same differences
+        assert set(kd_half.versus) == {"best"}
+    else:
+        assert set(kd_half.versus) == {"best", "default"} and kd_half.versus["default"]["id"] == [0.0, 0.0, 0.0]
+    assert set(best.versus["best"]) == {"ood_mean", "id", "holdout_mean"}
+    text = markdown(rows, "t")
+    assert "## Differences, with 95% intervals" in text and ("ood_mean vs default" in text) == (kd_half is not best)
+    assert f"Not separable from it on mean OOD: {close.name} at WiSE-FT alpha 0.5." in text
+    header, table = leaderboard_table(rows)
+    assert header[-1] == "OOD vs best, pp [95%]" and table[0][-1] == "best"
+    assert table[1][-1].endswith(" tie") and not table[rows.index(ce_one)][-1].endswith(" tie")
