@@ -57,7 +57,7 @@ def test_main_splits_keep_their_hash_folder_and_metadata():
 
 
 def test_holdout_suite_layout(small_holdout):
-    assert small_holdout.name == f"benchmark-v1-{_spec_hash(0, SMALL_HOLDOUT)}"
+    assert small_holdout.name == f"benchmark-v2-{_spec_hash(0, SMALL_HOLDOUT)}"
     assert split_roles(small_holdout) == dict.fromkeys(HOLDOUT_NAMES, "ood")
     meta = json.loads((small_holdout / "benchmark.json").read_text())
     assert meta["classes"] == list(SHAPES)
@@ -155,11 +155,11 @@ def test_default_eval_sets_leave_the_holdout_suite_out(benchmark_root):
 
 @pytest.mark.slow
 def test_real_holdout_suite_resolves(benchmark_root):
-    """Generates the full suite on first use (4 x 1200 images, about 13 s on 2 cores)."""
+    """Generates the full suite on first use (4 x 5,000 images)."""
     sets = resolve_eval_sets([BUILTIN_HOLDOUT], list(SHAPES))
-    assert [(s.data.name, s.role, len(s.data.samples)) for s in sets] == [(n, "ood", 1200) for n in HOLDOUT_NAMES]
+    assert [(s.data.name, s.role, len(s.data.samples)) for s in sets] == [(n, "ood", 5000) for n in HOLDOUT_NAMES]
     assert {s.data.samples[0].path.parent.parent.name for s in sets} == {
-        f"benchmark-v1-{_spec_hash(0, HOLDOUT_SPLITS)}"
+        f"benchmark-v2-{_spec_hash(0, HOLDOUT_SPLITS)}"
     }
 
 
@@ -167,7 +167,7 @@ def test_the_builtin_benchmark_is_a_suite_like_the_others(benchmark_root):
     """`builtin` resolves through the suite registry: --val-data replaces its validation split as it does a suite's,
     and `builtin:SPLIT` names one set (its train and val splits evaluate as ID)."""
     data = resolve_train_data(DataSource(train=BUILTIN, val=str(benchmark_root / "id_test.csv")))
-    assert (data.train.name, data.val.name, len(data.val.samples)) == ("train", "id_test", 1200)
+    assert (data.train.name, data.val.name, len(data.val.samples)) == ("train", "id_test", 5000)
     assert [(s.data.name, s.role) for s in resolve_eval_sets([f"{BUILTIN}:val", f"{BUILTIN}:ood_sketch"])] == [
         ("val", "id"),
         ("ood_sketch", "ood"),

@@ -95,3 +95,19 @@ def test_eval_sets_get_unique_names_and_may_cover_some_classes(tiny_folder):
     assert subset.role == "ood" and subset.data.classes == classes
     assert {classes[s.label] for s in subset.data.samples} == {"star", "hexagon"}
     assert all(classes[s.label] == s.path.parent.name for s in subset.data.samples)
+
+
+def test_a_larger_split_starts_with_the_smaller_ones_images_and_training_data_is_unchanged():
+    """Benchmark version 2 grew the evaluation splits (1,200 -> 5,000 images): a split is drawn in order from its own
+    stream, so the larger split begins with the smaller one's images, and the training and validation splits (whose
+    specs did not change) are version 1's."""
+    from dataclasses import replace
+
+    from data.world.benchmark import EVAL_IMAGES, HOLDOUT_SPLITS, SPLITS, SplitSpec, draw_split
+
+    assert SPLITS[:2] == (SplitSpec("train", "train", 3000, 0.9), SplitSpec("val", "val", 600, 0.9))
+    assert all(s.n == EVAL_IMAGES == 5000 for s in SPLITS[2:] + HOLDOUT_SPLITS)
+    for position, spec in ((3, SPLITS[3]), (1, HOLDOUT_SPLITS[1])):
+        small = [np.asarray(image) for _, image in draw_split(replace(spec, n=6), 0, position)]
+        large = [np.asarray(image) for _, image in draw_split(replace(spec, n=12), 0, position)]
+        assert all((a == b).all() for a, b in zip(small, large[:6], strict=True))

@@ -29,7 +29,7 @@ def test_cli_train_then_eval_contract(tmp_path):
     assert report["backend"] == "torch" and report["precision"] == "fp32"
     assert {d["role"] for d in report["datasets"].values()} == {"id", "ood"}
     for d in report["datasets"].values():
-        assert d["n"] == 1200 and 0.0 <= d["top1"] <= d["top5"] <= 1.0
+        assert d["n"] == 5000 and 0.0 <= d["top1"] <= d["top5"] <= 1.0
         assert d["worst_group_top1"] is not None and d["worst_group_top1"] <= d["top1"] + 1e-9
     assert report_path.with_suffix(".md").exists() and report_path.with_suffix(".png").stat().st_size > 1000
 
