@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -36,7 +37,21 @@ from data.world.shifts import SHIFTS, SHIFTS_VERSION, apply_shift
 # of sampling error (at 85%: sqrt(0.85 x 0.15 / 5000) = 0.5 pp). A split's images are drawn in order from its own
 # stream, so the first 1,200 are version 1's, and the training and validation splits are version 1's byte for byte.
 BENCHMARK_VERSION = 2
-EVAL_IMAGES = 5000
+DEFAULT_EVAL_IMAGES = 5000
+
+
+def _eval_images() -> int:
+    """Images per evaluation split: PROREG_CLIP_EVAL_IMAGES, else 5,000. Fewer make a quicker, noisier benchmark (the
+    test suite takes 1,200, version 1's size); the count is part of the cache folder's hash, so sizes never mix."""
+    text = os.environ.get("PROREG_CLIP_EVAL_IMAGES", "")
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    if text:
+        logging.getLogger(__name__).warning(f"PROREG_CLIP_EVAL_IMAGES={text!r} is not a positive count: using 5000")
+    return DEFAULT_EVAL_IMAGES
+
+
+EVAL_IMAGES = _eval_images()
 PARALLEL_FROM = 5000  # images in a suite from which it is drawn in several processes
 IMAGE_SIZE = 64
 # Shape i is tied to background i in the biased splits.

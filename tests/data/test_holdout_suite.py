@@ -15,6 +15,8 @@ from data.labeled import DataError
 from data.specs import resolve_eval_sets, resolve_train_data
 from data.world import BUILTIN_HOLDOUT
 from data.world.benchmark import (
+    DEFAULT_EVAL_IMAGES,
+    EVAL_IMAGES,
     HOLDOUT_SPLITS,
     SPLITS,
     SplitSpec,
@@ -27,8 +29,9 @@ from data.world.benchmark import (
 from data.world.scenes import SHAPES
 from data.world.shifts import OCCLUDED_FRACTION, OCCLUDER_GREY, PIXEL_BLOCK, apply_shift, occlusion_mask
 
-# The hash of the main splits before the holdout suite existed: results elsewhere are pinned to its images.
-MAIN_SPLITS_HASH = "bfb0093ed8"
+# The hash of the main splits (benchmark version 2 at its 5,000 images per evaluation split): results elsewhere are
+# pinned to its images (version 1's, before the evaluation splits grew, was bfb0093ed8).
+MAIN_SPLITS_HASH = "50a69a0090"
 SMALL_HOLDOUT = tuple(replace(spec, n=12) for spec in HOLDOUT_SPLITS)
 HOLDOUT_NAMES = ["holdout_pixelate", "holdout_invert", "holdout_occlude", "holdout_jpeg"]
 
@@ -51,7 +54,8 @@ def _first_pair(root, name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_main_splits_keep_their_hash_folder_and_metadata():
-    assert _spec_hash(0, SPLITS) == MAIN_SPLITS_HASH
+    at_default = tuple(replace(s, n=DEFAULT_EVAL_IMAGES) if s.role in ("id", "ood") else s for s in SPLITS)
+    assert _spec_hash(0, at_default) == MAIN_SPLITS_HASH  # the tests run at 1,200 images (tests/conftest.py)
     assert all(set(_spec_dict(s)) == {"name", "role", "n", "bias", "style", "corrupt"} for s in SPLITS)
     assert _spec_hash(0, HOLDOUT_SPLITS) != MAIN_SPLITS_HASH
 
@@ -155,9 +159,10 @@ def test_default_eval_sets_leave_the_holdout_suite_out(benchmark_root):
 
 @pytest.mark.slow
 def test_real_holdout_suite_resolves(benchmark_root):
-    """Generates the full suite on first use (4 x 5,000 images)."""
+    """Generates the full suite on first use (4 splits of EVAL_IMAGES: 1,200 in the tests, 5,000 by default)."""
     sets = resolve_eval_sets([BUILTIN_HOLDOUT], list(SHAPES))
-    assert [(s.data.name, s.role, len(s.data.samples)) for s in sets] == [(n, "ood", 5000) for n in HOLDOUT_NAMES]
+    expected = [(n, "ood", EVAL_IMAGES) for n in HOLDOUT_NAMES]
+    assert [(s.data.name, s.role, len(s.data.samples)) for s in sets] == expected
     assert {s.data.samples[0].path.parent.parent.name for s in sets} == {
         f"benchmark-v2-{_spec_hash(0, HOLDOUT_SPLITS)}"
     }
@@ -167,7 +172,7 @@ def test_the_builtin_benchmark_is_a_suite_like_the_others(benchmark_root):
     """`builtin` resolves through the suite registry: --val-data replaces its validation split as it does a suite's,
     and `builtin:SPLIT` names one set (its train and val splits evaluate as ID)."""
     data = resolve_train_data(DataSource(train=BUILTIN, val=str(benchmark_root / "id_test.csv")))
-    assert (data.train.name, data.val.name, len(data.val.samples)) == ("train", "id_test", 5000)
+    assert (data.train.name, data.val.name, len(data.val.samples)) == ("train", "id_test", EVAL_IMAGES)
     assert [(s.data.name, s.role) for s in resolve_eval_sets([f"{BUILTIN}:val", f"{BUILTIN}:ood_sketch"])] == [
         ("val", "id"),
         ("ood_sketch", "ood"),

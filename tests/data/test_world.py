@@ -103,11 +103,27 @@ def test_a_larger_split_starts_with_the_smaller_ones_images_and_training_data_is
     specs did not change) are version 1's."""
     from dataclasses import replace
 
-    from data.world.benchmark import EVAL_IMAGES, HOLDOUT_SPLITS, SPLITS, SplitSpec, draw_split
+    from data.world.benchmark import DEFAULT_EVAL_IMAGES, EVAL_IMAGES, HOLDOUT_SPLITS, SPLITS, SplitSpec, draw_split
 
     assert SPLITS[:2] == (SplitSpec("train", "train", 3000, 0.9), SplitSpec("val", "val", 600, 0.9))
-    assert all(s.n == EVAL_IMAGES == 5000 for s in SPLITS[2:] + HOLDOUT_SPLITS)
+    assert DEFAULT_EVAL_IMAGES == 5000 and all(s.n == EVAL_IMAGES for s in SPLITS[2:] + HOLDOUT_SPLITS)
     for position, spec in ((3, SPLITS[3]), (1, HOLDOUT_SPLITS[1])):
         small = [np.asarray(image) for _, image in draw_split(replace(spec, n=6), 0, position)]
         large = [np.asarray(image) for _, image in draw_split(replace(spec, n=12), 0, position)]
         assert all((a == b).all() for a, b in zip(small, large[:6], strict=True))
+
+
+def test_the_evaluation_split_size_comes_from_the_environment(monkeypatch, caplog):
+    """5,000 images per evaluation split by default; PROREG_CLIP_EVAL_IMAGES chooses another count (the tests run at
+    1,200), a bad value is a warning and the default."""
+    from data.world.benchmark import _eval_images
+
+    monkeypatch.delenv("PROREG_CLIP_EVAL_IMAGES")
+    assert _eval_images() == 5000
+    monkeypatch.setenv("PROREG_CLIP_EVAL_IMAGES", "300")
+    assert _eval_images() == 300
+    for bad in ("0", "-5", "lots"):
+        monkeypatch.setenv("PROREG_CLIP_EVAL_IMAGES", bad)
+        with caplog.at_level("WARNING"):
+            assert _eval_images() == 5000
+        assert f"PROREG_CLIP_EVAL_IMAGES={bad!r} is not a positive count" in caplog.text

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from common.run import open_run
+from data.world.benchmark import EVAL_IMAGES
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,7 @@ def test_cli_train_then_eval_contract(tmp_path):
     assert report["backend"] == "torch" and report["precision"] == "fp32"
     assert {d["role"] for d in report["datasets"].values()} == {"id", "ood"}
     for d in report["datasets"].values():
-        assert d["n"] == 5000 and 0.0 <= d["top1"] <= d["top5"] <= 1.0
+        assert d["n"] == EVAL_IMAGES and 0.0 <= d["top1"] <= d["top5"] <= 1.0
         assert d["worst_group_top1"] is not None and d["worst_group_top1"] <= d["top1"] + 1e-9
     assert report_path.with_suffix(".md").exists() and report_path.with_suffix(".png").stat().st_size > 1000
 

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import app
+from data.world.benchmark import SPLITS
 from workflows.check_worker import (
     FAILED,
     PASSED,
@@ -46,7 +47,8 @@ def test_every_cpu_check_passes_here_and_the_gpu_rows_say_why_not(machine_checks
         assert rows[check.name]["status"] == expected, rows[check.name]
     assert "no CUDA GPU is visible" in rows["train (cuda, autocast)"]["detail"]
     assert "pip install -e '.[tensorrt]'" in rows["tensorrt engine (fp16)"]["detail"]
-    assert "4 within the pipeline's gates on 4800 images" in rows["onnxruntime (cpu)"]["detail"]
+    images = sum(spec.n for spec in SPLITS if spec.role in ("id", "ood"))  # the built-in ID and OOD sets
+    assert f"4 within the pipeline's gates on {images} images" in rows["onnxruntime (cpu)"]["detail"]
     assert "ran on CPU" in rows["onnxruntime (cpu)"]["detail"]
     assert "on 2 processes (gloo)" in rows["train (torchrun, 2 cpu processes)"]["detail"]
     for row in rows.values():  # the console shows the same rows
