@@ -85,14 +85,15 @@ def agreement(logits: np.ndarray, reference: np.ndarray, labels: np.ndarray | No
     if logits.shape != reference.shape:
         raise ValueError(f"logit shapes differ: {logits.shape} vs reference {reference.shape}")
     n = len(logits)
+    predicted, reference_predicted = logits.argmax(axis=1), reference.argmax(axis=1)
     drop, interval = None, None
     if labels is not None and n:
-        correct, reference_correct = logits.argmax(axis=1) == labels, reference.argmax(axis=1) == labels
+        correct, reference_correct = predicted == labels, reference_predicted == labels
         # From counts, so losing exactly 1 image in 100 is exactly 1.0 pp and passes a 1.0 pp gate.
         drop = 100.0 * (int(reference_correct.sum()) - int(correct.sum())) / n
         interval = list(drop_interval(correct, reference_correct))
     return Agreement(
-        top1_agreement=float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean()) if n else None,
+        top1_agreement=float((predicted == reference_predicted).mean()) if n else None,
         max_abs_logit_diff=float(np.abs(logits - reference).max()) if n else None,
         top1_drop_pp=drop,
         top1_drop_interval_pp=interval,
