@@ -56,13 +56,16 @@ def _setup(version: opts.Version = False) -> None:
 def one_line_errors() -> Iterator[None]:
     """Bad input (a UserError) ends the command with one line on stderr and exit status 2; a bug keeps its
     traceback."""
-    from common.errors import UserError
+    from common.files import as_user_error
 
     try:
         yield
-    except UserError as err:
+    except Exception as err:
+        user_error = as_user_error(err)  # a full disk, also where no stage expected one, is one line too
+        if user_error is None:
+            raise
         rank = "" if main_rank() else f"(rank {os.environ.get('RANK')}) "  # under torchrun, each rank's own
-        console.print(f"[red]error:[/red] {rank}{escape(str(err))}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/red] {rank}{escape(str(user_error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from common.artifact import ClassifierMeta
-from common.files import cache_root
+from common.errors import NoSpaceError
+from common.files import cache_root, staged_file
 from data.images import stored_file
 from data.labeled import DataError, LabeledImages, Sample
 from data.loading import read_batch
@@ -70,12 +71,10 @@ def calibration_images(
         raise DataError(f"calibration set {data.name!r}: only {len(batch.labels)} readable images")
     images = batch.images.numpy().astype(np.float32)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + ".tmp.npy")
-        np.save(tmp, images)
-        tmp.replace(path)
-    except OSError as err:  # a read-only cache costs the next export a decode, nothing more
-        log.warning(f"calibration images not cached in {path.parent}: {err.strerror or err}")
+        with staged_file(path, ".npy") as tmp:
+            np.save(tmp, images)
+    except (OSError, NoSpaceError) as err:  # a read-only or full cache costs the next export a decode, nothing more
+        log.warning(f"calibration images not cached in {path.parent}: {getattr(err, 'strerror', None) or err}")
     return images
 
 

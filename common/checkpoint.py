@@ -9,16 +9,19 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from common.errors import CheckpointError
-from common.files import share_like_umask
+from common.files import staged_file
 
 
 def save_weights(model: torch.nn.Module, path: Path, step: int | None = None) -> None:
     """Writes a state dict as safetensors, atomically, stamped with the training step it holds."""
+    with staged_file(path) as tmp:  # shared like the umask says: safetensors writes 0600, teams share models
+        write_weights(model, tmp, step)
+
+
+def write_weights(model: torch.nn.Module, path: Path, step: int | None = None) -> None:
+    """save_weights without the staging, for a caller that stages several files together."""
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"step": str(step)} if step is not None else None)
-    share_like_umask(tmp)  # safetensors writes 0600; teams share models
-    tmp.replace(path)
+    save_file(state, str(path), metadata={"step": str(step)} if step is not None else None)
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

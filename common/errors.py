@@ -23,6 +23,17 @@ class OptionError(UserError):
     """An option outside its range or its choices."""
 
 
+class NoSpaceError(UserError):
+    """A file that could not be written because the disk (or the process's file-size limit, or a quota) is full.
+    Not the user's mistake, but answered the same way: one line naming the file; files written before are kept.
+    `then`: what to do once space is freed."""
+
+    def __init__(self, path: object, reason: str, then: str = "run the command again") -> None:
+        self.path, self.reason = path, reason
+        where = f" to write {path}" if path else ""
+        super().__init__(f"no space{where} ({reason}); files written before are kept: free some space and {then}")
+
+
 def check_choice(what: str, value: str, choices: Iterable[str]) -> None:
     """Raises OptionError naming `what` and the valid choices unless `value` is one of them."""
     choices = tuple(choices)

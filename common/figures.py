@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from common.files import staged_file
+
 
 def pyplot() -> Any:
     """matplotlib.pyplot on the Agg backend, imported on first use (not at the CLI's start-up)."""
@@ -19,7 +21,8 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: Path, dpi: int = 100, tight: bool = False) -> None:
     """Writes `fig` to `path` atomically and closes it; `tight` crops to what is drawn (a legend outside the axes)."""
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
-    pyplot().close(fig)
-    tmp.replace(path)
+    try:
+        with staged_file(path, ".png") as tmp:
+            fig.savefig(tmp, dpi=dpi, **({"bbox_inches": "tight"} if tight else {}))
+    finally:
+        pyplot().close(fig)

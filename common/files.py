@@ -3,13 +3,19 @@ one, never half), with the permissions the user's umask gives (teams share model
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from common.errors import UserError
+from common.errors import NoSpaceError, UserError
+
+# A full disk (ENOSPC), a file over the process's size limit (EFBIG, `ulimit -f`) and a full quota (EDQUOT)
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 
 
 def read_text_file(path: Path, what: str) -> str:
@@ -47,6 +53,70 @@ def strict_json(data: Any, indent: int | None = 2) -> str:
     return json.dumps(data, indent=indent, allow_nan=False)
 
 
+def no_space_reason(err: BaseException) -> str | None:
+    """Why `err` (or an error it was raised from) is a full disk, file-size limit or quota, or None when it is not.
+    Libraries that write files themselves (safetensors, onnx, matplotlib) may wrap the OSError or keep only its
+    text, so the text is read too."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in NO_SPACE_ERRNOS:
+            return os.strerror(current.errno)
+        text = str(current)
+        reason = next((os.strerror(e) for e in NO_SPACE_ERRNOS if os.strerror(e) in text), None)
+        if reason:
+            return reason
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def as_user_error(err: Exception) -> UserError | None:
+    """`err` as the one-line error the CLI prints: itself when it is a UserError, a NoSpaceError (naming the file
+    when the OSError does) when it is a full disk that no stage caught, None when it is a bug."""
+    if isinstance(err, UserError):
+        return err
+    reason = no_space_reason(err)
+    return NoSpaceError(getattr(err, "filename", None), reason) if reason else None
+
+
+@contextlib.contextmanager
+def no_space_named(path: Path) -> Iterator[None]:
+    """Turns a full disk, file-size limit or quota met inside the block into a NoSpaceError naming `path`."""
+    try:
+        yield
+    except NoSpaceError:
+        raise
+    except Exception as err:
+        reason = no_space_reason(err)
+        if reason is None:
+            raise
+        raise NoSpaceError(path, reason) from err
+
+
+@contextlib.contextmanager
+def staged_file(path: Path, suffix: str = "") -> Iterator[Path]:
+    """A temporary name beside `path` for the block to write; moved into place (with the permissions the umask
+    gives) when the block succeeds, removed when it fails. Readers see the old file or the new one, never half, and
+    a failure leaves no temporary file; a full disk ends in a NoSpaceError naming `path`. `suffix`: for writers that
+    choose the format from the name (".npy", ".png"). Files staged together in nested blocks (or an ExitStack) are
+    all written before any is moved into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        with no_space_named(path):
+            yield tmp
+            if tmp.exists():  # a block that removed its temporary file had nothing to write
+                share_like_umask(tmp)
+                os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes `text` so that readers see the old file or the new one, never half of it."""
     atomic_write_bytes(path, text.encode())
@@ -54,17 +124,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Writes `data` so that readers see the old file or the new one, never half of it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        share_like_umask(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with staged_file(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
@@ -76,8 +137,14 @@ def append_json_line(path: Path, record: dict[str, Any]) -> None:
     another writer's; a kill can still tear the last line, which readers skip (see read_json_lines)."""
     line = (strict_json(record, indent=None) + "\n").encode()
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    size = os.fstat(fd).st_size
     try:
-        os.write(fd, line)
+        with no_space_named(path):
+            if os.write(fd, line) != len(line):  # a short write: the disk filled up mid-line
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    except BaseException:
+        os.ftruncate(fd, size)  # no torn line in the middle of the file once space is freed
+        raise
     finally:
         os.close(fd)
 
@@ -109,6 +176,21 @@ def check_creatable(path: Path, what: str) -> None:
         raise UserError(f"cannot create {what} {path}: {existing} is a file")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise UserError(f"cannot create {what} {path}: {existing} is not writable")
+
+
+@contextlib.contextmanager
+def new_folder(path: Path, what: str) -> Iterator[Path]:
+    """writable_dir for a block that fills the folder: if the block fails, a folder it created is removed again
+    when the block left it empty (its files are written with staged_file, which cleans up after itself)."""
+    existed = Path(path).exists()
+    folder = writable_dir(path, what)
+    try:
+        yield folder
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                folder.rmdir()  # only if empty
+        raise
 
 
 def writable_dir(path: Path, what: str) -> Path:

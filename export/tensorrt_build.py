@@ -17,7 +17,7 @@ import torch
 
 from common.artifact import ArtifactSpec, EngineInfo, engine_file, engine_sidecar, read_onnx_spec, sidecar_path
 from common.errors import OptionError, check_number
-from common.files import atomic_write_bytes, strict_json
+from common.files import atomic_write_bytes, no_space_named, strict_json
 from common.models import pick_device
 from common.provenance import file_sha256
 from common.tensorrt_compat import (
@@ -142,8 +142,9 @@ def write_engine_files(plan_path: Path, plan_bytes: bytes, spec: ArtifactSpec, i
     side_tmp = plan_path.with_name(f".{sidecar_path(plan_path).name}.tmp")
     moved = False
     try:
-        plan_tmp.write_bytes(plan_bytes)
-        side_tmp.write_text(strict_json(engine_sidecar(spec, info)) + "\n")
+        with no_space_named(plan_path):
+            plan_tmp.write_bytes(plan_bytes)
+            side_tmp.write_text(strict_json(engine_sidecar(spec, info)) + "\n")
         sidecar_path(plan_path).unlink(missing_ok=True)
         plan_tmp.replace(plan_path)
         moved = True

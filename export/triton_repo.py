@@ -41,7 +41,7 @@ from common.artifact import (
     triton_parameters,
 )
 from common.errors import OptionError, UserError, check_number
-from common.files import check_creatable, share_like_umask, writable_dir
+from common.files import check_creatable, no_space_named, share_like_umask, writable_dir
 
 CONFIG_FILE = "config.pbtxt"
 VERSION = "1"  # the one model version written
@@ -196,11 +196,12 @@ def _write_model(folder: Path, config: Any, spec: ArtifactSpec, files: dict[Path
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     old = folder.with_name(f".{folder.name}.old-{tmp.name.rsplit('-', 1)[-1]}")
     try:
-        (tmp / VERSION).mkdir()
-        (tmp / CONFIG_FILE).write_text(text_format.MessageToString(config))
-        (tmp / TRITON_LABELS_FILE).write_text(triton_labels(spec))
-        for src, name in files.items():
-            shutil.copyfile(src, tmp / VERSION / name)
+        with no_space_named(folder):
+            (tmp / VERSION).mkdir()
+            (tmp / CONFIG_FILE).write_text(text_format.MessageToString(config))
+            (tmp / TRITON_LABELS_FILE).write_text(triton_labels(spec))
+            for src, name in files.items():
+                shutil.copyfile(src, tmp / VERSION / name)
         share_like_umask(tmp, directory=True)
         if folder.exists():
             folder.rename(old)

@@ -3,10 +3,11 @@ serve/report_plots.py beside it; never over a file that is not an earlier report
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from common.errors import UserError
-from common.files import atomic_write_json, atomic_write_text, check_creatable, writable_dir
+from common.files import check_creatable, staged_file, strict_json, writable_dir
 from serve.report import MARKDOWN_TITLE, Report, markdown, read_report
 from serve.report_plots import plot_scores, plot_sets
 
@@ -49,13 +50,17 @@ def report_outputs(json_path: Path) -> list[Path]:
 def write_report(report: Report, json_path: Path) -> list[Path]:
     """Writes report.json, and beside it report.md and the pictures (report_outputs); returns the paths written.
     Refuses (UserError) to overwrite files that are not earlier reports."""
-    json_path, md_path, png_path, sets_path = report_outputs(json_path)
-    check_report_path(json_path)
-    writable_dir(json_path.parent, "report folder")
-    atomic_write_json(json_path, report.to_dict())
-    atomic_write_text(md_path, markdown(report))
-    plot_scores(report, png_path)
-    written = [json_path, md_path, png_path]
-    if plot_sets(report, sets_path):
-        written.append(sets_path)
-    return written
+    outputs = report_outputs(json_path)
+    check_report_path(outputs[0])
+    writable_dir(outputs[0].parent, "report folder")
+    with contextlib.ExitStack() as staged:  # all written before any is moved into place: never half a report
+        json_tmp, md_tmp, png_tmp, sets_tmp = (staged.enter_context(staged_file(p, p.suffix)) for p in outputs)
+        json_tmp.write_text(strict_json(report.to_dict()) + "\n")
+        md_tmp.write_text(markdown(report))
+        plot_scores(report, png_tmp)
+        with_sets = plot_sets(report, sets_tmp)
+        if not with_sets:
+            sets_tmp.unlink()
+    if not with_sets:
+        outputs[3].unlink(missing_ok=True)  # an earlier report's picture, of other sets
+    return outputs if with_sets else outputs[:3]

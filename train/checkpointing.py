@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from common.checkpoint import load_weights, save_weights, weights_step
+from common.checkpoint import load_weights, save_weights, weights_step, write_weights
 from common.errors import UserError
+from common.files import staged_file
 from common.run import (
     BEST_WEIGHTS,
     LAST_WEIGHTS,
@@ -69,7 +70,6 @@ def save_checkpoint(s: Session, status: str) -> None:
     if not s.ranks.is_main:
         record_position(s)
         return
-    save_weights(s.models.student, s.out / LAST_WEIGHTS, step=s.counters.step)
     m, c = s.models, s.counters
     state = {
         "optimizer": m.optimizer.state_dict(),
@@ -79,9 +79,10 @@ def save_checkpoint(s: Session, status: str) -> None:
     }
     # TeS's projection and FLYP's text tower: here, in the one file that holds the position, so they cannot disagree
     state |= {name: module.state_dict() for name, module in m.side_modules().items()}
-    tmp = s.out / (STATE_FILE + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(s.out / STATE_FILE)
+    # Both files are written before either is moved into place: a full disk leaves the last checkpoint whole.
+    with staged_file(s.out / LAST_WEIGHTS) as weights_tmp, staged_file(s.out / STATE_FILE) as state_tmp:
+        write_weights(m.student, weights_tmp, step=c.step)
+        torch.save(state, state_tmp)
     record_position(s)
     write_run_record(s.out, s.record)
 

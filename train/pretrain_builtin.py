@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from common.builtin import BUILTIN_DIR
 from common.errors import check_number
-from common.files import atomic_write_text
+from common.files import atomic_write_text, staged_file
 from common.provenance import git_commit
 from data.world.benchmark import IMAGE_SIZE
 from data.world.model import BUILTIN_MODEL_CFG, BUILTIN_PREPROCESS_CFG
@@ -104,9 +104,8 @@ def pretrain_builtin(
 def save_builtin(model: torch.nn.Module, out_dir: Path, info: dict) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    tmp = out_dir / "open_clip_model.safetensors.tmp"
-    save_file(state, str(tmp))
-    tmp.replace(out_dir / "open_clip_model.safetensors")
+    with staged_file(out_dir / "open_clip_model.safetensors") as tmp:
+        save_file(state, str(tmp))
     cfg = {"model_cfg": BUILTIN_MODEL_CFG, "preprocess_cfg": BUILTIN_PREPROCESS_CFG}
     atomic_write_text(out_dir / "open_clip_config.json", json.dumps(cfg, indent=2))
     atomic_write_text(out_dir / "pretrain.json", json.dumps(info, indent=2))

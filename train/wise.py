@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_weights, save_weights, weights_step
+from common.checkpoint import load_weights, save_weights, weights_step, write_weights
 from common.classifier import ClipClassifier, classifier_from_state, zero_shot_classifier
 from common.errors import OptionError, UserError, check_number
-from common.files import share_like_umask, writable_dir
+from common.files import new_folder, staged_file, strict_json
 from common.provenance import file_sha256, git_commit
 from common.run import (
     BEST_WEIGHTS,
@@ -32,7 +32,6 @@ from common.run import (
     CheckpointError,
     Run,
     WiseInfo,
-    write_run_record,
 )
 from train.config import TrainConfig
 from train.methods import METHODS
@@ -200,8 +199,6 @@ def write_wise_run(
     if run.record.status != "finished":
         raise UserError(f"{run.path} has not finished training ({run.record.status}): finish or resume it first")
     model = (interpolation or Interpolation(run, base_state(run, base))).classifier(alpha)
-    writable_dir(out, "output folder")
-    save_weights(model, out / BEST_WEIGHTS, step=run.record.best.step)
     record = copy.deepcopy(run.record)
     record.wise = WiseInfo(
         alpha=alpha,
@@ -211,7 +208,11 @@ def write_wise_run(
         val_top1=val_top1,
     )
     record.status, record.created, record.git_commit = "finished", time.strftime("%Y-%m-%dT%H:%M:%S%z"), git_commit()
-    write_run_record(out, record)
+    with new_folder(out, "output folder"):  # a failure (a full disk) leaves no half-made run behind
+        # run.json, the run's index, moved into place last
+        with staged_file(out / RUN_FILE) as record_tmp, staged_file(out / BEST_WEIGHTS) as weights_tmp:
+            write_weights(model, weights_tmp, step=run.record.best.step)
+            record_tmp.write_text(strict_json(record.to_dict()) + "\n")
     return Run(out, record)
 
 
@@ -224,10 +225,8 @@ def interpolate_in_place(run: Run, alpha: float) -> tuple[ClipClassifier, WiseIn
     base = zero_shot_state(run)  # may refuse: before anything changes
     kept = run.path / FINETUNED_WEIGHTS
     if not kept.is_file():
-        tmp = kept.with_name(kept.name + ".tmp")
-        shutil.copyfile(run.best_weights, tmp)
-        share_like_umask(tmp)
-        tmp.replace(kept)
+        with staged_file(kept) as tmp:
+            shutil.copyfile(run.best_weights, tmp)
     model = wise_classifier(Run(run.path, replace(run.record, wise=None)), alpha, base)
     save_weights(model, run.best_weights, step=run.record.best.step)
     info = WiseInfo(alpha=alpha, base="zero-shot", finetuned=FINETUNED_WEIGHTS, finetuned_sha256=file_sha256(kept))

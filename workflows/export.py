@@ -19,7 +19,7 @@ from calib.calibration import calibration_images, load_calibration_array
 from calib.int8 import Int8Options, write_int8_copy
 from common.artifact import CPU_INT8, ArtifactSpec, onnx_file
 from common.errors import OptionError
-from common.files import writable_dir
+from common.files import no_space_named, writable_dir
 from common.run import Run, open_run
 from data.labeled import load_dataset
 from data.specs import TrainData, resolve_eval_sets, resolve_train_data
@@ -63,7 +63,8 @@ def _verified(write: Callable[[Path], Path], final: Path, reference: Runner, ima
     anything fails, the writing included."""
     tmp = final.with_name(final.name + ".tmp.onnx")
     try:
-        write(tmp)
+        with no_space_named(final):
+            write(tmp)
         check_model(tmp)
         parity = check_parity(reference, open_runner(tmp), images)
         log(f"{final.name}: {parity.describe()}")  # two INT8 files (TensorRT's and the CPU's): each named

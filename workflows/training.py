@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.run import Run
+from common.errors import NoSpaceError
+from common.run import STATE_FILE, Run
 from workflows.console import console, main_rank, progress_bar, progress_hook, say
 from workflows.report_page import write_report_page
 
@@ -45,6 +46,12 @@ def train_with_progress(
                 console.print(f"{stop}; saved. Resume with: python cli.py train --resume {session.out}")
             if tracking is not None:
                 tracking.status = "interrupted"
+            raise
+        except NoSpaceError as full:
+            if (session.out / STATE_FILE).is_file():  # an earlier checkpoint to go on from
+                raise NoSpaceError(
+                    full.path, full.reason, f"resume: python cli.py train --resume {session.out}"
+                ) from full
             raise
     if main_rank():
         write_report_page(run.path)

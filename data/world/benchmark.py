@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common.files import cache_root, share_like_umask, writable_dir
+from common.files import cache_root, no_space_named, share_like_umask, writable_dir
 from data.world.scenes import BACKGROUNDS, COLORS, SHAPES, Scene, render
 from data.world.shifts import SHIFTS, SHIFTS_VERSION, apply_shift
 
@@ -173,7 +173,8 @@ def ensure_benchmark(seed: int = 0, splits: tuple[SplitSpec, ...] = SPLITS, root
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
     share_like_umask(tmp, directory=True)
     try:
-        _write_splits(tmp, splits, seed)
+        with no_space_named(target):
+            _write_splits(tmp, splits, seed)
         (tmp / "classnames.txt").write_text("".join(f"{s}\n" for s in SHAPES))
         meta = {
             "version": BENCHMARK_VERSION,

@@ -233,6 +233,22 @@ def test_a_cell_without_scores_is_re_evaluated_alone(compared, spec, tmp_path, m
     assert leaderboard_rows(out) == before
 
 
+def test_a_full_disk_keeps_the_comparison_as_it_was(compared, spec, tmp_path):
+    """A comparison whose scores and leaderboard cannot be written ends naming the file; every earlier file is
+    bit-identical, no temporary file is left, and the next call (with space) finishes it."""
+    from common.errors import NoSpaceError
+    from tests.file_size_limit import file_digests, file_size_limit, temporary_files
+
+    out = copy_of(compared, tmp_path)
+    (cell_dirs(out)[3] / COMPARE_SCORES).unlink()  # to measure again and write
+    before = file_digests(out)
+    with file_size_limit(512), pytest.raises(NoSpaceError, match=f"no space to write {out}"):
+        compare_recipes(spec, out)
+    assert file_digests(out) == before and temporary_files(out) == []
+    compare_recipes(spec, out)
+    assert (cell_dirs(out)[3] / COMPARE_SCORES).is_file()
+
+
 def test_an_interrupted_cell_is_resumed(compared, spec, tmp_path, monkeypatch):
     """A comparison stopped (Ctrl-C) inside a cell's training resumes that training where it stopped, and ends with
     the leaderboard an uninterrupted comparison wrote."""
