@@ -420,7 +420,7 @@ def compare_cmd(
             rows = compare_recipes(spec, out, on_cell, tracking)
         except TrainingInterrupted as stop:
             tracking.status = "interrupted"
-            console.print(f"{stop}; saved. Run the same command again to go on where it stopped.")
+            console.print(f"{stop}. Run the same command again to go on where it stopped.", markup=False)
             raise typer.Exit(130) from None
     typer.echo((out / "leaderboard.md").read_text())  # markdown, unwrapped
     say(f"wrote {out / 'leaderboard.md'}, leaderboard.json, leaderboard.png, report.html ({len(rows)} rows)")
@@ -444,21 +444,21 @@ def pretrain_builtin_cmd(
     steps: opts.PretrainSteps = 700,
     seed: opts.Seed = 0,
     out: opts.PretrainOut = None,
+    replace_builtin: opts.ReplaceBuiltin = False,
 ) -> None:
     """Re-create the built-in model: contrastive pretraining from scratch on the procedural world (CPU, minutes)."""
-    from common.builtin import BUILTIN_DIR
-    from train.pretrain_builtin import PretrainConfig, pretrain_builtin
+    from train.pretrain_builtin import PretrainConfig, pretrain_builtin, pretrain_out
 
     with one_line_errors():
-        cfg = PretrainConfig(steps=steps, seed=seed)
+        cfg, out = PretrainConfig(steps=steps, seed=seed), pretrain_out(out, replace_builtin)
         with progress_bar() as bar:
             task = bar.add_task("pretrain builtin", total=steps, info="rendering corpus")
 
             def on_step(step: int, loss: float) -> None:
                 bar.update(task, completed=step + 1, info=f"loss {loss:.3f}")
 
-            info = pretrain_builtin(cfg, out or BUILTIN_DIR, on_step=on_step)
-    console.print(f"wrote {out or BUILTIN_DIR} in {info['seconds']} s")
+            info = pretrain_builtin(cfg, out, on_step=on_step)
+    console.print(f"wrote {out} in {info['seconds']} s", markup=False)
 
 
 @command("checks", short_help="What this machine can do, proven end to end: the environment and a self-test.")

@@ -454,7 +454,11 @@ PretrainSteps = Annotated[
     int, Opt(metavar="INT", help="Optimizer steps (batch 256); 700 makes zero-shot useful but beatable.")
 ]
 PretrainOut = Annotated[
-    Path | None, Opt("--out", metavar="DIR", help="Output folder; default: the committed common/assets/builtin.")
+    Path | None,
+    Opt("--out", metavar="DIR", help="Output folder (an open_clip local-dir:), default runs/pretrain-builtin."),
+]
+ReplaceBuiltin = Annotated[
+    bool, Opt("--replace-builtin", help="Write over the packaged built-in model (common/assets/builtin) instead.")
 ]
 Quick = Annotated[bool, Opt("--quick", help="Skip the training checks; the exports then come from a one-step CPU run.")]
 ChecksJson = Annotated[

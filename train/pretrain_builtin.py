@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 
 from common.builtin import BUILTIN_DIR
-from common.errors import check_number
-from common.files import atomic_write_text, staged_file
+from common.errors import OptionError, check_number
+from common.files import atomic_write_text, check_creatable, staged_file, writable_dir
 from common.provenance import git_commit
+from common.run import RUNS_ROOT
 from data.world.benchmark import IMAGE_SIZE
 from data.world.model import BUILTIN_MODEL_CFG, BUILTIN_PREPROCESS_CFG
 from data.world.scenes import caption, random_scene, render
@@ -67,9 +68,26 @@ def caption_aware_clip_loss(image_features, text_features, logit_scale, captions
     return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets))
 
 
+DEFAULT_OUT = RUNS_ROOT / "pretrain-builtin"  # beside the runs: the packaged model changes only when asked
+
+
+def pretrain_out(out: Path | None, replace_builtin: bool) -> Path:
+    """Where `pretrain-builtin` writes: `out`, DEFAULT_OUT, or the packaged built-in model's folder with
+    `replace_builtin` (alone); an `out` that is that folder needs `replace_builtin` too."""
+    if replace_builtin and out is not None:
+        raise OptionError("give --out or --replace-builtin, not both (--replace-builtin writes the packaged model)")
+    if replace_builtin:
+        return BUILTIN_DIR
+    if out is not None and Path(out).resolve() == BUILTIN_DIR.resolve():
+        raise OptionError(f"{out} holds the packaged built-in model: add --replace-builtin (alone) to replace it")
+    folder = out or DEFAULT_OUT
+    check_creatable(folder, "output folder")
+    return folder
+
+
 def pretrain_builtin(
     cfg: PretrainConfig = PretrainConfig(),
-    out_dir: Path = BUILTIN_DIR,
+    out_dir: Path = DEFAULT_OUT,
     on_step: Callable[[int, float], None] | None = None,
 ) -> dict:
     """Pretrains the built-in model from scratch and writes it as an open_clip local folder."""
@@ -102,7 +120,7 @@ def pretrain_builtin(
 
 
 def save_builtin(model: torch.nn.Module, out_dir: Path, info: dict) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    writable_dir(out_dir, "output folder")
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     with staged_file(out_dir / "open_clip_model.safetensors") as tmp:
         save_file(state, str(tmp))

@@ -108,8 +108,9 @@ class RunLock:
         self.file.write(str(os.getpid()))
         self.file.flush()
 
-    def release(self, discard: bool = False) -> None:
-        """Closes the descriptor, which drops the flock; `discard` removes a lock file this lock created."""
-        if discard and self.created:
+    def release(self, discard: bool = False, finished: bool = False) -> None:
+        """Closes the descriptor, which drops the flock; `discard` removes a lock file this lock created, `finished`
+        the lock file in any case (a finished run is never trained into again: it needs no lock)."""
+        if (discard and self.created) or finished:
             self.path.unlink(missing_ok=True)  # while still locked: no one else can be holding this file
         self.file.close()

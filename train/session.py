@@ -159,6 +159,7 @@ class Session:
     ranks: Ranks = field(default_factory=Ranks)  # this process's place under torchrun; rank 0 alone writes
     counters: LoopCounters = field(default_factory=LoopCounters)
     lock: RunLock | None = None  # once the run directory is claimed
+    made_out: bool = False  # whether this process made the run directory (removed again if nothing was saved)
     saved_step: int | None = None  # the step of the checkpoint on disk (saved or restored), if any
 
 

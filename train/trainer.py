@@ -29,7 +29,7 @@ from common.distributed import Ranks, current
 from common.errors import OptionError
 from common.files import writable_dir
 from common.progress import ProgressHook
-from common.run import METRICS_FILE, Run, RunRecord, open_run, read_metrics
+from common.run import METRICS_FILE, STATE_FILE, Run, RunRecord, open_run, read_metrics
 from data.labeled import DataError
 from data.loading import Batch, ImageDataset
 from data.transforms import eval_transform
@@ -59,7 +59,12 @@ StartCallback = Callable[[Path, dict[str, Any], "int | None"], None]
 
 
 class TrainingInterrupted(Exception):
-    """Raised after a clean save when the user pressed Ctrl-C."""
+    """Raised when the user pressed Ctrl-C: after a clean save, or before the first step (`resumable` when the run
+    has a checkpoint to go on from; a fresh run's directory is removed again)."""
+
+    def __init__(self, message: str, run_dir: Path, resumable: bool = True):
+        super().__init__(message)
+        self.run_dir, self.resumable = run_dir, resumable
 
 
 @torch.no_grad()
@@ -348,18 +353,43 @@ def prepare(
         check_unused(out)
     out = Path(out)
     s = build_session(cfg, out, progress)
+    s.made_out = not out.exists()
     if ranks.is_main:
         writable_dir(out, "run directory")
         s.lock = RunLock(out)  # held until training ends: a second training into `out` is refused
     try:
         _start_or_restore(s, previous)
+    except KeyboardInterrupt:
+        raise _interrupted_before_a_checkpoint(s, "while loading") from None
     except BaseException:
-        if s.lock:
-            s.lock.release(discard=True)
+        _forget_unstarted_run(s)
         raise
     if s.lock:
         s.lock.claim()
     return s
+
+
+def _forget_unstarted_run(s: Session) -> None:
+    """Releases the lock of a run that never saved a checkpoint in this process, and removes the run directory
+    again if this process made it and left nothing else in it (a tracker's files, say, keep it)."""
+    if s.lock:
+        s.lock.release(discard=True)
+        s.lock = None
+    if s.ranks.is_main and s.made_out and not (s.out / STATE_FILE).exists():
+        (s.out / METRICS_FILE).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            s.out.rmdir()  # only if empty
+
+
+def _interrupted_before_a_checkpoint(s: Session, when: str) -> TrainingInterrupted:
+    """Ctrl-C before the first step of this process: a fresh run is forgotten, a resumed one is as it was."""
+    resumable = (s.out / STATE_FILE).exists()
+    _forget_unstarted_run(s)
+    if resumable:
+        return TrainingInterrupted(f"interrupted {when}, before the first step; its checkpoint is as it was", s.out)
+    gone = "" if s.out.exists() else f" ({s.out} removed)"
+    message = f"interrupted {when}, before the first checkpoint: nothing to resume{gone}"
+    return TrainingInterrupted(message, s.out, resumable=False)
 
 
 def _start_or_restore(s: Session, previous: RunRecord | None) -> None:
@@ -379,20 +409,26 @@ def run_training(s: Session, on_step: StepCallback | None = None, on_record: Rec
     """Trains a prepared session to the end and points runs/latest at the finished run; `on_record` sees each
     metrics.jsonl record as it is written. Ctrl-C saves and raises TrainingInterrupted; a non-finite loss, gradient
     or weight raises TrainingDiverged, keeping the last good checkpoint."""
+    finished = False
     try:
-        return _train_to_the_end(s, on_step, on_record)
+        run = _train_to_the_end(s, on_step, on_record)
+        finished = True
+        return run
     except TrainingDiverged as error:
         if s.ranks.is_main:
             mark_diverged(s, error)
         raise
     finally:
         if s.lock:
-            s.lock.release()
+            s.lock.release(finished=finished)
 
 
 def _train_to_the_end(s: Session, on_step: StepCallback | None, on_record: RecordCallback | None) -> Run:
     log = MetricsLog(s.out / METRICS_FILE, [on_record] if on_record else [])
-    precompute_teacher_logits(s)
+    try:  # during the steps, Ctrl-C saves and stops at the next one (a second Ctrl-C kills)
+        precompute_teacher_logits(s)
+    except KeyboardInterrupt:
+        raise _interrupted_before_a_checkpoint(s, "while computing the teacher's logits") from None
     start = time.time()
     with ctrl_c_requests_stop() as stop:
         while s.counters.step < s.total_steps:
@@ -403,7 +439,7 @@ def _train_to_the_end(s: Session, on_step: StepCallback | None, on_record: Recor
             if s.ranks.any(stop()):
                 save_checkpoint(s, "interrupted")
                 draw_curves(s)
-                raise TrainingInterrupted(f"interrupted at step {s.counters.step}/{s.total_steps}")
+                raise TrainingInterrupted(f"interrupted at step {s.counters.step}/{s.total_steps}; saved", s.out)
             if finished_epoch:
                 validate_and_keep_best(s, log)
                 s.counters.epoch, s.counters.batch_in_epoch = s.counters.epoch + 1, 0

@@ -12,7 +12,10 @@ from workflows.console import console, main_rank, progress_bar, progress_hook, s
 from workflows.report_page import write_report_page
 
 if TYPE_CHECKING:
+    from rich.progress import Progress
+
     from train.config import TrainConfig
+    from train.session import Session
     from workflows.tracking import Tracking
 
 
@@ -26,32 +29,18 @@ def train_with_progress(
     """Trains with progress bars, logs to the `tracking` trackers (started here, once the run directory is known;
     the caller finishes them) and says where the run went. Ctrl-C saves, prints the command that resumes and raises
     train.trainer.TrainingInterrupted."""
-    from train.trainer import TrainingInterrupted, prepare, run_training
+    from train.trainer import TrainingInterrupted, prepare
 
     with progress_bar() as bar:  # bad input fails in prepare, before any bar is drawn
-        session = prepare(cfg, out, resume, progress=progress_hook(bar), overrides=overrides)
-        task = bar.add_task(f"train {session.cfg.loss.kind}", total=session.total_steps, info="teacher logits")
-        on_record = None
-        if tracking is not None and main_rank():
-            tracking.start(session.out, session.cfg.to_dict(), session.counters.step if resume else None)
-            on_record = tracking.log_record
-
-        def on_step(step: int, terms: dict[str, float]) -> None:
-            bar.update(task, completed=step, info=f"loss {terms.get('loss', float('nan')):.3f}")
-
         try:
-            run = run_training(session, on_step, on_record)
+            session = prepare(cfg, out, resume, progress=progress_hook(bar), overrides=overrides)
+            run = _train_prepared(session, bar, resume, tracking)
         except TrainingInterrupted as stop:
             if main_rank():
-                console.print(f"{stop}; saved. Resume with: python cli.py train --resume {session.out}")
+                then = f". Resume with: python cli.py train --resume {stop.run_dir}" if stop.resumable else ""
+                console.print(f"{stop}{then}", markup=False)
             if tracking is not None:
                 tracking.status = "interrupted"
-            raise
-        except NoSpaceError as full:
-            if (session.out / STATE_FILE).is_file():  # an earlier checkpoint to go on from
-                raise NoSpaceError(
-                    full.path, full.reason, f"resume: python cli.py train --resume {session.out}"
-                ) from full
             raise
     if main_rank():
         write_report_page(run.path)
@@ -59,6 +48,27 @@ def train_with_progress(
         if tracking is not None:
             tracking.log_summary(final_values(run))
     return run
+
+
+def _train_prepared(session: Session, bar: Progress, resume: bool, tracking: Tracking | None) -> Run:
+    """run_training with a bar, its records to the trackers; a full disk's line says how to resume."""
+    from train.trainer import run_training
+
+    task = bar.add_task(f"train {session.cfg.loss.kind}", total=session.total_steps, info="teacher logits")
+    on_record = None
+    if tracking is not None and main_rank():
+        tracking.start(session.out, session.cfg.to_dict(), session.counters.step if resume else None)
+        on_record = tracking.log_record
+
+    def on_step(step: int, terms: dict[str, float]) -> None:
+        bar.update(task, completed=step, info=f"loss {terms.get('loss', float('nan')):.3f}")
+
+    try:
+        return run_training(session, on_step, on_record)
+    except NoSpaceError as full:
+        if (session.out / STATE_FILE).is_file():  # an earlier checkpoint to go on from
+            raise NoSpaceError(full.path, full.reason, f"resume: python cli.py train --resume {session.out}") from full
+        raise
 
 
 def say_trained(run: Run) -> None:

@@ -140,8 +140,10 @@ def test_a_json_line_that_does_not_fit_leaves_no_torn_line(tmp_path):
         (OSError(28, "No space left on device", "/data/x"), "No space left on device"),
         (OSError(27, "File too large"), "File too large"),
         (OSError(122, "Disk quota exceeded"), "Disk quota exceeded"),
-        (RuntimeError("SafetensorError: Error while serializing: IoError(Os { code: 27, message: File too large })"),
-         "File too large"),  # fmt: skip
+        (
+            RuntimeError("SafetensorError: Error while serializing: IoError(Os { code: 27, message: File too large })"),
+            "File too large",
+        ),  # fmt: skip
         (PermissionError(13, "Permission denied"), None),
         (ValueError("a bug"), None),
     ],

@@ -53,3 +53,69 @@ def test_a_lock_left_by_a_killed_process_is_taken_over(tmp_path):
     holder.wait()
     assert (tmp_path / LOCK_FILE).exists()
     RunLock(tmp_path).release()
+
+
+# ------------------------------------------------------------------------------ the lock's life, Ctrl-C early
+
+
+def _cli(args):
+    from typer.testing import CliRunner
+
+    from cli import app
+    from tests.cli.conftest import process_logging
+
+    with process_logging():
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_a_finished_run_keeps_no_lock(tmp_path, tiny_folder):
+    from train.trainer import train
+
+    train(TrainConfig(data=str(tiny_folder), max_steps=1, loss=_ce()), tmp_path / "run")
+    assert not (tmp_path / "run" / LOCK_FILE).exists()
+
+
+def _ce():
+    from train.losses import LossConfig
+
+    return LossConfig(kind="ce")
+
+
+def _press_ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_so_and_removes_the_run_directory(tmp_path, tiny_folder, monkeypatch):
+    import train.trainer
+
+    monkeypatch.setattr(train.trainer, "precompute_teacher_logits", _press_ctrl_c)
+    out = tmp_path / "runs" / "fresh"
+    result = _cli(["train", "--data", tiny_folder, "--max-steps", "1", "--out", out])
+    assert result.exit_code == 130
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert lines[-1] == (
+        f"interrupted while computing the teacher's logits, before the first checkpoint: nothing to resume "
+        f"({out} removed)"
+    )
+    assert not out.exists() and (tmp_path / "runs").is_dir()  # only what the run made is gone
+
+
+def test_ctrl_c_while_loading_a_resumed_run_leaves_its_checkpoint_as_it_was(tmp_path, tiny_folder, monkeypatch):
+    import dataclasses
+
+    import train.trainer
+    from common.run import open_run, write_run_record
+    from tests.file_size_limit import file_digests
+
+    run = tmp_path / "run"
+    train.trainer.train(TrainConfig(data=str(tiny_folder), max_steps=1, loss=_ce()), run)
+    write_run_record(run, dataclasses.replace(open_run(run).record, status="running"))  # as if killed
+    before = file_digests(run)
+    monkeypatch.setattr(train.trainer, "restore", _press_ctrl_c)
+    result = _cli(["train", "--resume", run])
+    assert result.exit_code == 130
+    assert result.output.splitlines()[-1] == (
+        f"interrupted while loading, before the first step; its checkpoint is as it was. "
+        f"Resume with: python cli.py train --resume {run}"
+    )
+    assert file_digests(run) == before
