@@ -6,7 +6,9 @@ Writes a manifest shaped like ImageNet's training set (1000 synset folders, `tra
 the files need not exist: loading a manifest reads only the CSV), then, side by side in one run: the median time of
 `load_manifest` (data.labeled: parse, check for repeated rows, labels as codes, a SampleTable) over --repeats, the
 memory it holds per image (tracemalloc, a separate load), and what the same samples take as the list of `Sample`s
-that every manifest used to become. Also the time of the stratified validation holdout that training draws from it.
+that every manifest used to become. Also the time of the stratified validation holdout that training draws from it,
+and what recording the files a run trains on costs (common.run.DATA_FILES: resolving every path, then the gzip file):
+its time and its size per image.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from data.labeled import load_manifest
+from common.run import DATA_FILES, write_data_files
+from data.labeled import load_manifest, resolved_paths
 from data.specs import _stratified_holdout
 
 
@@ -63,6 +66,9 @@ def main() -> None:
         start = time.perf_counter()
         _stratified_holdout(data, 0.1, 0)
         holdout = time.perf_counter() - start
+        start = time.perf_counter()
+        write_data_files(Path(tmp), {"train": resolved_paths(data)})
+        record_seconds, record_bytes = time.perf_counter() - start, (Path(tmp) / DATA_FILES).stat().st_size
         del data
         data, table_bytes = held_bytes(lambda: load_manifest(manifest))
         as_list, list_bytes = held_bytes(lambda: list(data.samples))  # type: ignore[attr-defined]
@@ -72,6 +78,8 @@ def main() -> None:
         "holdout_seconds": holdout,
         "table_bytes_per_image": table_bytes / args.rows,
         "list_of_samples_bytes_per_image": list_bytes / args.rows,
+        "file_record_seconds": record_seconds,
+        "file_record_bytes_per_image": record_bytes / args.rows,
     }
     print(
         f"{args.rows} rows: load_manifest {figures['load_seconds_median']:.2f} s (median of {args.repeats}), "
@@ -81,6 +89,10 @@ def main() -> None:
         f"held per image: SampleTable {figures['table_bytes_per_image']:.0f} B, "
         f"list of Samples {figures['list_of_samples_bytes_per_image']:.0f} B "
         f"({list_bytes / max(table_bytes, 1):.1f}x)"
+    )
+    print(
+        f"the run's record of its files ({DATA_FILES}): {record_seconds:.1f} s, "
+        f"{record_bytes / 1e6:.1f} MB ({figures['file_record_bytes_per_image']:.1f} B per image)"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -8,6 +8,7 @@ with the fine-tuned one kept as finetuned.safetensors), last.safetensors and sta
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from common.artifact import ClassifierMeta
 from common.builtin import BUILTIN
 from common.errors import CheckpointError
-from common.files import atomic_write_json, read_json_lines
+from common.files import atomic_write_json, read_json_lines, staged_file
+from common.provenance import file_sha256
 from common.typed_json import from_json
 
 if TYPE_CHECKING:  # torch-heavy; imported where a classifier is loaded, so the CLI starts fast
@@ -31,6 +33,9 @@ STATE_FILE = "state.pt"
 # FLYP trains the text tower too: its weights at the best step (never interpolated: WiSE-FT reads them)
 TEXT_TOWER_WEIGHTS = "text_tower.safetensors"
 METRICS_FILE = "metrics.jsonl"
+# The files a run was trained and validated on, as they resolved when training started: overlap checks read this,
+# not the data on disk today (a dataset's split files may have come later). Lines "ROLE<TAB>JSON-string", gzip.
+DATA_FILES = "data-files.txt.gz"
 RUNS_ROOT = Path("runs")  # where fresh runs go, relative to the working directory
 LATEST = "latest"  # RUNS_ROOT/latest: a symlink to the newest finished run
 
@@ -57,6 +62,7 @@ class RunData:
     n_val: int = 0
     skipped_train_reads: int = 0  # counted at every read, so an image unreadable in 10 epochs counts 10 times
     skipped_val: int = 0  # in the latest validation pass
+    files_sha256: str | None = None  # of DATA_FILES; None for runs made before it was recorded
 
 
 @dataclass
@@ -130,6 +136,35 @@ class RunRecord:
 
 def write_run_record(run_dir: Path, record: RunRecord) -> None:
     atomic_write_json(Path(run_dir) / RUN_FILE, record.to_dict())
+
+
+def write_data_files(run_dir: Path, files: dict[str, list[str]]) -> str:
+    """Writes DATA_FILES (role -> resolved paths, e.g. train and val) into `run_dir`; returns its SHA-256, which
+    run.json records. About 10 bytes an image, gzip-compressed (ImageNet's 1.28 million: some 13 MB)."""
+    with staged_file(Path(run_dir) / DATA_FILES) as tmp, gzip.open(tmp, "wt", encoding="ascii") as f:
+        for role, paths in files.items():
+            f.writelines(f"{role}\t{json.dumps(path)}\n" for path in paths)  # ASCII, any file name round-trips
+    return file_sha256(Path(run_dir) / DATA_FILES)
+
+
+def read_data_files(run: Run) -> dict[str, set[str]] | None:
+    """The run's DATA_FILES as role -> set of resolved paths; None for a run made before they were recorded.
+    CheckpointError when the file is missing, damaged or not the one run.json names."""
+    expected = run.record.data.files_sha256
+    if expected is None:
+        return None
+    path = run.path / DATA_FILES
+    if not path.is_file() or file_sha256(path) != expected:
+        raise CheckpointError(f"{path} is missing or changed since training (run.json records its SHA-256)")
+    files: dict[str, set[str]] = {}
+    try:
+        with gzip.open(path, "rt", encoding="ascii") as f:
+            for line in f:
+                role, text = line.rstrip("\n").split("\t", 1)
+                files.setdefault(role, set()).add(json.loads(text))
+    except (OSError, EOFError, ValueError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from err
+    return files
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -224,9 +224,9 @@ def _plain_relative(path: str) -> bool:
     return not (odd_start or path.endswith(("/", "/.", "/..")) or "//" in path or "/./" in path or "/../" in path)
 
 
-def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
-    """The image files that two datasets both hold, in `b`'s order. Paths are compared with their folders resolved
-    (relative spellings and symlinked folders match); folders are resolved once each, not once per image."""
+def resolved_paths(data: LabeledImages) -> list[str]:
+    """Every image file's path with its folder resolved (relative spellings and symlinked folders made one), in the
+    dataset's order: an image's identity for overlap checks. Folders are resolved once each, not once per image."""
     folders: dict[str, str] = {}
 
     def real(path: str) -> str:
@@ -235,8 +235,19 @@ def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
             folders[folder] = os.path.realpath(folder)
         return os.path.join(folders[folder], name)
 
-    in_a = {real(path) for path in path_texts(a.samples)}
-    return [Path(path) for path in path_texts(b.samples) if real(path) in in_a]
+    return [real(path) for path in path_texts(data.samples)]
+
+
+def images_among(known: set[str], data: LabeledImages) -> list[Path]:
+    """The images of `data` whose resolved path (resolved_paths) is in `known`, in `data`'s order, as given."""
+    return [
+        Path(given) for given, real in zip(path_texts(data.samples), resolved_paths(data), strict=True) if real in known
+    ]
+
+
+def shared_images(a: LabeledImages, b: LabeledImages) -> list[Path]:
+    """The image files that two datasets both hold, in `b`'s order (paths compared as resolved_paths makes them)."""
+    return images_among(set(resolved_paths(a)), b)
 
 
 def load_dataset(source: str | Path, classes: list[str] | None = None, name: str | None = None) -> LabeledImages:

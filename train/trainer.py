@@ -29,8 +29,17 @@ from common.distributed import Ranks, current
 from common.errors import OptionError
 from common.files import writable_dir
 from common.progress import ProgressHook
-from common.run import METRICS_FILE, STATE_FILE, Run, RunRecord, open_run, read_metrics
-from data.labeled import DataError
+from common.run import (
+    DATA_FILES,
+    METRICS_FILE,
+    STATE_FILE,
+    Run,
+    RunRecord,
+    open_run,
+    read_metrics,
+    write_data_files,
+)
+from data.labeled import DataError, resolved_paths
 from data.loading import Batch, ImageDataset
 from data.transforms import eval_transform
 from train.checkpointing import (
@@ -376,7 +385,8 @@ def _forget_unstarted_run(s: Session) -> None:
         s.lock.release(discard=True)
         s.lock = None
     if s.ranks.is_main and s.made_out and not (s.out / STATE_FILE).exists():
-        (s.out / METRICS_FILE).unlink(missing_ok=True)
+        for name in (METRICS_FILE, DATA_FILES):
+            (s.out / name).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             s.out.rmdir()  # only if empty
 
@@ -398,6 +408,9 @@ def _start_or_restore(s: Session, previous: RunRecord | None) -> None:
         if main:
             check_unused(s.out)  # another process may have started here while this one was loading
             (s.out / METRICS_FILE).unlink(missing_ok=True)  # left by a run that stopped before its first checkpoint
+            resolved = s.data.resolved  # what the model is trained on travels with it (overlap checks read it)
+            files = {"train": resolved_paths(resolved.train), "val": resolved_paths(resolved.val)}
+            s.record.data.files_sha256 = write_data_files(s.out, files)
         return
     restore(s, previous)
     set_base_lr(s, s.cfg.resolved_lr())  # the lr honoured on resume; the schedule stays where it was

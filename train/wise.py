@@ -26,6 +26,7 @@ from common.files import new_folder, staged_file, strict_json
 from common.provenance import file_sha256, git_commit
 from common.run import (
     BEST_WEIGHTS,
+    DATA_FILES,
     FINETUNED_WEIGHTS,
     RUN_FILE,
     TEXT_TOWER_WEIGHTS,
@@ -212,6 +213,9 @@ def write_wise_run(
         # run.json, the run's index, moved into place last
         with staged_file(out / RUN_FILE) as record_tmp, staged_file(out / BEST_WEIGHTS) as weights_tmp:
             write_weights(model, weights_tmp, step=run.record.best.step)
+            if record.data.files_sha256 is not None:  # what the model was trained on travels with it
+                with staged_file(out / DATA_FILES) as files_tmp:
+                    shutil.copyfile(run.path / DATA_FILES, files_tmp)
             record_tmp.write_text(strict_json(record.to_dict()) + "\n")
     return Run(out, record)
 
