@@ -2,8 +2,8 @@
 
 Layout: run.json (a RunRecord), best.safetensors (the classifier chosen on validation, or its WiSE-FT interpolation,
 with the fine-tuned one kept as finetuned.safetensors), last.safetensors and state.pt (for resuming), metrics.jsonl
-(one JSON object per logged step). Every other stage reads a run through
-`open_run`, once, and passes the Run on; nothing else parses run.json.
+(one JSON object per logged step), data-files.txt.gz (the files it was trained and validated on). Every other
+stage reads a run through `open_run`, once, and passes the Run on; nothing else parses run.json.
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def write_run_record(run_dir: Path, record: RunRecord) -> None:
 
 def write_data_files(run_dir: Path, files: dict[str, list[str]]) -> str:
     """Writes DATA_FILES (role -> resolved paths, e.g. train and val) into `run_dir`; returns its SHA-256, which
-    run.json records. About 10 bytes an image, gzip-compressed (ImageNet's 1.28 million: some 13 MB)."""
+    run.json records. Compact: 3.3 MB for ImageNet's 1.28 million training images (benchmarks/manifest_scale.py)."""
     with staged_file(Path(run_dir) / DATA_FILES) as tmp, gzip.open(tmp, "wt", encoding="ascii") as f:
         for role, paths in files.items():
             f.writelines(f"{role}\t{json.dumps(path)}\n" for path in paths)  # ASCII, any file name round-trips
