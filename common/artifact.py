@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,40 @@ def write_onnx_spec(path: Path, spec: ArtifactSpec) -> None:
     onnx.save(proto, str(path))  # external tensors keep pointing at their .data file
 
 
+def check_external_data(proto: Any, path: Path) -> None:
+    """Refuses an ONNX model whose tensors keep their data outside the model's own folder: an absolute location, a
+    '..' anywhere in it, or a file (or folder) that resolves outside through a symlink. The path-traversal class of
+    ONNX's CVEs (CVE-2022-25882, CVE-2024-27318 nested '..', CVE-2026-27489 symlinks): ONNX Runtime and OpenVINO
+    would read what such an entry names, so it is checked (read_onnx_spec) before any runner opens the file."""
+    import onnx
+
+    folder = path.parent.resolve()
+    for tensor in _tensors(proto.graph):
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        location = next((entry.value for entry in tensor.external_data if entry.key == "location"), "")
+        parts = location.replace("\\", "/").split("/")
+        escapes = not location or location.startswith(("/", "\\")) or ".." in parts
+        if escapes or not (path.parent / location).resolve().is_relative_to(folder):
+            raise ArtifactError(
+                f"{path}: tensor {tensor.name!r} keeps its data at {location!r}, outside the model's folder: refused "
+                "(an ONNX file may use only data files beside it)"
+            )
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every tensor of an ONNX graph: initializers, sparse ones, and those in node attributes, subgraphs included."""
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield from (sparse.values, sparse.indices)
+    for node in graph.node:
+        for attribute in node.attribute:
+            yield from ([attribute.t] if attribute.HasField("t") else [])
+            yield from attribute.tensors
+            for subgraph in [*([attribute.g] if attribute.HasField("g") else []), *attribute.graphs]:
+                yield from _tensors(subgraph)
+
+
 def read_onnx_spec(path: Path) -> ArtifactSpec:
     """The spec written at export; ArtifactError for a missing file, a file that is not ONNX, or one we did not
     make."""
@@ -187,6 +221,7 @@ def read_onnx_spec(path: Path) -> ArtifactSpec:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # protobuf's DecodeError and friends: the file is not an ONNX model
         raise ArtifactError(f"cannot read ONNX file {path}: {str(err).splitlines()[0] if str(err) else err}") from err
+    check_external_data(proto, path)
     props = {p.key: p.value for p in proto.metadata_props}
     if META_KEY not in props:
         raise ArtifactError(f"{path} carries no {META_KEY!r} metadata (classes, preprocessing): export it with cli.py")

@@ -264,3 +264,78 @@ def test_files_from_older_versions_say_what_to_do(onnx_path):
     flat = {**_spec().classifier.__dict__, "precision": "fp32"}  # the flat layout of proreg-clip before the contract
     _with_metadata(onnx_path, json.dumps(flat))
     _one_line_error(read_onnx_spec, onnx_path, match="older versions of proreg-clip cannot be read: export again")
+
+
+# ------------------------------------------------------------------------------------ files from elsewhere
+
+
+def external_data_model(folder, location: str, data_at=None):
+    """A model (with our metadata) whose every tensor keeps its data at `location`, relative to the model's folder;
+    the data file itself is put at `data_at` (default: where `location` points), so that a reader that followed
+    the entry would find real data there."""
+    import os
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = save_classifier_graph(folder / "model.onnx")
+    write_onnx_spec(path, _spec())
+    onnx.save(onnx.load(str(path)), str(path), save_as_external_data=True, location="w.data", size_threshold=0)
+    proto = onnx.load(str(path), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = location
+    onnx.save(proto, str(path))
+    target = data_at or os.path.normpath(os.path.join(folder, location))
+    if str(target) != str(folder / "w.data"):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(folder / "w.data", target)
+    return path
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["../outside/w.data", "sub/../../outside/w.data", "ABSOLUTE", "..\\outside\\w.data"],
+    ids=["parent", "nested-parent", "absolute", "backslashes"],
+)
+def test_external_data_outside_the_models_folder_is_refused_before_it_is_read(tmp_path, location):
+    location = str(tmp_path / "outside" / "w.data") if location == "ABSOLUTE" else location
+    path = external_data_model(tmp_path / "model", location, data_at=tmp_path / "outside" / "w.data")
+    message = _one_line_error(read_onnx_spec, path, match="outside the model's folder: refused")
+    assert repr(location) in message and "tensor " in message
+
+
+def test_external_data_through_a_symlink_out_is_refused(tmp_path):
+    (tmp_path / "outside").mkdir()
+    path = external_data_model(tmp_path / "model", "w.data")
+    (tmp_path / "model" / "w.data").rename(tmp_path / "outside" / "w.data")
+    (tmp_path / "model" / "w.data").symlink_to(tmp_path / "outside" / "w.data")
+    _one_line_error(read_onnx_spec, path, match="keeps its data at 'w.data', outside the model's folder")
+    (tmp_path / "model" / "w.data").unlink()
+    (tmp_path / "model" / "link").symlink_to(tmp_path / "outside")  # a folder link out
+    path = external_data_model(tmp_path / "model2", "link/w.data", data_at=tmp_path / "outside" / "w.data")
+    (tmp_path / "model2" / "link").symlink_to(tmp_path / "outside")
+    _one_line_error(read_onnx_spec, path, match="outside the model's folder")
+
+
+def test_external_data_beside_the_model_is_read(tmp_path):
+    path = external_data_model(tmp_path / "model", "w.data")
+    assert read_onnx_spec(path) == _spec()
+    inside = external_data_model(tmp_path / "model2", "weights/w.data")  # a folder inside is inside
+    assert read_onnx_spec(inside) == _spec()
+
+
+@pytest.mark.parametrize("name", ["..", "../escape", "/abs", "a/b", ".hidden", "a\\b", "", "x/../../y"])
+def test_a_triton_model_name_cannot_leave_the_repository_folder(name):
+    from common.artifact import check_triton_model_name
+    from common.errors import OptionError
+
+    with pytest.raises(OptionError, match="use letters, digits"):
+        check_triton_model_name(name, "--triton-name")
+
+
+@pytest.mark.parametrize("name", ["proreg_clip", "m-1.fp16", "Model9"])
+def test_a_plain_triton_model_name_is_taken(name):
+    from common.artifact import check_triton_model_name
+
+    check_triton_model_name(name)

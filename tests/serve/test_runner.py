@@ -188,3 +188,26 @@ def test_onnxruntime_refuses_metadata_that_names_other_tensors(builtin_onnx, tmp
     write_onnx_spec(other, spec.derive(input_name="pixels"))
     with pytest.raises(ArtifactError, match=r"graph has inputs \['image'\] .* metadata says 'pixels' -> 'logits'"):
         OnnxRuntimeRunner(other)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_a_model_whose_data_lies_outside_its_folder_is_refused_before_a_runtime_reads_it(
+    builtin_onnx, tmp_path, backend
+):
+    """ONNX Runtime and OpenVINO would read what an external-data entry names; the runner refuses first."""
+    import onnx
+
+    src, _ = builtin_onnx
+    (tmp_path / "model").mkdir()
+    path = tmp_path / "model" / "model.onnx"
+    onnx.save(onnx.load(str(src)), str(path), save_as_external_data=True, location="w.data", size_threshold=0)
+    proto = onnx.load(str(path), load_external_data=False)
+    for tensor in proto.graph.initializer:
+        for entry in tensor.external_data:
+            if entry.key == "location":
+                entry.value = "../outside/w.data"
+    onnx.save(proto, str(path))
+    (tmp_path / "outside").mkdir()
+    shutil.move(tmp_path / "model" / "w.data", tmp_path / "outside" / "w.data")  # real data, where the entry points
+    with pytest.raises(ArtifactError, match=r"keeps its data at '\.\./outside/w\.data', outside the model's folder"):
+        open_runner(path, backend)
