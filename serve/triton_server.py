@@ -32,7 +32,7 @@ import sysconfig
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -138,17 +138,28 @@ def own_libpython() -> Iterator[None]:
 
 
 def _infer_function(runner: Runner) -> Callable[..., Any]:
-    """The callable PyTriton calls with each batch the dynamic batcher formed: the runner's logits."""
-    from pytriton.decorators import batch
+    """The callable PyTriton calls with the requests the dynamic batcher gathered: the runner's logits for each,
+    one forward pass for all. Triton itself refuses a wrong shape, rank, dtype, size or batch; pixel values are
+    checked here. PyTriton can answer a call only with one error for all its requests, so a request whose image
+    holds NaN or infinity fails with an error naming that when it is alone (as a client's request usually is), and
+    is answered with NaN logits when the batcher put valid requests beside it: they are answered as always, never
+    failed or changed by it."""
+    input_name, output_name, n_classes = runner.spec.input_name, runner.spec.output_name, len(runner.spec.classes)
 
-    input_name, output_name = runner.spec.input_name, runner.spec.output_name
-
-    @batch
-    def infer(**inputs: np.ndarray) -> dict[str, np.ndarray]:
-        images = inputs[input_name]
-        if not images.flags.writeable:  # a view of PyTriton's shared memory; torch wants to own what it wraps
-            images = images.copy()
-        return {output_name: runner.infer(torch.from_numpy(images))}
+    def infer(requests: list[Mapping[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+        images = [request[input_name] for request in requests]
+        finite = [bool(np.isfinite(image).all()) for image in images]
+        if not any(finite):
+            raise ValueError(f"input {input_name!r} holds NaN or infinite values: send finite pixel values")
+        batch = np.concatenate([image for image, ok in zip(images, finite, strict=True) if ok])  # a copy: writable
+        logits, start, answers = runner.infer(torch.from_numpy(batch)), 0, []
+        for image, ok in zip(images, finite, strict=True):
+            if ok:
+                answers.append({output_name: logits[start : start + len(image)]})
+                start += len(image)
+            else:
+                answers.append({output_name: np.full((len(image), n_classes), np.nan, np.float32)})
+        return answers
 
     return infer
 
