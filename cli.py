@@ -165,6 +165,7 @@ def eval_cmd(
     engine: opts.Engine = None,
     triton: opts.Triton = None,
     model: opts.TritonModel = None,
+    timeout: opts.TritonTimeout = None,
     data: opts.Data = [],
     reference: opts.Reference = None,
     max_drop: opts.EvalMaxDrop = None,
@@ -186,7 +187,7 @@ def eval_cmd(
 
     with one_line_errors():
         given = {"--checkpoint": checkpoint, "--zero-shot": zero_shot, "--onnx": onnx, "--engine": engine}
-        how = {"runtime": runtime, "inference_precision": inference_precision, "provider": provider}
+        how = {"runtime": runtime, "inference_precision": inference_precision, "provider": provider, "timeout": timeout}
         choice = choose_model({**given, "--triton": triton}, model, pretrained, how)
         check_gate(max_drop, reference)
         check_report_path(out)  # before any work: never over a file that is not a report of ours

@@ -284,6 +284,15 @@ Triton = Annotated[
     str | None,
     Opt(metavar="URL", help="A Triton Inference Server: http://HOST:PORT, grpc://HOST:PORT or HOST:PORT (HTTP)."),
 ]
+TritonTimeout = Annotated[
+    float | None,
+    Opt(
+        "--timeout",
+        metavar="SECONDS",
+        help="With --triton: how long to wait for each answer (default 300: a first request may wait for the "
+        "model to warm up).",
+    ),
+]
 TritonModel = Annotated[
     str | None, Opt(metavar="NAME", help=f"With --triton: the model's name there (default {TRITON_DEFAULT_MODEL}).")
 ]

@@ -20,6 +20,7 @@ class RunnerOptions:
     device: str = "auto"  # auto, cpu, cuda, cuda:N (common.models.pick_device): torch models, GPU backends
     inference_precision: str | None = None  # for a backend that offers a choice (Backend.inference_precisions)
     provider: str | None = None  # an execution provider, for a backend that offers one (Backend.providers)
+    timeout: float | None = None  # seconds a remote backend waits for an answer (None: its own default)
 
 
 @dataclass(frozen=True)

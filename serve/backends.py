@@ -75,11 +75,12 @@ def open_runner(
     inference_precision: str | None = None,
     progress: ProgressHook | None = None,
     provider: str | None = None,
+    timeout: float | None = None,
 ) -> Runner:
     """A runner for `source`; `backend` overrides the choice by suffix; `device` places torch models and the GPU
     backends; `inference_precision` and `provider` are for a backend that offers a choice of them
-    (Backend.inference_precisions, Backend.providers); `progress` shows a zero-shot
-    model's text classifier being built."""
+    (Backend.inference_precisions, Backend.providers); `timeout` is how long a remote backend (Triton) waits for an
+    answer; `progress` shows a zero-shot model's text classifier being built."""
     if isinstance(source, ZeroShotModel):
         return torch_runner.TorchRunner.zero_shot(source.model, source.pretrained, source.classes, device, progress)
     if isinstance(source, Run):
@@ -87,7 +88,7 @@ def open_runner(
     name = backend or backend_for(str(source))
     check_choice("backend", name, BACKENDS)
     check_options(name, inference_precision, provider)
-    return BACKENDS[name].open(str(source), RunnerOptions(device, inference_precision, provider))
+    return BACKENDS[name].open(str(source), RunnerOptions(device, inference_precision, provider, timeout))
 
 
 def check_options(name: str, inference_precision: str | None, provider: str | None) -> None:

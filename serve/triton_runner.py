@@ -73,31 +73,36 @@ def parse_model_url(text: str) -> TritonModel:
 
 
 @contextlib.contextmanager
-def server_errors(model: TritonModel, doing: str) -> Iterator[None]:
-    """Turns a refused connection, a timeout or the server's own error into one TritonError line."""
+def server_errors(model: TritonModel, doing: str, timeout: float = INFER_TIMEOUT_S) -> Iterator[None]:
+    """Turns a refused connection, a timeout, a server gone mid-request or the server's own error into one
+    TritonError line naming the server and what was being done."""
     from tritonclient.utils import InferenceServerException
 
+    server = model.server_url
     try:
         yield
     except ConnectionRefusedError:
-        raise TritonError(f"no Triton server at {model.server_url} (connection refused)") from None
-    except OSError as err:  # unknown host, timeouts, resets
-        raise TritonError(f"no Triton server at {model.server_url} ({err.strerror or err!r})") from None
+        raise TritonError(f"no Triton server at {server} (connection refused)") from None
+    except TimeoutError:
+        raise TritonError(f"Triton server {server}: {doing}: no answer within {timeout:g} s (--timeout)") from None
+    except OSError as err:  # unknown host, a connection reset by a server that went away
+        raise TritonError(f"Triton server {server}: {doing}: {err.strerror or err!r}") from None
     except InferenceServerException as err:
         text = (err.message() or str(err)).strip().splitlines()
-        if "failed to connect" in (text[0] if text else ""):
-            raise TritonError(f"no Triton server at {model.server_url} (connection refused)") from None
-        raise TritonError(f"Triton server {model.server_url}: {doing}: {text[0] if text else err!r}") from None
+        first = text[0] if text else repr(err)
+        if "failed to connect" in first:
+            raise TritonError(f"no Triton server at {server} (connection refused)") from None
+        if "Deadline Exceeded" in first or "DEADLINE_EXCEEDED" in first:
+            raise TritonError(f"Triton server {server}: {doing}: no answer within {timeout:g} s (--timeout)") from None
+        raise TritonError(f"Triton server {server}: {doing}: {first}") from None
 
 
 class _HttpClient:
-    def __init__(self, server: str):
+    def __init__(self, server: str, timeout: float):
         import tritonclient.http as http
 
         self.api = http
-        self.client = http.InferenceServerClient(
-            server, connection_timeout=CONNECT_TIMEOUT_S, network_timeout=INFER_TIMEOUT_S
-        )
+        self.client = http.InferenceServerClient(server, connection_timeout=CONNECT_TIMEOUT_S, network_timeout=timeout)
 
     def live(self) -> bool:
         return self.client.is_server_live()
@@ -126,10 +131,10 @@ class _HttpClient:
 
 
 class _GrpcClient:
-    def __init__(self, server: str):
+    def __init__(self, server: str, timeout: float):
         import tritonclient.grpc as grpc
 
-        self.api = grpc
+        self.api, self.timeout = grpc, timeout
         self.client = grpc.InferenceServerClient(server)
 
     def live(self) -> bool:
@@ -148,7 +153,7 @@ class _GrpcClient:
         feed = self.api.InferInput(input_name, list(images.shape), "FP32")
         feed.set_data_from_numpy(images)
         wanted = [self.api.InferRequestedOutput(output_name)]
-        return self.client.infer(name, [feed], outputs=wanted, client_timeout=INFER_TIMEOUT_S).as_numpy(output_name)
+        return self.client.infer(name, [feed], outputs=wanted, client_timeout=self.timeout).as_numpy(output_name)
 
     def close(self) -> None:
         self.client.close()
@@ -192,14 +197,16 @@ class TritonRunner(Runner):
     backend = "triton"
     runs_on = "server"
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, timeout: float = INFER_TIMEOUT_S):
+        """`timeout`: seconds to wait for each answer (a connection: CONNECT_TIMEOUT_S at most)."""
         self.model = parse_model_url(url)
         self.artifact = self.model.url
-        with server_errors(self.model, "connecting"):
-            client = _HttpClient(self.model.server) if self.model.protocol == "http" else _GrpcClient(self.model.server)
-        self._client = client
+        client_type = _HttpClient if self.model.protocol == "http" else _GrpcClient
+        with server_errors(self.model, "connecting", timeout):
+            client = client_type(self.model.server, timeout)
+        self._client, self.timeout = client, timeout
         self._close = weakref.finalize(self, client.close)  # open connections would hold up the server's shutdown
-        with server_errors(self.model, "reading the model's configuration"):
+        with server_errors(self.model, "reading the model's configuration", timeout):
             client.live()
             if not client.ready(self.model.name):
                 raise TritonError(
@@ -211,7 +218,7 @@ class TritonRunner(Runner):
 
     def _infer(self, images: torch.Tensor) -> np.ndarray:
         x, names = images.detach().cpu().numpy(), (self.spec.input_name, self.spec.output_name)
-        with server_errors(self.model, "inference"):
+        with server_errors(self.model, "inference", self.timeout):
             step = self.max_batch
             chunks = [self._client.infer(self.model.name, x[i : i + step], *names) for i in range(0, len(x), step)]
         logits = np.concatenate(chunks) if chunks else np.zeros((0, len(self.spec.classes)), np.float32)
@@ -225,7 +232,7 @@ class TritonRunner(Runner):
 
 
 def _open(source: str, options: RunnerOptions) -> Runner:
-    return TritonRunner(source)  # the server decides where the model runs
+    return TritonRunner(source, options.timeout or INFER_TIMEOUT_S)  # the server decides where the model runs
 
 
 BACKEND = Backend("triton", "Triton Inference Server", _open, schemes=("http://", "grpc://"))

@@ -9,7 +9,7 @@ from typing import Any
 
 from common.artifact import TRITON_DEFAULT_MODEL
 from common.builtin import BUILTIN
-from common.errors import OptionError
+from common.errors import OptionError, check_number
 from common.progress import ProgressHook
 from data.specs import ZeroShotClasses, resolve_eval_sets, zero_shot_classes
 from serve.backends import (
@@ -38,12 +38,13 @@ class ModelChoice:
     pretrained: str | None = None  # a zero-shot model's weights
     inference_precision: str | None = None  # for a backend that offers a choice
     provider: str | None = None  # an execution provider, for a backend that offers one
+    timeout: float | None = None  # seconds to wait for each answer of a Triton server
 
 
 def choose_model(given: dict[str, Any], model: str | None, pretrained: str | None, how: dict[str, Any]) -> ModelChoice:
     """The one model of `given` (--checkpoint, --zero-shot, --onnx, --engine, --triton by flag: the value or None),
     --model (a Triton model's name), --pretrained (a zero-shot model's weights) and `how` it runs (--runtime,
-    --inference-precision, --provider), each refused where it does not apply."""
+    --inference-precision, --provider, --timeout), each refused where it does not apply."""
     chosen = [(flag, str(source)) for flag, source in given.items() if source]
     if len(chosen) != 1:
         raise OptionError(f"give exactly one of {', '.join(given)}")
@@ -51,6 +52,10 @@ def choose_model(given: dict[str, Any], model: str | None, pretrained: str | Non
         raise OptionError("--model names a model on a Triton server: only with --triton")
     if pretrained is not None and not given["--zero-shot"]:
         raise OptionError("--pretrained names the weights of the --zero-shot model: only with --zero-shot")
+    if how.get("timeout") is not None:
+        if not given["--triton"]:
+            raise OptionError("--timeout is how long to wait for a Triton server's answers: only with --triton")
+        check_number("--timeout", how["timeout"], 0, above=True)
     flag, source = chosen[0]
     if flag == "--triton":
         from serve.triton_runner import model_url
@@ -67,7 +72,7 @@ def choose_model(given: dict[str, Any], model: str | None, pretrained: str | Non
     else:
         backend = backend_for(source) if flag == "--triton" else default_backend()
     check_options(default_backend() if backend == ZERO_SHOT else backend, how["inference_precision"], how["provider"])
-    return ModelChoice(backend, source, pretrained, how["inference_precision"], how["provider"])
+    return ModelChoice(backend, source, pretrained, how["inference_precision"], how["provider"], how.get("timeout"))
 
 
 def file_backend(option: str, name: str | None, source: str | None) -> str | None:
@@ -106,7 +111,13 @@ def open_runners(
 
     backend, source = choice.backend, choice.source
     if not (backend == ZERO_SHOT or (source == BUILTIN and backend == default_backend())):
-        runner = open_runner(source, backend, inference_precision=choice.inference_precision, provider=choice.provider)
+        runner = open_runner(
+            source,
+            backend,
+            inference_precision=choice.inference_precision,
+            provider=choice.provider,
+            timeout=choice.timeout,
+        )
         if reference == BUILTIN:
             return runner, open_runner(ZeroShotModel(BUILTIN, None, classes_of(runner)), progress=progress)
         return runner, open_runner(reference, ref_backend) if reference else None

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from train.config import TrainConfig
     from train.session import Session
+    from workflows.console import LineProgress
     from workflows.tracking import Tracking
 
 
@@ -50,7 +51,7 @@ def train_with_progress(
     return run
 
 
-def _train_prepared(session: Session, bar: Progress, resume: bool, tracking: Tracking | None) -> Run:
+def _train_prepared(session: Session, bar: Progress | LineProgress, resume: bool, tracking: Tracking | None) -> Run:
     """run_training with a bar, its records to the trackers; a full disk's line says how to resume."""
     from train.trainer import run_training
 

@@ -87,6 +87,19 @@ EVAL = [
         "give exactly one of --checkpoint, --zero-shot, --onnx, --engine, --triton",
     ),
     ("model-without-triton", ["--onnx", ONNX, "--model", "m"], "--model names a model on a Triton server: only with"),
+    ("timeout-without-triton", ["--onnx", ONNX, "--timeout", "5"], "--timeout is how long to wait for a Triton server"),
+    ("timeout-zero", ["--triton", HTTP, "--timeout", "0"], "--timeout must be a finite number above 0"),
+    ("timeout-nan", ["--triton", HTTP, "--timeout", "nan"], "--timeout must be a finite number above 0"),
+    (
+        "no-answer-in-time-grpc",
+        ["--triton", GRPC, *SMALL, "--timeout", "0.000001"],
+        f"Triton server {GRPC}: inference: no answer within 1e-06 s (--timeout)",
+    ),
+    (
+        "no-answer-in-time-http",
+        ["--triton", HTTP, *SMALL, "--timeout", "0.000001"],
+        f"Triton server {HTTP}: reading the model's configuration: no answer within 1e-06 s (--timeout)",
+    ),
 ]
 
 RUN = ["--checkpoint", f"{W}/run", "--out", "exported"]  # should a case not be refused, the export lands in cwd
