@@ -23,3 +23,10 @@ def cpu_flags() -> set[str]:
 def cpu_model() -> str:
     """The CPU's model name, or 'unknown CPU'."""
     return _cpuinfo_field("model name") or "unknown CPU"
+
+
+def int8_dot_products() -> bool:
+    """Whether the CPU multiplies INT8 without 16-bit saturation: VNNI (AVX-512 or AVX) or AMX. True where the flags
+    cannot be read (nothing to go on: the fast path)."""
+    flags = cpu_flags()
+    return not flags or bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})

@@ -77,40 +77,38 @@ LOCK_FILE = ".lock"
 
 
 class RunLock:
-    """An exclusive lock on a run directory for the life of this process (fcntl.flock on `.lock`).
+    """An exclusive lock on a run directory for the life of this process: fcntl.flock on the directory itself, so
+    taking it (and a refused resume) writes nothing. `.lock` holds the holder's pid once it claims the run, for
+    another process's error message, and goes when the run finishes.
 
     The kernel drops the lock when the holder exits, however it exits, so a lock left by a killed process is taken
-    over without anyone deciding it is stale; the pid written inside only names the holder in the error.
+    over without anyone deciding it is stale (its `.lock` is then only a note, rewritten by the next claim).
     """
 
     def __init__(self, run_dir: Path):
         import fcntl
 
-        path = Path(run_dir) / LOCK_FILE
-        self.path, self.created = path, not path.exists()
-        self.file = open(path, "a+")  # noqa: SIM115  # held open while training runs
+        self.path, self.claimed = Path(run_dir) / LOCK_FILE, False
+        self.fd = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            self.file.seek(0)
-            pid = self.file.read().strip()
-            self.file.close()
+            os.close(self.fd)
+            pid = self.path.read_text().strip() if self.path.is_file() else ""
             holder = f" (process {pid})" if pid else ""
             raise CheckpointError(
                 f"{run_dir} is in use by another training{holder}; wait or use another --out"
             ) from None
 
     def claim(self) -> None:
-        """Writes this process's id into the lock file, for another process's error message; called once the run
-        is ready to train, so a refused resume changes nothing."""
-        self.file.seek(0)
-        self.file.truncate()
-        self.file.write(str(os.getpid()))
-        self.file.flush()
+        """Writes this process's id into `.lock`, for another process's error message; called once the run is
+        ready to train, so a refused resume changes nothing."""
+        self.path.write_text(str(os.getpid()))
+        self.claimed = True
 
     def release(self, discard: bool = False, finished: bool = False) -> None:
-        """Closes the descriptor, which drops the flock; `discard` removes a lock file this lock created, `finished`
-        the lock file in any case (a finished run is never trained into again: it needs no lock)."""
-        if (discard and self.created) or finished:
-            self.path.unlink(missing_ok=True)  # while still locked: no one else can be holding this file
-        self.file.close()
+        """Drops the lock; `discard` removes the `.lock` this lock wrote (a run that never started), `finished` any
+        `.lock` (a finished run is never trained into again)."""
+        if (discard and self.claimed) or finished:
+            self.path.unlink(missing_ok=True)  # while still locked: no one else can be writing it
+        os.close(self.fd)

@@ -98,3 +98,28 @@ def test_unreadable_calibration_arrays_are_data_errors(tmp_path, builtin_onnx):
     np.save(labels, np.zeros((32, 3, 64, 64), np.int64))
     with pytest.raises(DataError, match="must hold floating-point images"):
         load_calibration_array(labels, meta)
+
+
+def test_the_tensorrt_int8_file_runs_as_exact_emulation_on_a_cpu_without_vnni(builtin_onnx, tmp_path, monkeypatch):
+    """Without VNNI, ONNX Runtime's fused s8 x s8 kernels saturate (16-bit pair sums); the runner then keeps the Q/DQ
+    graph as float emulation (what TensorRT computes), which stays within the export's parity limit. With VNNI the
+    fused kernels are kept."""
+    import onnxruntime as ort
+
+    import serve.onnxruntime_runner as runner_module
+
+    fp32, spec = builtin_onnx
+    calib = calibration_images(resolve_train_data(DataSource()).train, spec.classifier, 64)
+    int8 = write_int8_copy(fp32, tmp_path / "model.int8.onnx", spec, calib, Int8Options(method="minmax"), "train")
+    levels = {}
+    for vnni in (False, True):
+        monkeypatch.setattr(runner_module, "int8_dot_products", lambda vnni=vnni: vnni)
+        runner = OnnxRuntimeRunner(int8)
+        levels[vnni] = runner.session.get_session_options().graph_optimization_level
+        if not vnni:
+            parity = check_parity(OnnxRuntimeRunner(fp32), runner, torch.from_numpy(calib))
+            assert parity.top1_agreement >= 0.9 and parity.max_abs_logit_diff < 2.0
+    assert levels == {
+        False: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        True: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }

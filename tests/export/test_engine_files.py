@@ -13,6 +13,7 @@ from common.artifact import (
     sidecar_path,
     write_engine_sidecar,
 )
+from common.errors import NoSpaceError
 from export import tensorrt_build
 from export.tensorrt_build import write_engine_files
 
@@ -44,7 +45,7 @@ def test_a_failure_before_the_moves_leaves_the_earlier_pair_as_it_was(tmp_path, 
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(tensorrt_build, "strict_json", full_disk)  # the sidecar cannot be made
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(NoSpaceError, match=r"no space to write .*model\.plan \(No space left on device\)"):
         write_engine_files(plan, b"engine two", _spec(), _info(b"engine two"))
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temporary file, no orphan plan
 
