@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +73,10 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(timeout=STOP_DEADLINE_S)
+
+
+def serving(artifact: Path, tmp_path_factory, *args: str) -> Iterator[ServeProcess]:
+    """A module fixture's body (`yield from serving(...)`): a ServeProcess in a fresh folder, killed afterwards."""
+    server = ServeProcess(artifact, tmp_path_factory.mktemp("serve"), *args)
+    yield server
+    server.kill()

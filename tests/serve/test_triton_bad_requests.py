@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from serve.onnxruntime_runner import OnnxRuntimeRunner
-from tests.triton_server import ServeProcess, skip_without_pytriton
+from tests.triton_server import serving, skip_without_pytriton
 
 skip_without_pytriton()
 pytestmark = pytest.mark.slow  # a server start and stop (~10 s), then about 30 requests
@@ -27,10 +27,7 @@ MODEL = "proreg_clip"
 
 @pytest.fixture(scope="module")
 def served(builtin_onnx, tmp_path_factory):
-    path, _ = builtin_onnx
-    server = ServeProcess(path, tmp_path_factory.mktemp("serve"), "--max-batch-size", str(MAX_BATCH))
-    yield server
-    server.kill()
+    yield from serving(builtin_onnx[0], tmp_path_factory, "--max-batch-size", str(MAX_BATCH))
 
 
 @pytest.fixture(scope="module")

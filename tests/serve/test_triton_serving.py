@@ -18,7 +18,7 @@ from data.specs import resolve_eval_sets
 from serve.evaluate import evaluate
 from serve.onnxruntime_runner import OnnxRuntimeRunner
 from tests.tiny_data import copy_tiny_folder
-from tests.triton_server import ServeProcess, skip_without_pytriton
+from tests.triton_server import serving, skip_without_pytriton
 
 skip_without_pytriton()
 pytestmark = pytest.mark.slow  # a server start and stop (~10 s)
@@ -28,10 +28,7 @@ MAX_BATCH = 16  # below eval's batch of 40, so each batch is split into several 
 
 @pytest.fixture(scope="module")
 def served(builtin_onnx, tmp_path_factory):
-    path, _ = builtin_onnx
-    server = ServeProcess(path, tmp_path_factory.mktemp("serve"), "--max-batch-size", str(MAX_BATCH))
-    yield server
-    server.kill()
+    yield from serving(builtin_onnx[0], tmp_path_factory, "--max-batch-size", str(MAX_BATCH))
 
 
 @pytest.fixture(scope="module")
