@@ -79,12 +79,13 @@ def server_errors(model: TritonModel, doing: str, timeout: float = INFER_TIMEOUT
     from tritonclient.utils import InferenceServerException
 
     server = model.server_url
+    no_answer = f"Triton server {server}: {doing}: no answer within {timeout:g} s (--timeout)"
     try:
         yield
     except ConnectionRefusedError:
         raise TritonError(f"no Triton server at {server} (connection refused)") from None
     except TimeoutError:
-        raise TritonError(f"Triton server {server}: {doing}: no answer within {timeout:g} s (--timeout)") from None
+        raise TritonError(no_answer) from None
     except OSError as err:  # unknown host, a connection reset by a server that went away
         raise TritonError(f"Triton server {server}: {doing}: {err.strerror or err!r}") from None
     except InferenceServerException as err:
@@ -93,7 +94,7 @@ def server_errors(model: TritonModel, doing: str, timeout: float = INFER_TIMEOUT
         if "failed to connect" in first:
             raise TritonError(f"no Triton server at {server} (connection refused)") from None
         if "Deadline Exceeded" in first or "DEADLINE_EXCEEDED" in first:
-            raise TritonError(f"Triton server {server}: {doing}: no answer within {timeout:g} s (--timeout)") from None
+            raise TritonError(no_answer) from None
         raise TritonError(f"Triton server {server}: {doing}: {first}") from None
 
 
